@@ -1,0 +1,200 @@
+"""Reading typed values out of located YAML, collecting every problem (pure).
+
+Each reader returns the value, or None after recording an Issue, so a parser
+can keep going and report everything wrong with a file in one run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from geodns.config.yamlload import YList, YMap
+from geodns.errors import Issue, Location
+
+T = TypeVar("T")
+
+
+class Invalid(ValueError):
+    """Raised by a converter; the parser turns it into an Issue at the value."""
+
+
+class Ctx:
+    """The issue list shared by every reader of one configuration."""
+
+    def __init__(self) -> None:
+        self.issues: list[Issue] = []
+
+    def error(self, where: Location, message: str) -> None:
+        self.issues.append(Issue(where, message))
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+class Fields:
+    """The keys of one mapping, read once each; leftovers are unknown keys."""
+
+    def __init__(self, ctx: Ctx, mapping: YMap, path: str) -> None:
+        self.ctx = ctx
+        self.map = mapping
+        self.path = path
+        self.known: list[str] = []
+
+    def where(self, key: str) -> Location:
+        return self.map.value_loc(key)
+
+    def label(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str, message: str) -> None:
+        self.ctx.error(self.where(key), f"{self.label(key)}: {message}")
+
+    def has(self, key: str) -> bool:
+        self.known.append(key)
+        return key in self.map
+
+    def get(self, key: str, conv: Callable[[Any], T], default: T | None = None, *,
+            required: bool = False) -> T | None:
+        self.known.append(key)
+        if key not in self.map:
+            if required:
+                self.ctx.error(self.map.loc, f"{self.path or 'top level'}: missing required key {key!r}")
+            return default
+        try:
+            return conv(self.map[key])
+        except Invalid as exc:
+            self.error(key, str(exc))
+            return None
+
+    def raw(self, key: str) -> Any:
+        self.known.append(key)
+        return self.map.get(key)
+
+    def finish(self) -> None:
+        """Report every key nobody asked for, with a suggestion when one is close."""
+        for key in self.map:
+            if key in self.known:
+                continue
+            text = str(key)
+            hint = difflib.get_close_matches(text, self.known, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            allowed = ", ".join(sorted(set(self.known)))
+            self.ctx.error(
+                self.map.key_loc(key),
+                f"unknown key {text!r} in {self.path or 'top level'}{suggestion}; known keys: {allowed}",
+            )
+
+
+def mapping(ctx: Ctx, value: Any, where: Location, path: str, *, allow_null: bool = False) -> YMap | None:
+    if value is None and allow_null:
+        empty = YMap()
+        empty.loc, empty.key_locs, empty.value_locs = where, {}, {}
+        return empty
+    if isinstance(value, YMap):
+        return value
+    ctx.error(where, f"{path}: expected a mapping, got {type_name(value)}")
+    return None
+
+
+# Converters: value -> T, raise Invalid with a message meant for a person.
+
+def to_str(value: Any) -> str:
+    if isinstance(value, str) and value:
+        return value
+    raise Invalid(f"expected a non-empty string, got {type_name(value)}")
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise Invalid(f"expected true or false, got {type_name(value)}")
+
+
+def int_in(lo: int, hi: int) -> Callable[[Any], int]:
+    def conv(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(f"expected an integer, got {type_name(value)}")
+        if not lo <= value <= hi:
+            raise Invalid(f"{value} is out of range {lo}..{hi}")
+        return value
+
+    return conv
+
+
+to_port = int_in(1, 65535)
+to_ttl = int_in(0, 2**31 - 1)  # RFC 2181 section 8
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def to_duration(value: Any) -> float:
+    """'500ms', '2s', '1m', '1h', '1m30s' -> seconds. A bare number is refused:
+    is 2 two seconds or two milliseconds? Users must say."""
+    if not isinstance(value, str):
+        raise Invalid(f"bad duration {value!r}: write it with a unit, e.g. 500ms, 2s, 1m")
+    text = value.strip()
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise Invalid(f"bad duration {value!r}: write it with a unit, e.g. 500ms, 2s, 1m")
+    if total <= 0:
+        raise Invalid(f"duration {value!r} must be greater than zero")
+    return total
+
+
+def to_ip(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"expected an IP address, got {type_name(value)}")
+    try:
+        return ipaddress.ip_address(value).compressed
+    except ValueError:
+        raise Invalid(f"{value!r} is not an IP address") from None
+
+
+def list_of(conv: Callable[[Any], T], *, allow_scalar: bool = False) -> Callable[[Any], list[T]]:
+    """A list of T; item errors name the index. With allow_scalar, x means [x]."""
+
+    def read(value: Any) -> list[T]:
+        if not isinstance(value, list):
+            if allow_scalar:
+                return [conv(value)]
+            raise Invalid(f"expected a list, got {type_name(value)}")
+        out: list[T] = []
+        for index, item in enumerate(value):
+            try:
+                out.append(conv(item))
+            except Invalid as exc:
+                raise Invalid(f"item {index + 1}: {exc}") from None
+        return out
+
+    return read
+
+
+def item_locations(value: Any, fallback: Location) -> list[Location]:
+    if isinstance(value, YList):
+        return list(value.item_locs)
+    return [fallback]

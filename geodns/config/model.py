@@ -1,0 +1,121 @@
+"""Validated configuration as frozen dataclasses (pure).
+
+Field names follow the YAML keys users write (see README "Configuration
+reference"); those names are a contract, so rename nothing here lightly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from geodns.names import Name
+from geodns.zone import ZoneSet
+
+MODES = ("authoritative", "route53", "both")
+POLICIES = ("failover", "weighted", "all", "geo")
+CHECK_TYPES = ("http", "https", "tcp", "exec")
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    @property
+    def family_v6(self) -> bool:
+        return ":" in self.host
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if self.family_v6 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    mode: str = "authoritative"
+    dns_listen: tuple[ListenAddress, ...] = (ListenAddress("127.0.0.1", 5300),)
+    http_listen: ListenAddress | None = ListenAddress("127.0.0.1", 8053)
+    state_dir: Path = Path("var")
+    datacenter: str | None = None
+    nsid: bytes | None = None
+    edns_udp_size: int = 1232
+    tcp_idle_timeout: float = 10.0
+    tcp_max_connections: int = 256
+
+
+@dataclass(frozen=True)
+class Datacenter:
+    name: str
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    type: str
+    port: int | None = None
+    path: str = "/"
+    expect_status: tuple[tuple[int, int], ...] = ((200, 299),)
+    expect_body: str | None = None
+    interval: float = 2.0
+    timeout: float = 1.0
+    rise: int = 2
+    fall: int = 3
+
+
+@dataclass(frozen=True)
+class Member:
+    address: str  # canonical text
+    dc: str
+    weight: int = 1
+    check_address: str | None = None
+    check_port: int | None = None
+
+    @property
+    def is_v6(self) -> bool:
+        return ":" in self.address
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    members: tuple[Member, ...]
+    datacenters: tuple[str, ...]
+    check: str | None = None
+    policy: str = "failover"
+    fallback: str = "all"
+    ttl: int | None = None
+
+
+@dataclass(frozen=True)
+class TopologyRule:
+    match: ipaddress.IPv4Network | ipaddress.IPv6Network
+    prefer: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Route53Record:
+    name: Name
+    hosted_zone_id: str
+    pool: str
+    ttl: int = 60
+
+
+@dataclass(frozen=True)
+class Route53Config:
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    records: tuple[Route53Record, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    server: ServerConfig
+    datacenters: tuple[Datacenter, ...] = ()
+    checks: dict[str, Check] = field(default_factory=dict)
+    pools: dict[str, Pool] = field(default_factory=dict)
+    topology: tuple[TopologyRule, ...] = ()
+    zones_dir: Path | None = None
+    zones: ZoneSet = field(default_factory=lambda: ZoneSet({}))
+    route53: Route53Config | None = None

@@ -1,0 +1,136 @@
+"""Wires config, zones and listeners together; SIGHUP reloads, SIGTERM stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+from pathlib import Path
+
+from geodns.admin import AdminServer, make_app
+from geodns.config import Config, load
+from geodns.config.model import ListenAddress
+from geodns.dnsserver import DnsServer
+from geodns.errors import ConfigError
+from geodns.handler import ServingState, Stats
+from geodns.policy import AllMembers
+
+log = logging.getLogger(__name__)
+
+
+def serving_state(config: Config) -> ServingState:
+    return ServingState(
+        zones=config.zones,
+        pools=AllMembers(config.pools),
+        nsid=config.server.nsid,
+        edns_udp_size=config.server.edns_udp_size,
+    )
+
+
+def with_overrides(config: Config, dns_listen: list[ListenAddress] | None,
+                   http_listen: ListenAddress | None) -> Config:
+    """Command-line listen addresses win over the file's (and survive reloads)."""
+    server = config.server
+    if dns_listen:
+        server = dataclasses.replace(server, dns_listen=tuple(dns_listen))
+    if http_listen is not None:
+        server = dataclasses.replace(server, http_listen=http_listen)
+    return dataclasses.replace(config, server=server)
+
+
+class Daemon:
+    def __init__(self, config: Config, *, dns_listen: list[ListenAddress] | None = None,
+                 http_listen: ListenAddress | None = None) -> None:
+        self.dns_override = dns_listen
+        self.http_override = http_listen
+        self.config = with_overrides(config, dns_listen, http_listen)
+        self.state = serving_state(self.config)
+        self.stats = Stats()
+        self.dns = DnsServer(
+            lambda: self.state, self.stats,
+            tcp_idle_timeout=self.config.server.tcp_idle_timeout,
+            tcp_max_connections=self.config.server.tcp_max_connections,
+        )
+        self.admin: AdminServer | None = None
+        self.serving = False
+        self._stop = asyncio.Event()
+        self._reloading: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.dns.start(self.config.server.dns_listen)
+        if self.config.server.http_listen is not None:
+            self.admin = AdminServer(make_app(lambda: self.serving))
+            await self.admin.start(self.config.server.http_listen)
+        self.serving = True
+        zones = ", ".join(sorted(".".join(o) + "." for o in self.config.zones.zones))
+        log.info("serving %d zone(s): %s", len(self.config.zones.zones), zones or "none")
+
+    async def reload(self) -> bool:
+        """Load the config again; on any problem keep serving the old one."""
+        path = self.config.source
+        log.info("reloading configuration from %s", path)
+        try:
+            # Parsing a large zone takes a while: do it off the loop so queries keep flowing.
+            new = await asyncio.to_thread(load, path)
+        except ConfigError as exc:
+            log.error("reload failed, still serving the previous configuration; %d problem(s):\n%s",
+                      len(exc.issues), exc)
+            return False
+        new = with_overrides(new, self.dns_override, self.http_override)
+        if new.server.dns_listen != self.config.server.dns_listen or \
+                new.server.http_listen != self.config.server.http_listen:
+            log.warning("listen addresses changed in %s; restart geodns to apply them", path)
+        self.config = new
+        self.state = serving_state(new)  # one reference swap: each query sees old or new
+        log.info("reloaded: serving %d zone(s)", len(new.zones.zones))
+        return True
+
+    def request_reload(self) -> None:
+        if self._reloading is not None and not self._reloading.done():
+            log.info("reload already in progress; ignoring SIGHUP")
+            return
+        self._reloading = asyncio.get_running_loop().create_task(self.reload())
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        try:
+            await self.start()
+            await self._stop.wait()
+            log.info("stopping")
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    async def stop(self) -> None:
+        self.serving = False
+        if self._reloading is not None:
+            self._reloading.cancel()
+        await self.dns.stop()
+        if self.admin is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.admin.stop(), 1.0)
+
+
+def run(path: Path, dns_listen: list[ListenAddress] | None, http_listen: ListenAddress | None,
+        *, use_uvloop: bool = True) -> None:
+    """Load, serve until SIGTERM. Raises ConfigError before binding anything."""
+    config = load(path)
+    daemon = Daemon(config, dns_listen=dns_listen, http_listen=http_listen)
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            log.info("uvloop not installed; using the standard asyncio loop")
+        else:
+            uvloop.run(daemon.run())
+            return
+    asyncio.run(daemon.run())

@@ -1,0 +1,116 @@
+"""One DNS message in, at most one out: the protocol rules around `answer.resolve`.
+
+This is the boundary where untrusted bytes meet our code, so it is total:
+every input yields a response or a deliberate drop, never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from geodns.answer import (
+    FORMERR, NOTIMP, REFUSED, SERVFAIL, Client, PoolSource, resolve,
+)
+from geodns.encode import MAX_TCP_MESSAGE, encode_answer, encode_simple
+from geodns.wire import Header, Malformed, parse_header, parse_query, parse_question
+from geodns.zone import ZoneSet
+
+log = logging.getLogger(__name__)
+
+CLASS_IN = 1
+BADVERS = 16
+TYPE_OPT = 41
+TYPE_IXFR = 251
+TYPE_AXFR = 252
+UNSUPPORTED_META = frozenset({249, 250, 253, 254})  # TKEY, TSIG, MAILB, MAILA
+PLAIN_UDP_LIMIT = 512
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """Everything a query reads, swapped as one reference on reload."""
+
+    zones: ZoneSet
+    pools: PoolSource
+    nsid: bytes | None = None
+    edns_udp_size: int = 1232
+
+
+class Stats:
+    """Counters the server keeps for /metrics; plain ints, no locking (one loop)."""
+
+    __slots__ = ("dropped", "formerr", "internal_errors", "queries")
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.dropped = 0
+        self.formerr = 0
+        self.internal_errors = 0
+
+
+def handle(data: bytes, source: str, udp: bool, state: ServingState, stats: Stats) -> bytes | None:
+    """Answer one message from `source`. None means: send nothing."""
+    stats.queries += 1
+    header = parse_header(data)
+    if header is None or header.is_response:
+        # No header to answer, or a response (answering those feeds reflection loops).
+        stats.dropped += 1
+        return None
+    try:
+        return _handle(data, header, source, udp, state, stats)
+    except Exception:
+        # A bug of ours, not the client's: say so loudly, answer SERVFAIL, keep serving.
+        stats.internal_errors += 1
+        log.exception("internal error answering a query from %s; replied SERVFAIL", source)
+        try:
+            return encode_simple(header, None, SERVFAIL, None, state.edns_udp_size, None)
+        except Exception:
+            log.exception("could not even encode SERVFAIL; dropping")
+            return None
+
+
+def _handle(data: bytes, header: Header, source: str, udp: bool, state: ServingState,
+            stats: Stats) -> bytes | None:
+    size = state.edns_udp_size
+    if header.opcode != 0:
+        question = None
+        if header.qdcount == 1:
+            try:
+                question = parse_question(data)
+            except Malformed:
+                question = None
+        return encode_simple(header, question, NOTIMP, None, size, None)
+    try:
+        query = parse_query(data, header)
+    except Malformed as exc:
+        stats.formerr += 1
+        log.debug("FORMERR to %s: %s", source, exc)
+        return encode_simple(header, None, FORMERR, None, size, None)
+
+    q, edns = query.question, query.edns
+    if query.opt_count > 1:
+        stats.formerr += 1
+        return encode_simple(header, q, FORMERR, None, size, None)
+    if edns is not None and edns.version > 0:
+        # RFC 6891 6.1.3: BADVERS, answered with the highest version we do (0).
+        return encode_simple(header, q, BADVERS, edns, size, state.nsid)
+    if header.ancount or header.nscount:
+        stats.formerr += 1
+        return encode_simple(header, q, FORMERR, edns, size, state.nsid)
+    if q.qtype == TYPE_OPT:
+        stats.formerr += 1
+        return encode_simple(header, q, FORMERR, edns, size, state.nsid)
+    if q.qtype in UNSUPPORTED_META:
+        return encode_simple(header, q, NOTIMP, edns, size, state.nsid)
+    if q.qclass != CLASS_IN or q.qtype in (TYPE_AXFR, TYPE_IXFR):
+        return encode_simple(header, q, REFUSED, edns, size, state.nsid)
+
+    answer = resolve(q.name, q.qtype, state.zones, state.pools, Client(source))
+    if not udp:
+        limit = MAX_TCP_MESSAGE
+    elif edns is None:
+        limit = PLAIN_UDP_LIMIT
+    else:
+        limit = max(PLAIN_UDP_LIMIT, min(edns.udp_size, size))
+    return encode_answer(header, q, answer, edns, limit, size, state.nsid)

@@ -1,0 +1,188 @@
+"""Parsing DNS queries from the wire by hand (pure, no dnslib).
+
+A query is small and regular, so reading it directly is both faster than a
+general parser (see PERF-NOTES: ~1.3 us vs ~27 us) and stricter: every way a
+packet can be malformed ends in `Malformed`, never in an IndexError or a
+UnicodeDecodeError escaping from a library.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from geodns.names import MAX_LABEL, MAX_NAME_WIRE, Name
+
+HEADER = struct.Struct("!HHHHHH")
+RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
+QR = 0x8000
+OPCODE_SHIFT = 11
+AA = 0x0400
+TC = 0x0200
+RD = 0x0100
+CD = 0x0010
+TYPE_OPT = 41
+EDNS_DO = 0x8000
+OPT_NSID = 3
+OPT_ECS = 8
+
+_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+
+
+class Malformed(Exception):
+    """The packet cannot be parsed past its header (FORMERR when there is one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Edns:
+    udp_size: int
+    version: int
+    flags: int  # the 16 flag bits: DO is 0x8000
+    options: tuple[tuple[int, bytes], ...]
+
+    @property
+    def do(self) -> bool:
+        return bool(self.flags & EDNS_DO)
+
+    def option(self, code: int) -> bytes | None:
+        for opt_code, data in self.options:
+            if opt_code == code:
+                return data
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    id: int
+    flags: int
+    qdcount: int
+    ancount: int
+    nscount: int
+    arcount: int
+
+    @property
+    def opcode(self) -> int:
+        return (self.flags >> OPCODE_SHIFT) & 0xF
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.flags & QR)
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    labels: tuple[bytes, ...]  # as sent, letter case preserved (echoed back)
+    name: Name  # lowercase, for lookups
+    qtype: int
+    qclass: int
+    wire: bytes  # the question section exactly as sent
+    end: int  # offset just past the question
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    header: Header
+    question: Question
+    edns: Edns | None
+    opt_count: int
+
+
+def parse_header(data: bytes) -> Header | None:
+    if len(data) < HEADER.size:
+        return None
+    return Header(*HEADER.unpack_from(data))
+
+
+def parse_question(data: bytes, offset: int = HEADER.size) -> Question:
+    """The question name must be uncompressed: there is nothing before it to point at."""
+    labels: list[bytes] = []
+    pos = offset
+    total = 1
+    end = len(data)
+    while True:
+        if pos >= end:
+            raise Malformed("question name runs past the end of the packet")
+        length = data[pos]
+        if length == 0:
+            pos += 1
+            break
+        if length > MAX_LABEL:
+            raise Malformed("compression or extended label type in the question name")
+        total += length + 1
+        if total > MAX_NAME_WIRE:
+            raise Malformed("question name longer than 255 bytes")
+        label = data[pos + 1 : pos + 1 + length]
+        if len(label) != length:
+            raise Malformed("question label runs past the end of the packet")
+        labels.append(label)
+        pos += 1 + length
+    if pos + 4 > end:
+        raise Malformed("question type and class missing")
+    qtype, qclass = struct.unpack_from("!HH", data, pos)
+    name = tuple(label.translate(_LOWER).decode("latin-1") for label in labels)
+    return Question(tuple(labels), name, qtype, qclass, data[offset : pos + 4], pos + 4)
+
+
+def _skip_name(data: bytes, pos: int) -> tuple[int, bool]:
+    """Skip a possibly compressed name; returns (next offset, is root)."""
+    first = pos
+    while True:
+        if pos >= len(data):
+            raise Malformed("record name runs past the end of the packet")
+        length = data[pos]
+        if length == 0:
+            return pos + 1, pos == first
+        if length & 0xC0 == 0xC0:
+            if pos + 2 > len(data):
+                raise Malformed("truncated compression pointer")
+            return pos + 2, False
+        if length > MAX_LABEL:
+            raise Malformed("unknown label type")
+        pos += 1 + length
+
+
+def parse_query(data: bytes, header: Header) -> Query:
+    """Everything after the header. Raises Malformed on any structural problem."""
+    if header.qdcount != 1:
+        raise Malformed(f"QDCOUNT is {header.qdcount}, not 1")
+    question = parse_question(data)
+    pos = question.end
+    edns: Edns | None = None
+    opt_count = 0
+    for index in range(header.ancount + header.nscount + header.arcount):
+        pos, is_root = _skip_name(data, pos)
+        if pos + RR_FIXED.size > len(data):
+            raise Malformed("record header runs past the end of the packet")
+        rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, pos)
+        pos += RR_FIXED.size
+        if pos + rdlength > len(data):
+            raise Malformed("record data runs past the end of the packet")
+        if rtype == TYPE_OPT:
+            if index < header.ancount + header.nscount or not is_root:
+                raise Malformed("OPT record outside the additional section or not at the root")
+            opt_count += 1
+            edns = Edns(
+                udp_size=rclass,
+                version=(ttl >> 16) & 0xFF,
+                flags=ttl & 0xFFFF,
+                options=_parse_options(data[pos : pos + rdlength]),
+            )
+        pos += rdlength
+    if pos != len(data):
+        raise Malformed(f"{len(data) - pos} bytes of trailing data")
+    return Query(header, question, edns, opt_count)
+
+
+def _parse_options(rdata: bytes) -> tuple[tuple[int, bytes], ...]:
+    options = []
+    pos = 0
+    while pos < len(rdata):
+        if pos + 4 > len(rdata):
+            raise Malformed("truncated EDNS option header")
+        code, length = struct.unpack_from("!HH", rdata, pos)
+        pos += 4
+        if pos + length > len(rdata):
+            raise Malformed("EDNS option runs past the OPT record")
+        options.append((code, rdata[pos : pos + length]))
+        pos += length
+    return tuple(options)

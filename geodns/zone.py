@@ -1,0 +1,178 @@
+"""Zone data (pure): record sets, pool-backed record sets, and the lookups answers need.
+
+A zone is built once from validated config and never mutated; a reload builds
+a new `ZoneSet` and swaps the reference, so a query sees either the old or the
+new data, never a mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from geodns.names import Name
+
+
+class RType(IntEnum):
+    A = 1
+    NS = 2
+    CNAME = 5
+    SOA = 6
+    PTR = 12
+    MX = 15
+    TXT = 16
+    AAAA = 28
+    SRV = 33
+    DS = 43
+    ANY = 255
+    CAA = 257
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A or AAAA data, kept as canonical text (ipaddress.compressed)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """CNAME, NS or PTR data: one domain name."""
+
+    name: Name
+
+
+@dataclass(frozen=True, slots=True)
+class MX:
+    preference: int
+    exchange: Name
+
+
+@dataclass(frozen=True, slots=True)
+class TXT:
+    strings: tuple[bytes, ...]  # each at most 255 bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SRV:
+    priority: int
+    weight: int
+    port: int
+    target: Name
+
+
+@dataclass(frozen=True, slots=True)
+class CAA:
+    flags: int
+    tag: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SOA:
+    mname: Name
+    rname: Name
+    serial: int
+    refresh: int
+    retry: int
+    expire: int
+    minimum: int
+
+
+RData = Address | Target | MX | TXT | SRV | CAA | SOA
+
+
+@dataclass(frozen=True, slots=True)
+class RRset:
+    name: Name
+    rtype: int
+    ttl: int
+    rdatas: tuple[RData, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRRset:
+    """An A or AAAA record set whose addresses come from a pool at query time."""
+
+    name: Name
+    rtype: int
+    ttl: int
+    pool: str
+
+
+Entry = RRset | PoolRRset
+Node = Mapping[int, Entry]
+
+
+@dataclass(frozen=True)
+class Zone:
+    origin: Name
+    soa: RRset
+    nodes: Mapping[Name, Node]
+    # Derived once at build time so lookups never walk the whole zone.
+    cuts: frozenset[Name] = field(default=frozenset())
+    existing: frozenset[Name] = field(default=frozenset())  # nodes and empty non-terminals
+    has_wildcards: bool = False
+
+    @property
+    def negative_ttl(self) -> int:
+        # RFC 2308 section 5: the lesser of the SOA TTL and the SOA minimum.
+        soa = self.soa.rdatas[0]
+        assert isinstance(soa, SOA)
+        return min(self.soa.ttl, soa.minimum)
+
+    def find_cut(self, name: Name) -> Name | None:
+        """The highest delegation point at or above `name` (below the apex), if any."""
+        if not self.cuts:
+            return None
+        for k in range(len(self.origin) + 1, len(name) + 1):
+            candidate = name[-k:]
+            if candidate in self.cuts:
+                return candidate
+        return None
+
+    def closest_encloser(self, name: Name) -> Name:
+        for k in range(len(name) - 1, len(self.origin) - 1, -1):
+            candidate = name[-k:] if k else ()
+            if candidate in self.existing:
+                return candidate
+        return self.origin
+
+
+def build_zone(origin: Name, soa: RRset, entries: Iterable[Entry]) -> Zone:
+    """Assemble a zone from validated record sets (config has checked the rules)."""
+    nodes: dict[Name, dict[int, Entry]] = {origin: {int(RType.SOA): soa}}
+    for entry in entries:
+        nodes.setdefault(entry.name, {})[entry.rtype] = entry
+    cuts = frozenset(
+        name for name, node in nodes.items() if name != origin and int(RType.NS) in node
+    )
+    existing: set[Name] = set()
+    for name in nodes:
+        for k in range(len(origin), len(name) + 1):
+            existing.add(name[-k:] if k else ())
+    return Zone(
+        origin=origin,
+        soa=soa,
+        nodes={name: dict(sorted(node.items())) for name, node in nodes.items()},
+        cuts=cuts,
+        existing=frozenset(existing),
+        has_wildcards=any(name and name[0] == "*" for name in nodes),
+    )
+
+
+@dataclass(frozen=True)
+class ZoneSet:
+    """Every zone this server is authoritative for, keyed by origin."""
+
+    zones: Mapping[Name, Zone]
+
+    def find(self, name: Name) -> Zone | None:
+        """The most specific zone containing `name`, or None (-> REFUSED)."""
+        zones = self.zones
+        for i in range(len(name) + 1):
+            zone = zones.get(name[i:])
+            if zone is not None:
+                return zone
+        return None

@@ -32,10 +32,7 @@ class AdminServer:
         await self.runner.setup()
         site = web.TCPSite(self.runner, address.host, address.port, reuse_address=True)
         await site.start()
-        server = site._server  # aiohttp has no public accessor for the bound port
-        port = address.port
-        if server is not None and server.sockets:
-            port = server.sockets[0].getsockname()[1]
+        port = self.runner.addresses[0][1] if self.runner.addresses else address.port
         self.bound = ListenAddress(address.host, port)
         log.info("HTTP listening on http://%s/", self.bound)
 

@@ -225,4 +225,3 @@ def resolve(qname: Name, qtype: int, zones: ZoneSet, pools: PoolSource, client: 
         return b.finish(NOERROR, True)
     # Chain longer than we follow: hand back what we have; resolvers continue.
     return b.finish(NOERROR, True)
-

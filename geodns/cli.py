@@ -40,10 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="answer DNS for the configured zones")
     serve.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
-    serve.add_argument("--dns-listen", type=_listen_arg, action="append", metavar="HOST:PORT",
-                       help="UDP+TCP address to answer on (repeatable; replaces server.dns_listen)")
-    serve.add_argument("--http-listen", type=_listen_arg, metavar="HOST:PORT",
-                       help="address of the HTTP API (replaces server.http_listen)")
+    serve.add_argument(
+        "--dns-listen",
+        type=_listen_arg,
+        action="append",
+        metavar="HOST:PORT",
+        help="UDP+TCP address to answer on (repeatable; replaces server.dns_listen)",
+    )
+    serve.add_argument(
+        "--http-listen",
+        type=_listen_arg,
+        metavar="HOST:PORT",
+        help="address of the HTTP API (replaces server.http_listen)",
+    )
     serve.add_argument("--no-uvloop", action="store_true", help="use the standard asyncio loop")
     return parser
 
@@ -59,13 +68,15 @@ def setup_logging(level: str) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     config = load(args.config)
     records = sum(len(node) for z in config.zones.zones.values() for node in z.nodes.values())
-    print(f"{args.config}: OK ({len(config.zones.zones)} zone(s), {records} record set(s), "
-          f"{len(config.pools)} pool(s), {len(config.checks)} check(s))")
+    print(
+        f"{args.config}: OK ({len(config.zones.zones)} zone(s), {records} record set(s), "
+        f"{len(config.pools)} pool(s), {len(config.checks)} check(s))"
+    )
     return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from geodns.daemon import run
+    from geodns.daemon import run  # noqa: PLC0415 - optional/slow import, only when serving
 
     try:
         run(args.config, args.dns_listen, args.http_listen, use_uvloop=not args.no_uvloop)

@@ -29,8 +29,9 @@ def serving_state(config: Config) -> ServingState:
     )
 
 
-def with_overrides(config: Config, dns_listen: list[ListenAddress] | None,
-                   http_listen: ListenAddress | None) -> Config:
+def with_overrides(
+    config: Config, dns_listen: list[ListenAddress] | None, http_listen: ListenAddress | None
+) -> Config:
     """Command-line listen addresses win over the file's (and survive reloads)."""
     server = config.server
     if dns_listen:
@@ -41,22 +42,28 @@ def with_overrides(config: Config, dns_listen: list[ListenAddress] | None,
 
 
 class Daemon:
-    def __init__(self, config: Config, *, dns_listen: list[ListenAddress] | None = None,
-                 http_listen: ListenAddress | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        dns_listen: list[ListenAddress] | None = None,
+        http_listen: ListenAddress | None = None,
+    ) -> None:
         self.dns_override = dns_listen
         self.http_override = http_listen
         self.config = with_overrides(config, dns_listen, http_listen)
         self.state = serving_state(self.config)
         self.stats = Stats()
         self.dns = DnsServer(
-            lambda: self.state, self.stats,
+            lambda: self.state,
+            self.stats,
             tcp_idle_timeout=self.config.server.tcp_idle_timeout,
             tcp_max_connections=self.config.server.tcp_max_connections,
         )
         self.admin: AdminServer | None = None
         self.serving = False
         self._stop = asyncio.Event()
-        self._reloading: asyncio.Task[None] | None = None
+        self._reloading: asyncio.Task[bool] | None = None
 
     async def start(self) -> None:
         await self.dns.start(self.config.server.dns_listen)
@@ -75,12 +82,17 @@ class Daemon:
             # Parsing a large zone takes a while: do it off the loop so queries keep flowing.
             new = await asyncio.to_thread(load, path)
         except ConfigError as exc:
-            log.error("reload failed, still serving the previous configuration; %d problem(s):\n%s",
-                      len(exc.issues), exc)
+            log.error(
+                "reload failed, still serving the previous configuration; %d problem(s):\n%s",
+                len(exc.issues),
+                exc,
+            )
             return False
         new = with_overrides(new, self.dns_override, self.http_override)
-        if new.server.dns_listen != self.config.server.dns_listen or \
-                new.server.http_listen != self.config.server.http_listen:
+        if (
+            new.server.dns_listen != self.config.server.dns_listen
+            or new.server.http_listen != self.config.server.http_listen
+        ):
             log.warning("listen addresses changed in %s; restart geodns to apply them", path)
         self.config = new
         self.state = serving_state(new)  # one reference swap: each query sees old or new
@@ -120,14 +132,19 @@ class Daemon:
                 await asyncio.wait_for(self.admin.stop(), 1.0)
 
 
-def run(path: Path, dns_listen: list[ListenAddress] | None, http_listen: ListenAddress | None,
-        *, use_uvloop: bool = True) -> None:
+def run(
+    path: Path,
+    dns_listen: list[ListenAddress] | None,
+    http_listen: ListenAddress | None,
+    *,
+    use_uvloop: bool = True,
+) -> None:
     """Load, serve until SIGTERM. Raises ConfigError before binding anything."""
     config = load(path)
     daemon = Daemon(config, dns_listen=dns_listen, http_listen=http_listen)
     if use_uvloop:
         try:
-            import uvloop
+            import uvloop  # noqa: PLC0415 - optional/slow import, only when serving
         except ImportError:
             log.info("uvloop not installed; using the standard asyncio loop")
         else:

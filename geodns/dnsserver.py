@@ -56,8 +56,14 @@ class UdpListener:
 class DnsServer:
     """UDP and TCP listeners on a set of addresses, answering from `state()`."""
 
-    def __init__(self, state: StateGetter, stats: Stats, *, tcp_idle_timeout: float = 10.0,
-                 tcp_max_connections: int = 256) -> None:
+    def __init__(
+        self,
+        state: StateGetter,
+        stats: Stats,
+        *,
+        tcp_idle_timeout: float = 10.0,
+        tcp_max_connections: int = 256,
+    ) -> None:
         self.state = state
         self.stats = stats
         self.tcp_idle_timeout = tcp_idle_timeout
@@ -65,7 +71,7 @@ class DnsServer:
         self.tcp_connections = 0
         self._udp: list[socket.socket] = []
         self._tcp: list[asyncio.Server] = []
-        self._tcp_tasks: set[asyncio.Task[None]] = set()
+        self._tcp_writers: set[asyncio.StreamWriter] = set()
         self.bound: list[ListenAddress] = []
 
     async def start(self, addresses: tuple[ListenAddress, ...]) -> None:
@@ -116,14 +122,12 @@ class DnsServer:
         raise OSError(f"no free port with both UDP and TCP available on {address.host}")
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
         if self.tcp_connections >= self.tcp_max_connections:
             # Over the cap: close at once rather than queue (RFC 7766 6.2.2).
             writer.close()
             return
         self.tcp_connections += 1
-        if task is not None:
-            self._tcp_tasks.add(task)
+        self._tcp_writers.add(writer)
         peer = writer.get_extra_info("peername")
         source = peer[0] if peer else "?"
         try:
@@ -144,8 +148,7 @@ class DnsServer:
             return
         finally:
             self.tcp_connections -= 1
-            if task is not None:
-                self._tcp_tasks.discard(task)
+            self._tcp_writers.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -157,8 +160,9 @@ class DnsServer:
             udp.close()
         for server in self._tcp:
             server.close()
-        for task in list(self._tcp_tasks):
-            task.cancel()
+        for writer in list(self._tcp_writers):
+            # Aborting the transport ends each handler's read cleanly (no cancellation noise).
+            writer.transport.abort()
         for server in self._tcp:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)

@@ -8,47 +8,37 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-from dnslib import AAAA as DnsAAAA
-from dnslib import CAA as DnsCAA
-from dnslib import CNAME as DnsCNAME
-from dnslib import MX as DnsMX
-from dnslib import NS as DnsNS
-from dnslib import PTR as DnsPTR
-from dnslib import RR, DNSBuffer, DNSLabel
-from dnslib import SOA as DnsSOA
-from dnslib import SRV as DnsSRV
-from dnslib import TXT as DnsTXT
-from dnslib import A as DnsA
+import dnslib
 
 from geodns.answer import Answer
 from geodns.names import Name
-from geodns.wire import CD, HEADER, OPT_NSID, QR, RD, TC, AA, Edns, Header, Question
+from geodns.wire import AA, CD, HEADER, OPT_NSID, QR, RD, TC, Edns, Header, Question
 from geodns.zone import CAA, MX, SOA, SRV, TXT, Address, RData, RRset, RType, Target
 
 MAX_TCP_MESSAGE = 65535
 OPT_HEADER = struct.Struct("!BHHBBHH")  # root name, type, udp size, ext-rcode, version, flags, rdlen
 
 
-def _label(name: Name) -> DNSLabel:
-    return DNSLabel([label.encode("latin-1") for label in name])
+def _label(name: Name) -> dnslib.DNSLabel:
+    return dnslib.DNSLabel([label.encode("latin-1") for label in name])
 
 
 def _rdata(rtype: int, rdata: RData) -> object:
     if isinstance(rdata, Address):
-        return DnsA(rdata.text) if rtype == RType.A else DnsAAAA(rdata.text)
+        return dnslib.A(rdata.text) if rtype == RType.A else dnslib.AAAA(rdata.text)
     if isinstance(rdata, Target):
-        cls = {RType.CNAME: DnsCNAME, RType.NS: DnsNS, RType.PTR: DnsPTR}[RType(rtype)]
+        cls = {RType.CNAME: dnslib.CNAME, RType.NS: dnslib.NS, RType.PTR: dnslib.PTR}[RType(rtype)]
         return cls(_label(rdata.name))
     if isinstance(rdata, MX):
-        return DnsMX(_label(rdata.exchange), rdata.preference)
+        return dnslib.MX(_label(rdata.exchange), rdata.preference)
     if isinstance(rdata, TXT):
-        return DnsTXT(list(rdata.strings))
+        return dnslib.TXT(list(rdata.strings))
     if isinstance(rdata, SRV):
-        return DnsSRV(rdata.priority, rdata.weight, rdata.port, _label(rdata.target))
+        return dnslib.SRV(rdata.priority, rdata.weight, rdata.port, _label(rdata.target))
     if isinstance(rdata, CAA):
-        return DnsCAA(rdata.flags, rdata.tag, rdata.value)
+        return dnslib.CAA(rdata.flags, rdata.tag, rdata.value)
     if isinstance(rdata, SOA):
-        return DnsSOA(
+        return dnslib.SOA(
             _label(rdata.mname),
             _label(rdata.rname),
             (rdata.serial, rdata.refresh, rdata.retry, rdata.expire, rdata.minimum),
@@ -80,13 +70,17 @@ def reply_options(edns: Edns, nsid: bytes | None) -> list[tuple[int, bytes]]:
 
 
 def encode_simple(
-    header: Header, question: Question | None, rcode: int, edns: Edns | None,
-    edns_size: int, nsid: bytes | None, aa: bool = False,
+    header: Header,
+    question: Question | None,
+    rcode: int,
+    edns: Edns | None,
+    edns_size: int,
+    nsid: bytes | None,
+    aa: bool = False,
 ) -> bytes:
     """A response with no records: errors, REFUSED, BADVERS."""
     arcount = 1 if edns is not None else 0
-    out = HEADER.pack(header.id, response_flags(header.flags, rcode, aa), 1 if question else 0,
-                      0, 0, arcount)
+    out = HEADER.pack(header.id, response_flags(header.flags, rcode, aa), 1 if question else 0, 0, 0, arcount)
     if question is not None:
         out += question.wire
     if edns is not None:
@@ -94,30 +88,35 @@ def encode_simple(
     return out
 
 
-def _pack_rrsets(buf: DNSBuffer, rrsets: Iterable[RRset], qname: Name, owner: DNSLabel) -> int:
+def _pack_rrsets(buf: dnslib.DNSBuffer, rrsets: Iterable[RRset], qname: Name, owner: dnslib.DNSLabel) -> int:
     count = 0
     for rrset in rrsets:
         rname = owner if rrset.name == qname else _label(rrset.name)
         for rdata in rrset.rdatas:
-            RR(rname, rrset.rtype, 1, rrset.ttl, _rdata(rrset.rtype, rdata)).pack(buf)
+            dnslib.RR(rname, rrset.rtype, 1, rrset.ttl, _rdata(rrset.rtype, rdata)).pack(buf)
             count += 1
     return count
 
 
 def encode_answer(
-    header: Header, question: Question, answer: Answer, edns: Edns | None,
-    limit: int, edns_size: int, nsid: bytes | None,
+    header: Header,
+    question: Question,
+    answer: Answer,
+    edns: Edns | None,
+    limit: int,
+    edns_size: int,
+    nsid: bytes | None,
 ) -> bytes:
     """Pack `answer`; if it exceeds `limit` bytes, shed the additional section,
     then set TC and keep as many whole answer records as fit (RFC 2181 9)."""
     opt = b""
     if edns is not None:
         opt = opt_record(edns_size, answer.rcode >> 4, edns.do, reply_options(edns, nsid))
-    owner = DNSLabel(list(question.labels))
+    owner = dnslib.DNSLabel(list(question.labels))
     sections = [list(answer.answer), list(answer.authority), list(answer.additional)]
     tc = False
     while True:
-        buf = DNSBuffer()
+        buf = dnslib.DNSBuffer()
         buf.append(bytes(HEADER.size))
         buf.encode_name(owner)  # question name first, so answers compress against it
         buf.pack("!HH", question.qtype, question.qclass)

@@ -10,7 +10,13 @@ import logging
 from dataclasses import dataclass
 
 from geodns.answer import (
-    FORMERR, NOTIMP, REFUSED, SERVFAIL, Client, PoolSource, resolve,
+    FORMERR,
+    NOTIMP,
+    REFUSED,
+    SERVFAIL,
+    Client,
+    PoolSource,
+    resolve,
 )
 from geodns.encode import MAX_TCP_MESSAGE, encode_answer, encode_simple
 from geodns.wire import Header, Malformed, parse_header, parse_query, parse_question
@@ -70,8 +76,9 @@ def handle(data: bytes, source: str, udp: bool, state: ServingState, stats: Stat
             return None
 
 
-def _handle(data: bytes, header: Header, source: str, udp: bool, state: ServingState,
-            stats: Stats) -> bytes | None:
+def _handle(
+    data: bytes, header: Header, source: str, udp: bool, state: ServingState, stats: Stats
+) -> bytes | None:
     size = state.edns_udp_size
     if header.opcode != 0:
         question = None

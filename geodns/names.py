@@ -75,7 +75,7 @@ def parse_name(text: str, origin: Name | None) -> Name:
         if len(label.encode("utf-8")) > MAX_LABEL:
             raise NameSyntaxError(f"label longer than {MAX_LABEL} bytes in {text!r}")
         if not label.isascii():
-            raise NameSyntaxError(f"non-ASCII name {text!r}: write internationalized names as xn-- (punycode)")
+            raise NameSyntaxError(f"non-ASCII name {text!r}: write IDNs as xn-- (punycode)")
         if any(ch.isspace() for ch in label):
             raise NameSyntaxError(f"whitespace in name {text!r}")
     name = tuple(ascii_lower(label) for label in labels)

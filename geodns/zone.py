@@ -145,9 +145,7 @@ def build_zone(origin: Name, soa: RRset, entries: Iterable[Entry]) -> Zone:
     nodes: dict[Name, dict[int, Entry]] = {origin: {int(RType.SOA): soa}}
     for entry in entries:
         nodes.setdefault(entry.name, {})[entry.rtype] = entry
-    cuts = frozenset(
-        name for name, node in nodes.items() if name != origin and int(RType.NS) in node
-    )
+    cuts = frozenset(name for name, node in nodes.items() if name != origin and int(RType.NS) in node)
     existing: set[Name] = set()
     for name in nodes:
         for k in range(len(origin), len(name) + 1):

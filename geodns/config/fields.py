@@ -72,8 +72,9 @@ class Fields:
         self.known.append(key)
         return key in self.map
 
-    def get(self, key: str, conv: Callable[[Any], T], default: T | None = None, *,
-            required: bool = False) -> T | None:
+    def get(
+        self, key: str, conv: Callable[[Any], T], default: T | None = None, *, required: bool = False
+    ) -> T | None:
         self.known.append(key)
         if key not in self.map:
             if required:
@@ -116,6 +117,7 @@ def mapping(ctx: Ctx, value: Any, where: Location, path: str, *, allow_null: boo
 
 
 # Converters: value -> T, raise Invalid with a message meant for a person.
+
 
 def to_str(value: Any) -> str:
     if isinstance(value, str) and value:

@@ -12,14 +12,35 @@ from pathlib import Path
 from typing import Any
 
 from geodns.config.fields import (
-    Ctx, Fields, Invalid, int_in, list_of, mapping, to_duration, to_ip, to_port, to_str,
-    to_ttl, type_name,
+    Ctx,
+    Fields,
+    Invalid,
+    int_in,
+    list_of,
+    mapping,
+    to_duration,
+    to_ip,
+    to_port,
+    to_str,
+    to_ttl,
+    type_name,
 )
 from geodns.config.model import (
-    CHECK_TYPES, MODES, POLICIES, Check, Config, Datacenter, ListenAddress, Member, Pool,
-    Route53Config, Route53Record, ServerConfig, TopologyRule,
+    CHECK_TYPES,
+    MODES,
+    POLICIES,
+    Check,
+    Config,
+    Datacenter,
+    ListenAddress,
+    Member,
+    Pool,
+    Route53Config,
+    Route53Record,
+    ServerConfig,
+    TopologyRule,
 )
-from geodns.config.yamlload import YList, YMap, load_file
+from geodns.config.yamlload import YList, load_file
 from geodns.config.zonefile import parse_zone
 from geodns.errors import ConfigError, Location
 from geodns.names import Name, NameSyntaxError, parse_name, to_text
@@ -77,7 +98,7 @@ def _expect_status(value: Any) -> tuple[tuple[int, int], ...]:
                 if 100 <= a <= b <= 599:
                     out.append((a, b))
                     continue
-        raise Invalid(f"bad status {item!r}: use codes 100-599 or ranges like \"200-299\"")
+        raise Invalid(f'bad status {item!r}: use codes 100-599 or ranges like "200-299"')
     if not out:
         raise Invalid("needs at least one status code")
     return tuple(out)
@@ -167,10 +188,16 @@ def _checks(ctx: Ctx, raw: Any, where: Location) -> dict[str, Check]:
         if ctype is None:
             continue
         out[str(name)] = Check(
-            name=str(name), type=ctype, port=port, path=path_value or d.path,
-            expect_status=statuses or d.expect_status, expect_body=body_match,
-            interval=interval or d.interval, timeout=timeout or d.timeout,
-            rise=rise or d.rise, fall=fall or d.fall,
+            name=str(name),
+            type=ctype,
+            port=port,
+            path=path_value or d.path,
+            expect_status=statuses or d.expect_status,
+            expect_body=body_match,
+            interval=interval or d.interval,
+            timeout=timeout or d.timeout,
+            rise=rise or d.rise,
+            fall=fall or d.fall,
         )
     return out
 
@@ -226,8 +253,10 @@ def _pools(ctx: Ctx, raw: Any, where: Location, dcs: set[str], checks: dict[str,
             f.error("datacenters", "a datacenter is listed twice")
         members: list[Member] = []
         if not isinstance(raw_members, YList) or not raw_members:
-            ctx.error(body.value_loc("members") if "members" in body else body.loc,
-                      f"{path}.members: a pool needs a non-empty list of members")
+            ctx.error(
+                body.value_loc("members") if "members" in body else body.loc,
+                f"{path}.members: a pool needs a non-empty list of members",
+            )
         else:
             seen: dict[str, int] = {}
             for i, item in enumerate(raw_members):
@@ -235,19 +264,30 @@ def _pools(ctx: Ctx, raw: Any, where: Location, dcs: set[str], checks: dict[str,
                 if member is None:
                     continue
                 if member.address in seen:
-                    ctx.error(raw_members.item_loc(i), f"{path}.members[{i}]: address {member.address} "
-                              f"is already member {seen[member.address]} of this pool")
+                    ctx.error(
+                        raw_members.item_loc(i),
+                        f"{path}.members[{i}]: address {member.address} "
+                        f"is already member {seen[member.address]} of this pool",
+                    )
                     continue
                 seen[member.address] = i
                 if order is not None and member.dc not in order:
-                    ctx.error(raw_members.item_loc(i), f"{path}.members[{i}]: datacenter {member.dc!r} "
-                              "is not in the pool's datacenters list, so it would never be answered")
+                    ctx.error(
+                        raw_members.item_loc(i),
+                        f"{path}.members[{i}]: datacenter {member.dc!r} "
+                        "is not in the pool's datacenters list, so it would never be answered",
+                    )
                 members.append(member)
         if order is None:
             order = list(dict.fromkeys(mb.dc for mb in members))
         out[str(name)] = Pool(
-            name=str(name), members=tuple(members), datacenters=tuple(order), check=check,
-            policy=policy or "failover", fallback=fallback or "all", ttl=ttl,
+            name=str(name),
+            members=tuple(members),
+            datacenters=tuple(order),
+            check=check,
+            policy=policy or "failover",
+            fallback=fallback or "all",
+            ttl=ttl,
         )
     _check_fallback_chains(ctx, out, fallback_locs)
     return out
@@ -361,8 +401,10 @@ def _zones(ctx: Ctx, zones_dir: Path, where: Location, pools: dict[str, Pool]) -
         if zone is None:
             continue
         if zone.origin in files:
-            ctx.error(Location(str(path), 1, 1),
-                      f"zone {to_text(zone.origin)} is already defined in {files[zone.origin]}")
+            ctx.error(
+                Location(str(path), 1, 1),
+                f"zone {to_text(zone.origin)} is already defined in {files[zone.origin]}",
+            )
             continue
         files[zone.origin] = str(path)
         zones[zone.origin] = zone
@@ -397,8 +439,15 @@ def parse(ctx: Ctx, doc: Any, source: Path) -> Config | None:
     if server.mode in ("route53", "both") and (route53 is None or not route53.records):
         ctx.error(top.loc, f"server.mode is {server.mode!r} but route53.records is empty")
     return Config(
-        source=source, server=server, datacenters=datacenters, checks=checks, pools=pools,
-        topology=topology, zones_dir=zones_dir, zones=zones, route53=route53,
+        source=source,
+        server=server,
+        datacenters=datacenters,
+        checks=checks,
+        pools=pools,
+        topology=topology,
+        zones_dir=zones_dir,
+        zones=zones,
+        route53=route53,
     )
 
 
@@ -414,4 +463,3 @@ def load(path: Path) -> Config:
     if ctx.issues or config is None:
         raise ConfigError(ctx.issues)
     return config
-

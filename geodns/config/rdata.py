@@ -31,8 +31,7 @@ def target_name(text: Any, origin: Name) -> Name:
         # The classic zone-file slip: "mail.example.com" in example.com. means
         # mail.example.com.example.com. Nobody wants that; make them say which.
         raise Invalid(
-            f"{text!r} is relative and would mean {to_text(name)}; "
-            f"write {text + '.'!r} for the absolute name"
+            f"{text!r} is relative and would mean {to_text(name)}; write {text + '.'!r} for the absolute name"
         )
     return name
 
@@ -91,7 +90,7 @@ def parse_rdata(rtype: str, value: Any, origin: Name) -> RData:
     if rtype == "CAA":
         match = re.fullmatch(r'\s*(\d+)\s+(\S+)\s+(?:"([^"]*)"|(\S+))\s*', value)
         if match is None:
-            raise Invalid(f'CAA value must be \'FLAGS TAG "VALUE"\', got {value!r}')
+            raise Invalid(f"CAA value must be 'FLAGS TAG \"VALUE\"', got {value!r}")
         flags = int(match.group(1))
         if flags > 255:
             raise Invalid(f"CAA flags must be 0..255, got {flags}")

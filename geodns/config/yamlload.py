@@ -54,7 +54,7 @@ class _Loader(yaml.SafeLoader):
         self.filename = filename
         self.issues = issues
 
-    def construct_yaml_map(self, node: MappingNode) -> Any:  # type: ignore[override]
+    def construct_yaml_map(self, node: MappingNode) -> Any:
         data = YMap()
         data.loc = _loc(self.filename, node)
         data.key_locs = {}
@@ -79,7 +79,7 @@ class _Loader(yaml.SafeLoader):
             data.key_locs[key] = _loc(self.filename, key_node)
             data.value_locs[key] = _loc(self.filename, value_node)
 
-    def construct_yaml_seq(self, node: SequenceNode) -> Any:  # type: ignore[override]
+    def construct_yaml_seq(self, node: SequenceNode) -> Any:
         data = YList()
         data.loc = _loc(self.filename, node)
         data.item_locs = [_loc(self.filename, child) for child in node.value]

@@ -111,8 +111,14 @@ def parse_zone(
 
 
 def _parse_name_entry(
-    ctx: Ctx, records: YMap, key: Any, value: Any, origin: Name, zone_ttl: int,
-    pools: Mapping[str, Pool], pending: dict[tuple[Name, str], _Pending],
+    ctx: Ctx,
+    records: YMap,
+    key: Any,
+    value: Any,
+    origin: Name,
+    zone_ttl: int,
+    pools: Mapping[str, Pool],
+    pending: dict[tuple[Name, str], _Pending],
 ) -> None:
     key_loc = records.key_loc(key)
     if not isinstance(key, str):
@@ -140,8 +146,14 @@ def _parse_name_entry(
 
 
 def _parse_record(
-    ctx: Ctx, rec: YMap, key: str, name: Name, origin: Name, zone_ttl: int,
-    pools: Mapping[str, Pool], pending: dict[tuple[Name, str], _Pending],
+    ctx: Ctx,
+    rec: YMap,
+    key: str,
+    name: Name,
+    origin: Name,
+    zone_ttl: int,
+    pools: Mapping[str, Pool],
+    pending: dict[tuple[Name, str], _Pending],
 ) -> None:
     path = f"records.{key}"
     f = Fields(ctx, rec, path)
@@ -162,10 +174,15 @@ def _parse_record(
     if rtype is None:
         return
     if len(sources) != 1:
-        what = "exactly one of 'value', 'values' or 'pool'" if rtype in ("A", "AAAA") else \
-            "exactly one of 'value' or 'values'"
-        ctx.error(rec.loc, f"{path}: {rtype} record needs {what}" +
-                  (f" (has {', '.join(sources)})" if sources else ""))
+        what = (
+            "exactly one of 'value', 'values' or 'pool'"
+            if rtype in ("A", "AAAA")
+            else "exactly one of 'value' or 'values'"
+        )
+        ctx.error(
+            rec.loc,
+            f"{path}: {rtype} record needs {what}" + (f" (has {', '.join(sources)})" if sources else ""),
+        )
         return
 
     if "pool" in sources:
@@ -206,8 +223,7 @@ def _parse_record(
             continue
         rdatas.append(rdata)
     if rdatas:
-        _add(ctx, pending, _Pending(name, rtype, ttl if ttl is not None else zone_ttl, rec.loc, rdatas),
-             path)
+        _add(ctx, pending, _Pending(name, rtype, ttl if ttl is not None else zone_ttl, rec.loc, rdatas), path)
 
 
 def _add(ctx: Ctx, pending: dict[tuple[Name, str], _Pending], new: _Pending, path: str) -> None:
@@ -216,12 +232,18 @@ def _add(ctx: Ctx, pending: dict[tuple[Name, str], _Pending], new: _Pending, pat
         pending[(new.name, new.rtype)] = new
         return
     if old.pool is not None or new.pool is not None:
-        ctx.error(new.where, f"{path}: {new.rtype} is already defined at line {old.where.line}; "
-                  "a pool-backed record cannot be mixed with other records of its type")
+        ctx.error(
+            new.where,
+            f"{path}: {new.rtype} is already defined at line {old.where.line}; "
+            "a pool-backed record cannot be mixed with other records of its type",
+        )
         return
     if old.ttl != new.ttl:
-        ctx.error(new.where, f"{path}: TTL {new.ttl} differs from the {new.rtype} records at line "
-                  f"{old.where.line} (TTL {old.ttl}); one RRset has one TTL (RFC 2181 5.2)")
+        ctx.error(
+            new.where,
+            f"{path}: TTL {new.ttl} differs from the {new.rtype} records at line "
+            f"{old.where.line} (TTL {old.ttl}); one RRset has one TTL (RFC 2181 5.2)",
+        )
         return
     for rdata in new.rdatas:
         if rdata in old.rdatas:
@@ -247,8 +269,11 @@ def _check_structure(
                 ctx.error(cname.where, f"{text}: CNAME is not allowed at the zone apex (it has SOA and NS)")
             others = [p for t, p in types.items() if t != "CNAME"]
             if others:
-                ctx.error(cname.where, f"{text}: CNAME cannot coexist with other records "
-                          f"({others[0].rtype} at line {others[0].where.line}) (RFC 1034 3.6.2)")
+                ctx.error(
+                    cname.where,
+                    f"{text}: CNAME cannot coexist with other records "
+                    f"({others[0].rtype} at line {others[0].where.line}) (RFC 1034 3.6.2)",
+                )
             if len(cname.rdatas) > 1:
                 ctx.error(cname.where, f"{text}: a name can have only one CNAME")
         if name and name[0] == "*" and "NS" in types:
@@ -256,13 +281,18 @@ def _check_structure(
         if name in cuts:
             for rtype, p in types.items():
                 if rtype not in ("NS", "A", "AAAA"):
-                    ctx.error(p.where, f"{text}: {rtype} is not allowed at a delegation point "
-                              "(only NS and glue A/AAAA)")
+                    ctx.error(
+                        p.where,
+                        f"{text}: {rtype} is not allowed at a delegation point (only NS and glue A/AAAA)",
+                    )
         for k in range(len(origin) + 1, len(name)):
             above = name[-k:]
             if above in cuts:
                 for rtype, p in types.items():
                     if rtype not in ("A", "AAAA"):
-                        ctx.error(p.where, f"{text}: {rtype} is hidden below the delegation at "
-                                  f"{to_text(above)} (only glue A/AAAA may be there)")
+                        ctx.error(
+                            p.where,
+                            f"{text}: {rtype} is hidden below the delegation at "
+                            f"{to_text(above)} (only glue A/AAAA may be there)",
+                        )
                 break

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from geodns.config import Config, load
+from geodns.daemon import Daemon
+from tests.dnsclient import Endpoint
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).parent.parent
+
+
+@dataclass
+class Running:
+    daemon: Daemon
+    v4: Endpoint
+    v6: Endpoint
+    http: Endpoint
+
+
+@pytest.fixture(scope="session")
+def test_config() -> Config:
+    return load(DATA / "geodns.yaml")
+
+
+async def start_daemon(config: Config) -> Running:
+    daemon = Daemon(config)
+    await daemon.start()
+    v4 = next(a for a in daemon.dns.bound if not a.family_v6)
+    v6 = next(a for a in daemon.dns.bound if a.family_v6)
+    assert daemon.admin is not None and daemon.admin.bound is not None
+    http = daemon.admin.bound
+    return Running(
+        daemon, Endpoint(v4.host, v4.port), Endpoint(v6.host, v6.port), Endpoint(http.host, http.port)
+    )
+
+
+@pytest_asyncio.fixture
+async def server(test_config: Config) -> AsyncIterator[Running]:
+    running = await start_daemon(test_config)
+    try:
+        yield running
+    finally:
+        await running.daemon.stop()
+        # The handler must never have hit an internal error during a test.
+        assert running.daemon.stats.internal_errors == 0

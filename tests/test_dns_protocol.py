@@ -265,7 +265,7 @@ async def test_badvers(server: Running) -> None:
 
 @pytest.mark.asyncio
 async def test_unknown_options_are_not_echoed_and_nsid_is_answered(server: Running) -> None:
-    unknown = dns.edns.GenericOption(65001, b"hello")
+    unknown = dns.edns.GenericOption(dns.edns.OptionType.make(65001), b"hello")
     msg = await ask(server.v4, "mail.example.test.", "A", options=[unknown])
     assert msg.rcode() == dns.rcode.NOERROR
     assert msg.options == ()

@@ -86,6 +86,36 @@ class Fields:
             self.error(key, str(exc))
             return None
 
+    def get_list(
+        self,
+        key: str,
+        conv: Callable[[Any], T],
+        default: list[T] | None = None,
+        *,
+        allow_scalar: bool = False,
+    ) -> list[T] | None:
+        """A list whose every bad item is reported at its own location.
+
+        Returns None when the value is not a list or any item is bad."""
+        self.known.append(key)
+        if key not in self.map:
+            return default
+        value = self.map[key]
+        if not isinstance(value, YList):
+            if allow_scalar and not isinstance(value, dict):
+                return self.get(key, lambda v: [conv(v)])
+            self.error(key, f"expected a list, got {type_name(value)}")
+            return None
+        out: list[T] = []
+        ok = True
+        for index, item in enumerate(value):
+            try:
+                out.append(conv(item))
+            except Invalid as exc:
+                self.ctx.error(value.item_loc(index), f"{self.label(key)}[{index}]: {exc}")
+                ok = False
+        return out if ok else None
+
     def raw(self, key: str) -> Any:
         self.known.append(key)
         return self.map.get(key)
@@ -175,28 +205,3 @@ def to_ip(value: Any) -> str:
         return ipaddress.ip_address(value).compressed
     except ValueError:
         raise Invalid(f"{value!r} is not an IP address") from None
-
-
-def list_of(conv: Callable[[Any], T], *, allow_scalar: bool = False) -> Callable[[Any], list[T]]:
-    """A list of T; item errors name the index. With allow_scalar, x means [x]."""
-
-    def read(value: Any) -> list[T]:
-        if not isinstance(value, list):
-            if allow_scalar:
-                return [conv(value)]
-            raise Invalid(f"expected a list, got {type_name(value)}")
-        out: list[T] = []
-        for index, item in enumerate(value):
-            try:
-                out.append(conv(item))
-            except Invalid as exc:
-                raise Invalid(f"item {index + 1}: {exc}") from None
-        return out
-
-    return read
-
-
-def item_locations(value: Any, fallback: Location) -> list[Location]:
-    if isinstance(value, YList):
-        return list(value.item_locs)
-    return [fallback]

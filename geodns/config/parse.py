@@ -16,7 +16,6 @@ from geodns.config.fields import (
     Fields,
     Invalid,
     int_in,
-    list_of,
     mapping,
     to_duration,
     to_ip,
@@ -111,7 +110,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
     f = Fields(ctx, m, "server")
     d = ServerConfig()
     mode = f.get("mode", _one_of(MODES), d.mode)
-    listen = f.get("dns_listen", list_of(to_listen, allow_scalar=True), list(d.dns_listen))
+    listen = f.get_list("dns_listen", to_listen, list(d.dns_listen), allow_scalar=True)
     http = d.http_listen
     if f.has("http_listen"):
         http = None if m["http_listen"] is None else f.get("http_listen", to_listen)
@@ -235,7 +234,7 @@ def _pools(ctx: Ctx, raw: Any, where: Location, dcs: set[str], checks: dict[str,
         f = Fields(ctx, body, path)
         check = f.get("check", to_str)
         policy = f.get("policy", _one_of(POLICIES), "failover")
-        order = f.get("datacenters", list_of(to_str))
+        order = f.get_list("datacenters", to_str)
         fallback = f.get("fallback", to_str, "all")
         ttl = f.get("ttl", to_ttl)
         raw_members = f.raw("members")
@@ -267,7 +266,7 @@ def _pools(ctx: Ctx, raw: Any, where: Location, dcs: set[str], checks: dict[str,
                     ctx.error(
                         raw_members.item_loc(i),
                         f"{path}.members[{i}]: address {member.address} "
-                        f"is already member {seen[member.address]} of this pool",
+                        f"is already used by members[{seen[member.address]}]",
                     )
                     continue
                 seen[member.address] = i
@@ -332,7 +331,9 @@ def _topology(ctx: Ctx, raw: Any, where: Location, dcs: set[str]) -> tuple[Topol
                 raise Invalid(f"{v!r} is not a network: {exc}") from None
 
         match = f.get("match", network, required=True)
-        prefer = f.get("prefer", list_of(to_str), required=True)
+        prefer = f.get_list("prefer", to_str)
+        if "prefer" not in m:
+            ctx.error(m.loc, f"{path}: missing required key 'prefer'")
         f.finish()
         for dc in prefer or []:
             if dc not in dcs:

@@ -118,7 +118,11 @@ def load_text(text: str, filename: str, issues: list[Issue]) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(filename, mark.line + 1, mark.column + 1) if mark else Location(filename, 1, 1)
-        issues.append(Issue(where, f"YAML syntax error: {exc.problem or exc.context}"))
+        message = f"YAML syntax error: {exc.problem or exc.context}"
+        if exc.problem and exc.context and exc.context_mark is not None:
+            start = exc.context_mark
+            message += f" ({exc.context} started at line {start.line + 1}, column {start.column + 1})"
+        issues.append(Issue(where, message))
         return None
     except yaml.YAMLError as exc:
         issues.append(Issue(Location(filename, 1, 1), f"YAML error: {exc}"))

@@ -268,7 +268,7 @@ def _check_structure(
             if name == origin:
                 ctx.error(cname.where, f"{text}: CNAME is not allowed at the zone apex (it has SOA and NS)")
             others = [p for t, p in types.items() if t != "CNAME"]
-            if others:
+            if others and name != origin:
                 ctx.error(
                     cname.where,
                     f"{text}: CNAME cannot coexist with other records "

@@ -25,7 +25,8 @@ def make_app(serving: Callable[[], bool]) -> web.Application:
 
 class AdminServer:
     def __init__(self, app: web.Application) -> None:
-        self.runner = web.AppRunner(app, access_log=None)
+        # Short grace: a SIGTERM must stop the daemon within a second.
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         self.bound: ListenAddress | None = None
 
     async def start(self, address: ListenAddress) -> None:

@@ -98,7 +98,7 @@ async def test_server_survives_a_barrage_and_still_answers(server: Running) -> N
         sock.close()
     # Garbage over TCP too: random frames on a few connections.
     for _ in range(20):
-        reader, writer = await asyncio.open_connection(server.v4.host, server.v4.port)
+        _reader, writer = await asyncio.open_connection(server.v4.host, server.v4.port)
         for _ in range(10):
             writer.write(framed(mutate(rng, rng.choice(SEEDS))))
         writer.write(rng.randbytes(rng.randint(1, 40)))

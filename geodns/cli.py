@@ -14,6 +14,8 @@ from geodns.config.fields import Invalid
 from geodns.config.model import ListenAddress
 from geodns.config.parse import to_listen
 from geodns.errors import ConfigError
+from geodns.policy import AllMembers
+from geodns.zonetext import zone_text
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -37,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate the configuration and zones, then exit")
     check.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+
+    export = sub.add_parser("export-zone", help="print a zone as an RFC 1035 master file")
+    export.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    export.add_argument("origin", help="the zone's origin, e.g. example.com.")
 
     serve = sub.add_parser("serve", help="answer DNS for the configured zones")
     serve.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
@@ -75,6 +81,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_zone(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    origin = tuple(label.lower() for label in args.origin.rstrip(".").split(".") if label)
+    zone = config.zones.zones.get(origin)
+    if zone is None:
+        known = ", ".join(sorted(".".join(o) + "." for o in config.zones.zones))
+        print(f"no zone {args.origin!r} in {args.config} (zones: {known})", file=sys.stderr)
+        return EXIT_CONFIG
+    sys.stdout.write(zone_text(zone, AllMembers(config.pools)))
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from geodns.daemon import run  # noqa: PLC0415 - optional/slow import, only when serving
 
@@ -92,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             return cmd_check(args)
+        if args.command == "export-zone":
+            return cmd_export_zone(args)
         return cmd_serve(args)
     except ConfigError as exc:
         for issue in exc.issues:

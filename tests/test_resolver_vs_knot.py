@@ -167,7 +167,11 @@ def netns() -> Iterator[Namespace]:
 
 
 def wait_until_answering(ns: Namespace, port: int) -> None:
-    probe = "import dns.message,dns.query,sys; dns.query.udp(dns.message.make_query('example.test.','SOA'),'127.0.0.1',port=int(sys.argv[1]),timeout=0.5)"
+    probe = (
+        "import dns.message, dns.query, sys; "
+        "dns.query.udp(dns.message.make_query('example.test.', 'SOA'), '127.0.0.1', "
+        "port=int(sys.argv[1]), timeout=0.5)"
+    )
     deadline = time.monotonic() + 20
     while True:
         try:

@@ -10,8 +10,6 @@ Skipped unless root with iproute2, knotd and unbound (CI installs them).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -25,12 +23,9 @@ from geodns.config import load
 from geodns.names import to_text
 from geodns.policy import AllMembers
 from geodns.zonetext import zone_text
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA, REPO, needs
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "knotd", "unbound")),
-    reason="needs root, iproute2, knotd and unbound (apt-get install knot unbound)",
-)
+pytestmark = needs("ip", "knotd", "unbound", root=True)  # apt-get install iproute2 knot unbound
 
 GEODNS_PORT, KNOT_PORT, UNBOUND_GEODNS_PORT, UNBOUND_KNOT_PORT = 5301, 5302, 5303, 5304
 

@@ -205,3 +205,13 @@ def to_ip(value: Any) -> str:
         return ipaddress.ip_address(value).compressed
     except ValueError:
         raise Invalid(f"{value!r} is not an IP address") from None
+
+
+def one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def conv(value: Any) -> str:
+        text = to_str(value)
+        if text not in choices:
+            raise Invalid(f"{text!r} is not one of: {', '.join(choices)}")
+        return text
+
+    return conv

@@ -11,34 +11,30 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
+from geodns.config.checks import parse_checks
 from geodns.config.fields import (
     Ctx,
     Fields,
     Invalid,
     int_in,
     mapping,
+    one_of,
     to_duration,
-    to_ip,
-    to_port,
     to_str,
     to_ttl,
     type_name,
 )
 from geodns.config.model import (
-    CHECK_TYPES,
     MODES,
-    POLICIES,
-    Check,
     Config,
     Datacenter,
     ListenAddress,
-    Member,
     Pool,
     Route53Config,
     Route53Record,
     ServerConfig,
-    TopologyRule,
 )
+from geodns.config.pools import parse_pools, parse_topology
 from geodns.config.yamlload import YList, load_file
 from geodns.config.zonefile import parse_zone
 from geodns.errors import ConfigError, Location
@@ -46,7 +42,6 @@ from geodns.names import Name, NameSyntaxError, parse_name, to_text
 from geodns.zone import Zone, ZoneSet
 
 DEFAULT_CONFIG = Path("config/geodns.yaml")
-FALLBACKS = ("all", "empty", "servfail")
 
 
 def to_listen(value: Any) -> ListenAddress:
@@ -72,44 +67,13 @@ def to_listen(value: Any) -> ListenAddress:
     return ListenAddress(addr.compressed, port_num)
 
 
-def _one_of(choices: tuple[str, ...]) -> Any:
-    def conv(value: Any) -> str:
-        text = to_str(value)
-        if text not in choices:
-            raise Invalid(f"{text!r} is not one of: {', '.join(choices)}")
-        return text
-
-    return conv
-
-
-def _expect_status(value: Any) -> tuple[tuple[int, int], ...]:
-    """[200, "200-299", 301] -> ranges."""
-    items = value if isinstance(value, list) else [value]
-    out: list[tuple[int, int]] = []
-    for item in items:
-        if isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
-            out.append((item, item))
-            continue
-        if isinstance(item, str):
-            lo, sep, hi = item.partition("-")
-            if sep and lo.strip().isdigit() and hi.strip().isdigit():
-                a, b = int(lo), int(hi)
-                if 100 <= a <= b <= 599:
-                    out.append((a, b))
-                    continue
-        raise Invalid(f'bad status {item!r}: use codes 100-599 or ranges like "200-299"')
-    if not out:
-        raise Invalid("needs at least one status code")
-    return tuple(out)
-
-
 def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
     m = mapping(ctx, raw, where, "server", allow_null=True)
     if m is None:
         return ServerConfig()
     f = Fields(ctx, m, "server")
     d = ServerConfig()
-    mode = f.get("mode", _one_of(MODES), d.mode)
+    mode = f.get("mode", one_of(MODES), d.mode)
     listen = f.get_list("dns_listen", to_listen, list(d.dns_listen), allow_scalar=True)
     http = d.http_listen
     if f.has("http_listen"):
@@ -154,193 +118,6 @@ def _datacenters(ctx: Ctx, raw: Any, where: Location) -> tuple[Datacenter, ...]:
     if not out:
         ctx.error(m.loc, "datacenters: define at least one datacenter")
     return tuple(out)
-
-
-def _checks(ctx: Ctx, raw: Any, where: Location) -> dict[str, Check]:
-    m = mapping(ctx, raw, where, "checks", allow_null=True)
-    if m is None:
-        return {}
-    out: dict[str, Check] = {}
-    for name, value in m.items():
-        path = f"checks.{name}"
-        body = mapping(ctx, value, m.value_loc(name), path)
-        if body is None:
-            continue
-        f = Fields(ctx, body, path)
-        d = Check(name=str(name), type="http")
-        ctype = f.get("type", _one_of(CHECK_TYPES), required=True)
-        port = f.get("port", to_port)
-        path_value = f.get("path", to_str, d.path)
-        statuses = f.get("expect_status", _expect_status, d.expect_status)
-        body_match = f.get("expect_body", to_str)
-        interval = f.get("interval", to_duration, d.interval)
-        timeout = f.get("timeout", to_duration, d.timeout)
-        rise = f.get("rise", int_in(1, 100), d.rise)
-        fall = f.get("fall", int_in(1, 100), d.fall)
-        f.finish()
-        if interval is not None and timeout is not None and timeout >= interval:
-            f.error("timeout", f"timeout ({timeout:g}s) must be shorter than interval ({interval:g}s)")
-        if ctype == "tcp" and port is None:
-            ctx.error(body.loc, f"{path}: a tcp check needs a 'port' (or check_port on each member)")
-        if path_value is not None and not path_value.startswith("/"):
-            f.error("path", f"must start with '/', got {path_value!r}")
-        if ctype is None:
-            continue
-        out[str(name)] = Check(
-            name=str(name),
-            type=ctype,
-            port=port,
-            path=path_value or d.path,
-            expect_status=statuses or d.expect_status,
-            expect_body=body_match,
-            interval=interval or d.interval,
-            timeout=timeout or d.timeout,
-            rise=rise or d.rise,
-            fall=fall or d.fall,
-        )
-    return out
-
-
-def _member(ctx: Ctx, raw: Any, where: Location, path: str, dcs: set[str]) -> Member | None:
-    m = mapping(ctx, raw, where, path)
-    if m is None:
-        return None
-    f = Fields(ctx, m, path)
-    address = f.get("address", to_ip, required=True)
-    dc = f.get("dc", to_str, required=True)
-    weight = f.get("weight", int_in(0, 1_000_000), 1)
-    check_address = f.get("check_address", to_ip)
-    check_port = f.get("check_port", to_port)
-    f.finish()
-    if dc is not None and dc not in dcs:
-        f.error("dc", f"unknown datacenter {dc!r} (datacenters: {', '.join(sorted(dcs)) or 'none'})")
-        return None
-    if address is None or dc is None or weight is None:
-        return None
-    return Member(address, dc, weight, check_address, check_port)
-
-
-def _pools(ctx: Ctx, raw: Any, where: Location, dcs: set[str], checks: dict[str, Check]) -> dict[str, Pool]:
-    m = mapping(ctx, raw, where, "pools", allow_null=True)
-    if m is None:
-        return {}
-    out: dict[str, Pool] = {}
-    fallback_locs: dict[str, Location] = {}
-    for name, value in m.items():
-        path = f"pools.{name}"
-        body = mapping(ctx, value, m.value_loc(name), path)
-        if body is None:
-            continue
-        f = Fields(ctx, body, path)
-        check = f.get("check", to_str)
-        policy = f.get("policy", _one_of(POLICIES), "failover")
-        order = f.get_list("datacenters", to_str)
-        fallback = f.get("fallback", to_str, "all")
-        ttl = f.get("ttl", to_ttl)
-        raw_members = f.raw("members")
-        f.has("members")
-        f.finish()
-        if check is not None and check not in checks:
-            f.error("check", f"unknown check {check!r} (checks: {', '.join(sorted(checks)) or 'none'})")
-        if fallback is not None and fallback not in FALLBACKS and not fallback.startswith("pool:"):
-            f.error("fallback", f"{fallback!r} is not one of: all, empty, servfail, pool:<name>")
-        fallback_locs[str(name)] = f.where("fallback")
-        for dc in order or []:
-            if dc not in dcs:
-                f.error("datacenters", f"unknown datacenter {dc!r} (datacenters: {', '.join(sorted(dcs))})")
-        if order is not None and len(set(order)) != len(order):
-            f.error("datacenters", "a datacenter is listed twice")
-        members: list[Member] = []
-        if not isinstance(raw_members, YList) or not raw_members:
-            ctx.error(
-                body.value_loc("members") if "members" in body else body.loc,
-                f"{path}.members: a pool needs a non-empty list of members",
-            )
-        else:
-            seen: dict[str, int] = {}
-            for i, item in enumerate(raw_members):
-                member = _member(ctx, item, raw_members.item_loc(i), f"{path}.members[{i}]", dcs)
-                if member is None:
-                    continue
-                if member.address in seen:
-                    ctx.error(
-                        raw_members.item_loc(i),
-                        f"{path}.members[{i}]: address {member.address} "
-                        f"is already used by members[{seen[member.address]}]",
-                    )
-                    continue
-                seen[member.address] = i
-                if order is not None and member.dc not in order:
-                    ctx.error(
-                        raw_members.item_loc(i),
-                        f"{path}.members[{i}]: datacenter {member.dc!r} "
-                        "is not in the pool's datacenters list, so it would never be answered",
-                    )
-                members.append(member)
-        if order is None:
-            order = list(dict.fromkeys(mb.dc for mb in members))
-        out[str(name)] = Pool(
-            name=str(name),
-            members=tuple(members),
-            datacenters=tuple(order),
-            check=check,
-            policy=policy or "failover",
-            fallback=fallback or "all",
-            ttl=ttl,
-        )
-    _check_fallback_chains(ctx, out, fallback_locs)
-    return out
-
-
-def _check_fallback_chains(ctx: Ctx, pools: dict[str, Pool], locs: dict[str, Location]) -> None:
-    for name, pool in pools.items():
-        seen = [name]
-        current = pool
-        while current.fallback.startswith("pool:"):
-            target = current.fallback[5:]
-            if target not in pools:
-                ctx.error(locs[current.name], f"pools.{current.name}.fallback: unknown pool {target!r}")
-                break
-            if target in seen:
-                if target == name:  # report each loop once, at its first member
-                    chain = " -> ".join([*seen, target])
-                    ctx.error(locs[name], f"pools.{name}.fallback: fallback loop {chain}")
-                break
-            seen.append(target)
-            current = pools[target]
-
-
-def _topology(ctx: Ctx, raw: Any, where: Location, dcs: set[str]) -> tuple[TopologyRule, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, YList):
-        ctx.error(where, f"topology: expected a list of rules, got {type_name(raw)}")
-        return ()
-    rules = []
-    for i, item in enumerate(raw):
-        path = f"topology[{i}]"
-        m = mapping(ctx, item, raw.item_loc(i), path)
-        if m is None:
-            continue
-        f = Fields(ctx, m, path)
-
-        def network(v: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-            try:
-                return ipaddress.ip_network(to_str(v), strict=True)
-            except ValueError as exc:
-                raise Invalid(f"{v!r} is not a network: {exc}") from None
-
-        match = f.get("match", network, required=True)
-        prefer = f.get_list("prefer", to_str)
-        if "prefer" not in m:
-            ctx.error(m.loc, f"{path}: missing required key 'prefer'")
-        f.finish()
-        for dc in prefer or []:
-            if dc not in dcs:
-                f.error("prefer", f"unknown datacenter {dc!r}")
-        if match is not None and prefer:
-            rules.append(TopologyRule(match, tuple(prefer)))
-    return tuple(rules)
 
 
 def _abs_name(value: Any) -> Name:
@@ -423,9 +200,9 @@ def parse(ctx: Ctx, doc: Any, source: Path) -> Config | None:
     dc_raw = f.raw("datacenters")
     datacenters = _datacenters(ctx, dc_raw, top.value_loc("datacenters")) if f.has("datacenters") else ()
     dcs = {d.name for d in datacenters}
-    checks = _checks(ctx, f.raw("checks"), top.value_loc("checks"))
-    pools = _pools(ctx, f.raw("pools"), top.value_loc("pools"), dcs, checks)
-    topology = _topology(ctx, f.raw("topology"), top.value_loc("topology"), dcs)
+    checks = parse_checks(ctx, f.raw("checks"), top.value_loc("checks"))
+    pools = parse_pools(ctx, f.raw("pools"), top.value_loc("pools"), dcs, checks)
+    topology = parse_topology(ctx, f.raw("topology"), top.value_loc("topology"), dcs)
     zones_dir_text = f.get("zones_dir", to_str, "zones")
     route53 = _route53(ctx, f.raw("route53"), top.value_loc("route53"), pools) if f.has("route53") else None
     f.finish()

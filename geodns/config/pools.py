@@ -1,0 +1,169 @@
+"""The `pools:` and `topology:` sections: members, policies, fallbacks (pure)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from geodns.config.fields import (
+    Ctx,
+    Fields,
+    Invalid,
+    int_in,
+    mapping,
+    one_of,
+    to_ip,
+    to_port,
+    to_str,
+    to_ttl,
+    type_name,
+)
+from geodns.config.model import POLICIES, Check, Member, Pool, TopologyRule
+from geodns.config.yamlload import YList
+from geodns.errors import Location
+
+FALLBACKS = ("all", "empty", "servfail")
+
+
+def _member(ctx: Ctx, raw: Any, where: Location, path: str, dcs: set[str]) -> Member | None:
+    m = mapping(ctx, raw, where, path)
+    if m is None:
+        return None
+    f = Fields(ctx, m, path)
+    address = f.get("address", to_ip, required=True)
+    dc = f.get("dc", to_str, required=True)
+    weight = f.get("weight", int_in(0, 1_000_000), 1)
+    check_address = f.get("check_address", to_ip)
+    check_port = f.get("check_port", to_port)
+    f.finish()
+    if dc is not None and dc not in dcs:
+        f.error("dc", f"unknown datacenter {dc!r} (datacenters: {', '.join(sorted(dcs)) or 'none'})")
+        return None
+    if address is None or dc is None or weight is None:
+        return None
+    return Member(address, dc, weight, check_address, check_port)
+
+
+def parse_pools(
+    ctx: Ctx, raw: Any, where: Location, dcs: set[str], checks: dict[str, Check]
+) -> dict[str, Pool]:
+    m = mapping(ctx, raw, where, "pools", allow_null=True)
+    if m is None:
+        return {}
+    out: dict[str, Pool] = {}
+    fallback_locs: dict[str, Location] = {}
+    for name, value in m.items():
+        path = f"pools.{name}"
+        body = mapping(ctx, value, m.value_loc(name), path)
+        if body is None:
+            continue
+        f = Fields(ctx, body, path)
+        check = f.get("check", to_str)
+        policy = f.get("policy", one_of(POLICIES), "failover")
+        order = f.get_list("datacenters", to_str)
+        fallback = f.get("fallback", to_str, "all")
+        ttl = f.get("ttl", to_ttl)
+        raw_members = f.raw("members")
+        f.has("members")
+        f.finish()
+        if check is not None and check not in checks:
+            f.error("check", f"unknown check {check!r} (checks: {', '.join(sorted(checks)) or 'none'})")
+        if fallback is not None and fallback not in FALLBACKS and not fallback.startswith("pool:"):
+            f.error("fallback", f"{fallback!r} is not one of: all, empty, servfail, pool:<name>")
+        fallback_locs[str(name)] = f.where("fallback")
+        for dc in order or []:
+            if dc not in dcs:
+                f.error("datacenters", f"unknown datacenter {dc!r} (datacenters: {', '.join(sorted(dcs))})")
+        if order is not None and len(set(order)) != len(order):
+            f.error("datacenters", "a datacenter is listed twice")
+        members: list[Member] = []
+        if not isinstance(raw_members, YList) or not raw_members:
+            ctx.error(
+                body.value_loc("members") if "members" in body else body.loc,
+                f"{path}.members: a pool needs a non-empty list of members",
+            )
+        else:
+            seen: dict[str, int] = {}
+            for i, item in enumerate(raw_members):
+                member = _member(ctx, item, raw_members.item_loc(i), f"{path}.members[{i}]", dcs)
+                if member is None:
+                    continue
+                if member.address in seen:
+                    ctx.error(
+                        raw_members.item_loc(i),
+                        f"{path}.members[{i}]: address {member.address} "
+                        f"is already used by members[{seen[member.address]}]",
+                    )
+                    continue
+                seen[member.address] = i
+                if order is not None and member.dc not in order:
+                    ctx.error(
+                        raw_members.item_loc(i),
+                        f"{path}.members[{i}]: datacenter {member.dc!r} "
+                        "is not in the pool's datacenters list, so it would never be answered",
+                    )
+                members.append(member)
+        if order is None:
+            order = list(dict.fromkeys(mb.dc for mb in members))
+        out[str(name)] = Pool(
+            name=str(name),
+            members=tuple(members),
+            datacenters=tuple(order),
+            check=check,
+            policy=policy or "failover",
+            fallback=fallback or "all",
+            ttl=ttl,
+        )
+    _check_fallback_chains(ctx, out, fallback_locs)
+    return out
+
+
+def _check_fallback_chains(ctx: Ctx, pools: dict[str, Pool], locs: dict[str, Location]) -> None:
+    for name, pool in pools.items():
+        seen = [name]
+        current = pool
+        while current.fallback.startswith("pool:"):
+            target = current.fallback[5:]
+            if target not in pools:
+                ctx.error(locs[current.name], f"pools.{current.name}.fallback: unknown pool {target!r}")
+                break
+            if target in seen:
+                if target == name:  # report each loop once, at its first member
+                    chain = " -> ".join([*seen, target])
+                    ctx.error(locs[name], f"pools.{name}.fallback: fallback loop {chain}")
+                break
+            seen.append(target)
+            current = pools[target]
+
+
+def parse_topology(ctx: Ctx, raw: Any, where: Location, dcs: set[str]) -> tuple[TopologyRule, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, YList):
+        ctx.error(where, f"topology: expected a list of rules, got {type_name(raw)}")
+        return ()
+    rules = []
+    for i, item in enumerate(raw):
+        path = f"topology[{i}]"
+        m = mapping(ctx, item, raw.item_loc(i), path)
+        if m is None:
+            continue
+        f = Fields(ctx, m, path)
+
+        def network(v: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+            try:
+                return ipaddress.ip_network(to_str(v), strict=True)
+            except ValueError as exc:
+                raise Invalid(f"{v!r} is not a network: {exc}") from None
+
+        match = f.get("match", network, required=True)
+        prefer = f.get_list("prefer", to_str)
+        if "prefer" not in m:
+            ctx.error(m.loc, f"{path}: missing required key 'prefer'")
+        f.finish()
+        for dc in prefer or []:
+            if dc not in dcs:
+                f.error("prefer", f"unknown datacenter {dc!r}")
+        if match is not None and prefer:
+            rules.append(TopologyRule(match, tuple(prefer)))
+    return tuple(rules)

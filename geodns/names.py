@@ -33,16 +33,17 @@ def to_text(name: Name) -> str:
     """Presentation form with a trailing dot; unusual bytes escaped as \\DDD."""
     if not name:
         return "."
-    return "".join(_escape(label) + "." for label in name)
+    return "".join(escape(label, '.\\"();@$ ') + "." for label in name)
 
 
-def _escape(label: str) -> str:
+def escape(text: str, specials: str) -> str:
+    """Master-file escaping: `specials` get a backslash, non-printables become \\DDD."""
     out = []
-    for ch in label:
+    for ch in text:
         code = ord(ch)
-        if ch in '.\\"();@$':
+        if ch in specials:
             out.append("\\" + ch)
-        elif code <= 0x20 or code >= 0x7F:
+        elif code < 0x20 or code >= 0x7F:
             out.append(f"\\{code:03d}")
         else:
             out.append(ch)

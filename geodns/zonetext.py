@@ -8,21 +8,12 @@ Pool-backed records are written with the addresses `pools` gives them now.
 from __future__ import annotations
 
 from geodns.answer import Client, PoolSource
-from geodns.names import to_text
+from geodns.names import escape, to_text
 from geodns.zone import CAA, MX, SOA, SRV, TXT, Address, PoolRRset, RData, RType, Target, Zone
 
 
 def _quote(data: bytes) -> str:
-    out = []
-    for byte in data:
-        ch = chr(byte)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif 0x20 <= byte < 0x7F:
-            out.append(ch)
-        else:
-            out.append(f"\\{byte:03d}")
-    return '"' + "".join(out) + '"'
+    return '"' + escape(data.decode("latin-1"), '"\\') + '"'
 
 
 def rdata_text(rdata: RData) -> str:

@@ -42,8 +42,8 @@ class Proc:
                 await asyncio.sleep(0.02)
 
 
-async def spawn(config: Path) -> Proc:
-    proc = await asyncio.create_subprocess_exec(
+async def serve_process(config: Path, dns_listen: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "geodns",
@@ -51,13 +51,17 @@ async def spawn(config: Path) -> Proc:
         "-c",
         str(config),
         "--dns-listen",
-        "127.0.0.1:0",
+        dns_listen,
         "--http-listen",
         "127.0.0.1:0",
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL,
     )
+
+
+async def spawn(config: Path) -> Proc:
+    proc = await serve_process(config, "127.0.0.1:0")
     assert proc.stderr is not None
     log: list[str] = []
     dns_ep = http_ep = None
@@ -173,21 +177,7 @@ async def test_sigterm_stops_within_a_second(daemon: Proc) -> None:
 
 @pytest.mark.asyncio
 async def test_port_in_use_is_a_clear_error(daemon: Proc, config_copy: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "geodns",
-        "serve",
-        "-c",
-        str(config_copy),
-        "--dns-listen",
-        f"127.0.0.1:{daemon.dns.port}",
-        "--http-listen",
-        "127.0.0.1:0",
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
-    )
+    proc = await serve_process(config_copy, f"127.0.0.1:{daemon.dns.port}")
     _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
     assert proc.returncode == 1
     assert b"Traceback" not in err

@@ -1,9 +1,9 @@
-"""The HTTP listener: health of the daemon itself (and, later, status and drains)."""
+"""The HTTP listener: /healthz, /readyz, /v1/status and /metrics."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -12,14 +12,50 @@ from geodns.config.model import ListenAddress
 log = logging.getLogger(__name__)
 
 
-def make_app(serving: Callable[[], bool]) -> web.Application:
+class AdminSource(Protocol):
+    """What the HTTP API reads from the running daemon."""
+
+    @property
+    def serving(self) -> bool: ...
+
+    def ready(self) -> tuple[bool, list[str]]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def metrics(self) -> bytes: ...
+
+
+def make_app(source: AdminSource) -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
-        if serving():
+        if source.serving:
             return web.Response(text="ok\n")
         return web.Response(status=503, text="not serving\n")
 
+    async def readyz(_request: web.Request) -> web.Response:
+        # Not ready until every checked member has a fresh probe result: an
+        # orchestrator should not route to an instance answering from no information.
+        ready, pending = source.ready()
+        if ready and source.serving:
+            return web.Response(text="ready\n")
+        lines = "".join(f"waiting for {p}\n" for p in pending[:50])
+        return web.Response(status=503, text=f"not ready\n{lines}")
+
+    async def status(_request: web.Request) -> web.Response:
+        return web.json_response(source.status())
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(
+            body=source.metrics(),
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Content-Type-Options": "nosniff"},
+        )
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/v1/status", status)
+    app.router.add_get("/metrics", metrics)
     return app
 
 

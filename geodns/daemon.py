@@ -8,22 +8,33 @@ import dataclasses
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 from geodns.admin import AdminServer, make_app
+from geodns.answer import PoolSource
 from geodns.config import Config, load
 from geodns.config.model import ListenAddress
 from geodns.dnsserver import DnsServer
 from geodns.errors import ConfigError
 from geodns.handler import ServingState, Stats
-from geodns.policy import AllMembers
+from geodns.metrics import Metrics
+from geodns.monitor import Monitor
+from geodns.policy import AllMembers, HealthyMembers
+from geodns.snapshot import HealthSnapshot, SnapshotStore
+from geodns.status import status_document
 
 log = logging.getLogger(__name__)
 
 
-def serving_state(config: Config) -> ServingState:
+def serving_state(config: Config, snapshot: HealthSnapshot | None = None) -> ServingState:
+    pools: PoolSource = (
+        AllMembers(config.pools)
+        if snapshot is None
+        else HealthyMembers(config.pools, config.checks, snapshot)
+    )
     return ServingState(
         zones=config.zones,
-        pools=AllMembers(config.pools),
+        pools=pools,
         nsid=config.server.nsid,
         edns_udp_size=config.server.edns_udp_size,
     )
@@ -52,8 +63,13 @@ class Daemon:
         self.dns_override = dns_listen
         self.http_override = http_listen
         self.config = with_overrides(config, dns_listen, http_listen)
-        self.state = serving_state(self.config)
         self.stats = Stats()
+        self.metrics_registry = Metrics(self.stats)
+        self.store = SnapshotStore()
+        self.monitor = Monitor(self.config, self.store, self.metrics_registry)
+        self.state = serving_state(self.config, self.store.current())
+        # Every new snapshot (and only that) swaps the answers' view of health.
+        self.store.subscribe(lambda snapshot: self._swap(serving_state(self.config, snapshot)))
         self.dns = DnsServer(
             lambda: self.state,
             self.stats,
@@ -65,10 +81,26 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[bool] | None = None
 
+    def _swap(self, state: ServingState) -> None:
+        self.state = state
+
+    # AdminSource: what the HTTP API reads.
+    def ready(self) -> tuple[bool, list[str]]:
+        pending = [f"{k.check} {k.address}:{k.port}" for k in self.monitor.pending()]
+        return not pending, pending
+
+    def status(self) -> dict[str, Any]:
+        ready, _ = self.ready()
+        return status_document(self.config, self.store.current(), self.monitor.states, ready)
+
+    def metrics(self) -> bytes:
+        return self.metrics_registry.render()
+
     async def start(self) -> None:
+        await self.monitor.start()
         await self.dns.start(self.config.server.dns_listen)
         if self.config.server.http_listen is not None:
-            self.admin = AdminServer(make_app(lambda: self.serving))
+            self.admin = AdminServer(make_app(self))
             await self.admin.start(self.config.server.http_listen)
         self.serving = True
         zones = ", ".join(sorted(".".join(o) + "." for o in self.config.zones.zones))
@@ -95,7 +127,8 @@ class Daemon:
         ):
             log.warning("listen addresses changed in %s; restart geodns to apply them", path)
         self.config = new
-        self.state = serving_state(new)  # one reference swap: each query sees old or new
+        self.state = serving_state(new, self.store.current())  # one swap: each query sees old or new
+        await self.monitor.update(new)
         log.info("reloaded: serving %d zone(s)", len(new.zones.zones))
         return True
 
@@ -126,6 +159,7 @@ class Daemon:
         self.serving = False
         if self._reloading is not None:
             self._reloading.cancel()
+        await self.monitor.stop()
         await self.dns.stop()
         if self.admin is not None:
             with contextlib.suppress(Exception):

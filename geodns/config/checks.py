@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
-from geodns.config.fields import Ctx, Fields, Invalid, int_in, mapping, one_of, to_duration, to_port, to_str
-from geodns.config.model import CHECK_TYPES, Check
+from geodns.config.fields import (
+    Ctx,
+    Fields,
+    Invalid,
+    int_in,
+    mapping,
+    one_of,
+    to_bool,
+    to_duration,
+    to_port,
+    to_str,
+    type_name,
+)
+from geodns.config.model import CHECK_TYPES, Check, Matcher
+from geodns.config.yamlload import YMap
 from geodns.errors import Location
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
+HTTP_KEYS = ("path", "method", "host", "headers", "expect_status", "expect_body", "tls_verify", "ca_file")
+TYPE_KEYS = {"http": HTTP_KEYS, "https": HTTP_KEYS, "tcp": ("send", "expect"), "exec": ("command",)}
 
 
 def expect_status(value: Any) -> tuple[tuple[int, int], ...]:
@@ -30,7 +49,51 @@ def expect_status(value: Any) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def parse_checks(ctx: Ctx, raw: Any, where: Location) -> dict[str, Check]:
+def matcher(value: Any) -> Matcher:
+    """'OK' is a substring; '/^OK$/' a regular expression (searched, multi-line)."""
+    text = to_str(value)
+    if len(text) >= 2 and text.startswith("/") and text.endswith("/"):
+        body = text[1:-1]
+        try:
+            return Matcher(body, re.compile(body, re.MULTILINE))
+        except re.error as exc:
+            raise Invalid(f"bad regular expression {text}: {exc}") from None
+    return Matcher(text)
+
+
+def _headers(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, YMap):
+        raise Invalid(f"expected a mapping of header names to values, got {type_name(value)}")
+    out = []
+    for key, item in value.items():
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", key):
+            raise Invalid(f"bad header name {key!r}")
+        if not isinstance(item, str | int) or isinstance(item, bool) or "\n" in str(item):
+            raise Invalid(f"header {key!r} needs a one-line string value")
+        out.append((key, str(item)))
+    return tuple(out)
+
+
+def _command(value: Any) -> tuple[str, ...]:
+    """A list is run as is (argv); a string through /bin/sh -c."""
+    if isinstance(value, str) and value.strip():
+        return ("/bin/sh", "-c", value)
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise Invalid(f"expected a command string or a non-empty list of arguments, got {type_name(value)}")
+
+
+def _ca_file(base: Path) -> Any:
+    def conv(value: Any) -> Path:
+        path = base / to_str(value)
+        if not path.is_file():
+            raise Invalid(f"CA file {str(path)!r} does not exist")
+        return path
+
+    return conv
+
+
+def parse_checks(ctx: Ctx, raw: Any, where: Location, base: Path) -> dict[str, Check]:
     m = mapping(ctx, raw, where, "checks", allow_null=True)
     if m is None:
         return {}
@@ -40,36 +103,74 @@ def parse_checks(ctx: Ctx, raw: Any, where: Location) -> dict[str, Check]:
         body = mapping(ctx, value, m.value_loc(name), path)
         if body is None:
             continue
-        f = Fields(ctx, body, path)
-        d = Check(name=str(name), type="http")
-        ctype = f.get("type", one_of(CHECK_TYPES), required=True)
-        port = f.get("port", to_port)
-        path_value = f.get("path", to_str, d.path)
-        statuses = f.get("expect_status", expect_status, d.expect_status)
-        body_match = f.get("expect_body", to_str)
-        interval = f.get("interval", to_duration, d.interval)
-        timeout = f.get("timeout", to_duration, d.timeout)
-        rise = f.get("rise", int_in(1, 100), d.rise)
-        fall = f.get("fall", int_in(1, 100), d.fall)
-        f.finish()
-        if interval is not None and timeout is not None and timeout >= interval:
-            f.error("timeout", f"timeout ({timeout:g}s) must be shorter than interval ({interval:g}s)")
-        if ctype == "tcp" and port is None:
-            ctx.error(body.loc, f"{path}: a tcp check needs a 'port' (or check_port on each member)")
-        if path_value is not None and not path_value.startswith("/"):
-            f.error("path", f"must start with '/', got {path_value!r}")
-        if ctype is None:
-            continue
-        out[str(name)] = Check(
-            name=str(name),
-            type=ctype,
-            port=port,
-            path=path_value or d.path,
-            expect_status=statuses or d.expect_status,
-            expect_body=body_match,
-            interval=interval or d.interval,
-            timeout=timeout or d.timeout,
-            rise=rise or d.rise,
-            fall=fall or d.fall,
-        )
+        check = _check(ctx, body, str(name), path, base)
+        if check is not None:
+            out[str(name)] = check
     return out
+
+
+def _check(ctx: Ctx, body: YMap, name: str, path: str, base: Path) -> Check | None:
+    f = Fields(ctx, body, path)
+    d = Check(name=name, type="http")
+    ctype = f.get("type", one_of(CHECK_TYPES), required=True)
+    port = f.get("port", to_port)
+    values: dict[str, Any] = {
+        "path": f.get("path", to_str, d.path),
+        "method": f.get("method", one_of(HTTP_METHODS), d.method),
+        "host": f.get("host", to_str),
+        "headers": f.get("headers", _headers, d.headers),
+        "expect_status": f.get("expect_status", expect_status, d.expect_status),
+        "expect_body": f.get("expect_body", matcher),
+        "tls_verify": f.get("tls_verify", to_bool, d.tls_verify),
+        "ca_file": f.get("ca_file", _ca_file(base)),
+        "send": f.get("send", to_str),
+        "expect": f.get("expect", matcher),
+        "command": f.get("command", _command, d.command),
+    }
+    interval = f.get("interval", to_duration, d.interval)
+    timeout = f.get("timeout", to_duration, d.timeout)
+    jitter = f.get("jitter", _jitter)
+    rise = f.get("rise", int_in(1, 100), d.rise)
+    fall = f.get("fall", int_in(1, 100), d.fall)
+    f.finish()
+    if ctype is None:
+        return None
+    for key in body:
+        owner = next((t for t, keys in TYPE_KEYS.items() if key in keys), None)
+        if owner is not None and key not in TYPE_KEYS[ctype]:
+            f.error(
+                str(key),
+                f"only applies to {'/'.join(t for t, k in TYPE_KEYS.items() if key in k)} "
+                f"checks, not {ctype}",
+            )
+    if interval is not None and timeout is not None and timeout >= interval:
+        f.error("timeout", f"timeout ({timeout:g}s) must be shorter than interval ({interval:g}s)")
+    if interval is not None and jitter is not None and jitter >= interval:
+        f.error("jitter", f"jitter ({jitter:g}s) must be shorter than interval ({interval:g}s)")
+    if ctype == "tcp" and port is None:
+        ctx.error(body.loc, f"{path}: a tcp check needs a 'port' (or check_port on each member)")
+    if ctype == "exec" and "command" not in body:
+        ctx.error(body.loc, f"{path}: an exec check needs a 'command'")
+    if values["path"] is not None and not values["path"].startswith("/"):
+        f.error("path", f"must start with '/', got {values['path']!r}")
+    if values["ca_file"] is not None and values["tls_verify"] is False:
+        f.error("ca_file", "has no effect with tls_verify: false")
+    # A check with bad values is still returned (with defaults in their place), so that
+    # pools naming it do not report a second, misleading "unknown check" error.
+    return Check(
+        name=name,
+        type=ctype,
+        port=port,
+        jitter=jitter,
+        interval=interval or d.interval,
+        timeout=timeout or d.timeout,
+        rise=rise or d.rise,
+        fall=fall or d.fall,
+        **{k: v for k, v in values.items() if v is not None},
+    )
+
+
+def _jitter(value: Any) -> float:
+    if value in ("0", "0s", 0):
+        return 0.0
+    return to_duration(value)

@@ -7,6 +7,7 @@ reference"); those names are a contract, so rename nothing here lightly.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class ServerConfig:
     edns_udp_size: int = 1232
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 256
+    max_concurrent_probes: int = 256
 
 
 @dataclass(frozen=True)
@@ -50,17 +52,56 @@ class Datacenter:
 
 
 @dataclass(frozen=True)
+class Matcher:
+    """`expect_body` / `expect`: a substring, or a regular expression written /like this/."""
+
+    text: str
+    pattern: re.Pattern[str] | None = None
+
+    def matches(self, data: str) -> bool:
+        if self.pattern is not None:
+            return self.pattern.search(data) is not None
+        return self.text in data
+
+    def __str__(self) -> str:
+        return f"/{self.text}/" if self.pattern is not None else repr(self.text)
+
+
+@dataclass(frozen=True)
 class Check:
     name: str
     type: str
     port: int | None = None
+    # http / https
     path: str = "/"
+    method: str = "GET"
+    host: str | None = None  # Host header and TLS SNI; default: the target address
+    headers: tuple[tuple[str, str], ...] = ()
     expect_status: tuple[tuple[int, int], ...] = ((200, 299),)
-    expect_body: str | None = None
+    expect_body: Matcher | None = None
+    tls_verify: bool = True
+    ca_file: Path | None = None
+    # tcp
+    send: str | None = None
+    expect: Matcher | None = None
+    # exec
+    command: tuple[str, ...] = ()
+    # timing and hysteresis
     interval: float = 2.0
     timeout: float = 1.0
     rise: int = 2
     fall: int = 3
+    jitter: float | None = None  # None: 10% of interval
+
+    @property
+    def effective_jitter(self) -> float:
+        return self.interval * 0.1 if self.jitter is None else self.jitter
+
+    @property
+    def default_port(self) -> int | None:
+        if self.port is not None:
+            return self.port
+        return {"http": 80, "https": 443}.get(self.type)
 
 
 @dataclass(frozen=True)

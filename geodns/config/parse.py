@@ -84,6 +84,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
     udp_size = f.get("edns_udp_size", int_in(512, 4096), d.edns_udp_size)
     idle = f.get("tcp_idle_timeout", to_duration, d.tcp_idle_timeout)
     max_conn = f.get("tcp_max_connections", int_in(1, 100000), d.tcp_max_connections)
+    max_probes = f.get("max_concurrent_probes", int_in(1, 100000), d.max_concurrent_probes)
     f.finish()
     if listen is not None and not listen and mode != "route53":
         f.error("dns_listen", "needs at least one address when serving DNS")
@@ -99,6 +100,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
         edns_udp_size=udp_size or d.edns_udp_size,
         tcp_idle_timeout=idle or d.tcp_idle_timeout,
         tcp_max_connections=max_conn or d.tcp_max_connections,
+        max_concurrent_probes=max_probes or d.max_concurrent_probes,
     )
 
 
@@ -200,7 +202,7 @@ def parse(ctx: Ctx, doc: Any, source: Path) -> Config | None:
     dc_raw = f.raw("datacenters")
     datacenters = _datacenters(ctx, dc_raw, top.value_loc("datacenters")) if f.has("datacenters") else ()
     dcs = {d.name for d in datacenters}
-    checks = parse_checks(ctx, f.raw("checks"), top.value_loc("checks"))
+    checks = parse_checks(ctx, f.raw("checks"), top.value_loc("checks"), base)
     pools = parse_pools(ctx, f.raw("pools"), top.value_loc("pools"), dcs, checks)
     topology = parse_topology(ctx, f.raw("topology"), top.value_loc("topology"), dcs)
     zones_dir_text = f.get("zones_dir", to_str, "zones")

@@ -1,0 +1,78 @@
+"""Every Prometheus metric geodns exports, defined in one place.
+
+Each daemon owns its own registry (tests run several daemons in one process;
+the global default registry would reject the second set of names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from geodns.handler import Stats
+
+PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _DnsStatsCollector(Collector):
+    """Reads the DNS server's plain counters at scrape time (no cost per query)."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        for name, doc, value in (
+            ("geodns_dns_queries", "DNS messages received", s.queries),
+            ("geodns_dns_dropped", "DNS messages dropped (no header, responses, send failures)", s.dropped),
+            ("geodns_dns_formerr", "DNS messages answered FORMERR", s.formerr),
+            (
+                "geodns_dns_internal_errors",
+                "DNS messages that hit a bug of ours (SERVFAIL)",
+                s.internal_errors,
+            ),
+        ):
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], value)
+            yield family
+
+
+class Metrics:
+    def __init__(self, stats: Stats | None = None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.member_up = Gauge(
+            "geodns_member_up",
+            "1 when the member is up, 0 when down or unknown",
+            ["pool", "member", "dc"],
+            registry=r,
+        )
+        self.probe_duration = Histogram(
+            "geodns_probe_duration_seconds", "Time a probe took", ["check"], buckets=PROBE_BUCKETS, registry=r
+        )
+        self.probe_failures = Counter(
+            "geodns_probe_failures_total",
+            "Failed probes by check and reason class",
+            ["check", "reason"],
+            registry=r,
+        )
+        self.probes = Counter("geodns_probes_total", "Probes run", ["check"], registry=r)
+        self.probes_late = Counter(
+            "geodns_probes_late_total",
+            "Probes started more than 10% of an interval late",
+            ["check"],
+            registry=r,
+        )
+        self.state_changes = Counter(
+            "geodns_state_changes_total", "Member health state changes", ["pool", "member", "to"], registry=r
+        )
+        self.snapshot_version = Gauge("geodns_snapshot_version", "Version of the health snapshot", registry=r)
+        self.ready = Gauge("geodns_ready", "1 once every checked member has a fresh probe result", registry=r)
+        if stats is not None:
+            r.register(_DnsStatsCollector(stats))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

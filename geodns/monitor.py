@@ -1,0 +1,253 @@
+"""The probe scheduler: one probe per unique (check, target), spread over the
+interval, bounded in concurrency, every result through `health.step`, and a
+new snapshot published whenever a status changes.
+
+Nothing a probe does can stop the monitor: any exception becomes a failed
+result carrying its reason, and is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from geodns import statefile
+from geodns.checks import Probe, ProbeResult, Target, make_probe
+from geodns.checks.base import failed
+from geodns.config.model import Check, Config, Member, Pool
+from geodns.health import Health, ProbeKey, Status, describe, probe_keys, restore, step
+from geodns.metrics import Metrics
+from geodns.snapshot import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "health.json"
+
+
+async def run_probe(probe: Probe, target: Target, limit: float) -> ProbeResult:
+    """Run one probe within `limit` seconds; every way it can go wrong is a failure with a reason."""
+    try:
+        async with asyncio.timeout(limit):
+            return await probe.probe(target)
+    except TimeoutError:
+        return failed("timeout", f"no answer within {limit:g}s")
+    except Exception as exc:
+        log.warning("probe of %s raised %s: %s", target, type(exc).__name__, exc, exc_info=True)
+        return failed("error", f"check raised {type(exc).__name__}: {exc}")
+
+
+@dataclass
+class _Target:
+    key: ProbeKey
+    check: Check
+    members: list[tuple[Pool, Member]]
+    task: asyncio.Task[None] | None = None
+
+
+class Monitor:
+    def __init__(
+        self,
+        config: Config,
+        store: SnapshotStore,
+        metrics: Metrics,
+        *,
+        wall: Callable[[], float] = time.time,
+        persist: bool = True,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.wall = wall
+        self.persist = persist
+        self.config = config
+        self.state_path = config.server.state_dir / STATE_FILE
+        self.states: dict[ProbeKey, Health] = {}
+        self.targets: dict[ProbeKey, _Target] = {}
+        self.probes: dict[str, Probe] = {}
+        self._sem = asyncio.Semaphore(config.server.max_concurrent_probes)
+        self._running = False
+        saved = statefile.load(self.state_path) if persist else {}
+        self._plan(config, saved)
+
+    def _plan(self, config: Config, saved: dict[ProbeKey, Health]) -> None:
+        keys = probe_keys(config)
+        self.targets = {key: _Target(key, config.checks[key.check], members) for key, members in keys.items()}
+        for key in keys:
+            if key not in self.states:
+                self.states[key] = restore(saved[key]) if key in saved else Health()
+                if key in saved:
+                    log.info(
+                        "%s: last known state %s (since %s) until a fresh probe",
+                        self._label(key),
+                        saved[key].status,
+                        _fmt_time(saved[key].since),
+                    )
+        for key in list(self.states):
+            if key not in keys:
+                del self.states[key]
+
+    @staticmethod
+    def _label(key: ProbeKey) -> str:
+        port = f":{key.port}" if key.port is not None else ""
+        return f"probe {key.check} {key.address}{port}"
+
+    def ready(self) -> bool:
+        return all(h.fresh for h in self.states.values())
+
+    def pending(self) -> list[ProbeKey]:
+        return [k for k, h in self.states.items() if not h.fresh]
+
+    async def start(self) -> None:
+        self._running = True
+        self.store.publish(self.states)
+        self._update_gauges()
+        self._start_tasks()
+
+    def _start_tasks(self) -> None:
+        loop = asyncio.get_running_loop()
+        count = max(1, len(self.targets))
+        for index, target in enumerate(self.targets.values()):
+            if target.task is None:
+                phase = target.check.interval * index / count
+                target.task = loop.create_task(self._run(target, phase), name=f"probe {target.key}")
+
+    def _probe_for(self, check: Check) -> Probe:
+        probe = self.probes.get(check.name)
+        if probe is None:
+            probe = self.probes[check.name] = make_probe(check)
+        return probe
+
+    async def _run(self, target: _Target, phase: float) -> None:
+        """Probe now (so start-up is not blind for a whole interval), then on a fixed
+        grid offset by `phase`, with jitter; a late probe skips ahead, never piles up."""
+        loop = asyncio.get_running_loop()
+        check = target.check
+        start = loop.time()
+        slot = 0
+        due = start
+        while self._running:
+            late = loop.time() - due
+            if late > check.interval * 0.1:
+                self.metrics.probes_late.labels(check.name).inc()
+            await self._probe_once(target)
+            slot += 1
+            due = start + phase + slot * check.interval + random.uniform(0, check.effective_jitter)
+            now = loop.time()
+            if due < now:  # overran: skip the missed slots
+                missed = int((now - due) // check.interval) + 1
+                slot += missed
+                due += missed * check.interval
+            await asyncio.sleep(due - now)
+
+    async def _probe_once(self, target: _Target) -> None:
+        check = target.check
+        probe = self._probe_for(check)
+        async with self._sem:
+            t0 = time.perf_counter()
+            result = await run_probe(probe, Target(target.key.address, target.key.port), check.timeout)
+            latency = time.perf_counter() - t0
+        self.metrics.probes.labels(check.name).inc()
+        self.metrics.probe_duration.labels(check.name).observe(latency)
+        if not result.ok:
+            self.metrics.probe_failures.labels(check.name, result.kind).inc()
+            log.debug("%s failed: %s", self._label(target.key), result.reason)
+        self.record(target.key, result, latency)
+
+    def record(self, key: ProbeKey, result: ProbeResult, latency: float | None = None) -> None:
+        """Fold one probe result into the state; publish and log when the status changes."""
+        old = self.states.get(key)
+        target = self.targets.get(key)
+        if old is None or target is None:
+            return  # the target went away in a reload while its probe ran
+        new = step(
+            old,
+            result.ok,
+            result.reason,
+            self.wall(),
+            rise=target.check.rise,
+            fall=target.check.fall,
+            latency=latency,
+        )
+        was_ready = self.ready()
+        self.states[key] = new
+        if new.status is not old.status:
+            for pool, member in target.members:
+                log.warning(
+                    "member %s (%s, pool %s): %s", member.address, member.dc, pool.name, describe(old, new)
+                )
+                self.metrics.state_changes.labels(pool.name, member.address, str(new.status)).inc()
+            self.store.publish(self.states)
+            self._update_gauges()
+            self._save()
+        elif old.restored:
+            self._update_gauges()
+        if not was_ready and self.ready():
+            log.info("every member has a fresh probe result: ready")
+            self.metrics.ready.set(1)
+
+    def _update_gauges(self) -> None:
+        snapshot = self.store.current()
+        self.metrics.snapshot_version.set(snapshot.version)
+        self.metrics.ready.set(1 if self.ready() else 0)
+        for target in self.targets.values():
+            up = 1 if self.states[target.key].status is Status.UP else 0
+            for pool, member in target.members:
+                self.metrics.member_up.labels(pool.name, member.address, member.dc).set(up)
+
+    def _save(self) -> None:
+        if not self.persist:
+            return
+        try:
+            statefile.save(self.state_path, self.states)
+        except OSError as exc:
+            log.error(
+                "cannot save health state to %s: %s (states still apply in memory)", self.state_path, exc
+            )
+
+    async def update(self, config: Config) -> None:
+        """Apply a reloaded config: keep the state of unchanged probes, start new ones, stop old ones."""
+        old_targets = self.targets
+        old_checks = self.config.checks
+        self.config = config
+        self._plan(config, {})
+        for key, target in old_targets.items():
+            new = self.targets.get(key)
+            if new is not None and old_checks.get(key.check) == config.checks.get(key.check):
+                new.task = target.task  # same probe, same schedule
+            elif target.task is not None:
+                target.task.cancel()
+        for name, probe in list(self.probes.items()):
+            if old_checks.get(name) != config.checks.get(name):
+                del self.probes[name]
+                await probe.close()
+        for key in self.targets:
+            if old_checks.get(key.check) != config.checks.get(key.check):
+                self.states[key] = Health()  # a changed check's past results say nothing
+        self.metrics.member_up.clear()
+        self.store.publish(self.states)
+        self._update_gauges()
+        if self._running:
+            self._start_tasks()
+
+    async def stop(self) -> None:
+        self._running = False
+        tasks = [t.task for t in self.targets.values() if t.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for probe in self.probes.values():
+            with contextlib.suppress(Exception):
+                await probe.close()
+        self.probes.clear()
+
+
+def _fmt_time(when: float | None) -> str:
+    if when is None:
+        return "unknown time"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))

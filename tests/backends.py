@@ -1,0 +1,107 @@
+"""Real backends on 127.0.0.x for the health-check tests: aiohttp apps whose
+behaviour a test switches at run time, and a small TCP banner server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Behaviour:
+    status: int = 200
+    body: str = "OK"
+    hang: bool = False
+    require_host: str | None = None
+    big_body: int = 0  # bytes of filler sent after the body
+    flap: bool = False  # alternate between healthy and 503 on every request
+
+
+@dataclass
+class HttpBackend:
+    host: str
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    ssl_context: ssl.SSLContext | None = None
+    port: int = 0
+    requests: int = 0
+    connections: set[int] = field(default_factory=set)
+    hosts_seen: list[str] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+
+    async def start(self, port: int = 0) -> HttpBackend:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, port, ssl_context=self.ssl_context, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        transport = request.transport
+        if transport is not None:
+            self.connections.add(id(transport))
+        self.hosts_seen.append(request.headers.get("Host", ""))
+        b = self.behaviour
+        if b.hang:
+            await asyncio.sleep(3600)
+        if b.require_host is not None and request.headers.get("Host") != b.require_host:
+            return web.Response(status=421, text="wrong host")
+        if b.flap and self.requests % 2 == 0:
+            return web.Response(status=503, text="flap")
+        if b.big_body:
+            resp = web.StreamResponse(status=b.status)
+            await resp.prepare(request)
+            await resp.write(b.body.encode())
+            chunk = b"x" * 65536
+            sent = 0
+            with contextlib.suppress(ConnectionError):
+                while sent < b.big_body:
+                    await resp.write(chunk)
+                    sent += len(chunk)
+            return resp
+        return web.Response(status=b.status, text=b.body)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class BannerServer:
+    """Says `banner` on connect; answers `PING\\r\\n` with `PONG\\r\\n`."""
+
+    def __init__(self, host: str, banner: bytes) -> None:
+        self.host = host
+        self.banner = banner
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> BannerServer:
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(self.banner)
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), 5)
+            if line == b"PING\r\n":
+                writer.write(b"PONG\r\n")
+                await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

@@ -18,7 +18,7 @@ from geodns.checks.base import ProbeResult
 from geodns.config.checks import matcher
 from geodns.config.model import Check
 from geodns.monitor import run_probe
-from tests.backends import BannerServer, Behaviour, HttpBackend
+from tests.backends import BannerServer, HttpBackend
 
 HOST = "127.0.0.41"
 

@@ -148,7 +148,7 @@ def _check(ctx: Ctx, body: YMap, name: str, path: str, base: Path) -> Check | No
     if interval is not None and jitter is not None and jitter >= interval:
         f.error("jitter", f"jitter ({jitter:g}s) must be shorter than interval ({interval:g}s)")
     if ctype == "tcp" and port is None:
-        ctx.error(body.loc, f"{path}: a tcp check needs a 'port' (or check_port on each member)")
+        ctx.error(body.loc, f"{path}: a tcp check needs a 'port'")
     if ctype == "exec" and "command" not in body:
         ctx.error(body.loc, f"{path}: an exec check needs a 'command'")
     if values["path"] is not None and not values["path"].startswith("/"):

@@ -70,6 +70,8 @@ class Monitor:
         self.probes: dict[str, Probe] = {}
         self._sem = asyncio.Semaphore(config.server.max_concurrent_probes)
         self._running = False
+        self._publish_scheduled = False
+        self._pending: set[ProbeKey] = set()  # targets without a fresh result: not ready
         saved = statefile.load(self.state_path) if persist else {}
         self._plan(config, saved)
 
@@ -89,6 +91,7 @@ class Monitor:
         for key in list(self.states):
             if key not in keys:
                 del self.states[key]
+        self._pending = {k for k, h in self.states.items() if not h.fresh}
 
     @staticmethod
     def _label(key: ProbeKey) -> str:
@@ -96,10 +99,10 @@ class Monitor:
         return f"probe {key.check} {key.address}{port}"
 
     def ready(self) -> bool:
-        return all(h.fresh for h in self.states.values())
+        return not self._pending
 
     def pending(self) -> list[ProbeKey]:
-        return [k for k, h in self.states.items() if not h.fresh]
+        return sorted(self._pending, key=lambda k: (k.check, k.address, k.port or 0))
 
     async def start(self) -> None:
         self._running = True
@@ -172,31 +175,46 @@ class Monitor:
             fall=target.check.fall,
             latency=latency,
         )
-        was_ready = self.ready()
         self.states[key] = new
+        if self._pending and key in self._pending:
+            self._pending.discard(key)
+            if not self._pending:
+                log.info("every member has a fresh probe result: ready")
+                self.metrics.ready.set(1)
         if new.status is not old.status:
             for pool, member in target.members:
                 log.warning(
                     "member %s (%s, pool %s): %s", member.address, member.dc, pool.name, describe(old, new)
                 )
                 self.metrics.state_changes.labels(pool.name, member.address, str(new.status)).inc()
-            self.store.publish(self.states)
-            self._update_gauges()
-            self._save()
-        elif old.restored:
-            self._update_gauges()
-        if not was_ready and self.ready():
-            log.info("every member has a fresh probe result: ready")
-            self.metrics.ready.set(1)
+            self._set_member_gauges(target)
+            self._schedule_publish()
+
+    def _schedule_publish(self) -> None:
+        """Publish once per event-loop turn however many states changed in it:
+        at start-up thousands of targets change at once, and copying the state
+        table once per change would cost O(n^2). Queries still see a change at
+        once: the publish runs before the loop reads another datagram."""
+        if not self._publish_scheduled:
+            self._publish_scheduled = True
+            asyncio.get_running_loop().call_soon(self._publish)
+
+    def _publish(self) -> None:
+        self._publish_scheduled = False
+        snapshot = self.store.publish(self.states)
+        self.metrics.snapshot_version.set(snapshot.version)
+        self._save()
+
+    def _set_member_gauges(self, target: _Target) -> None:
+        up = 1 if self.states[target.key].status is Status.UP else 0
+        for pool, member in target.members:
+            self.metrics.member_up.labels(pool.name, member.address, member.dc).set(up)
 
     def _update_gauges(self) -> None:
-        snapshot = self.store.current()
-        self.metrics.snapshot_version.set(snapshot.version)
+        self.metrics.snapshot_version.set(self.store.current().version)
         self.metrics.ready.set(1 if self.ready() else 0)
         for target in self.targets.values():
-            up = 1 if self.states[target.key].status is Status.UP else 0
-            for pool, member in target.members:
-                self.metrics.member_up.labels(pool.name, member.address, member.dc).set(up)
+            self._set_member_gauges(target)
 
     def _save(self) -> None:
         if not self.persist:

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -68,10 +69,11 @@ async def dig(server: Running, *args: str, v6: bool = False) -> Dig:
 
 
 @pytest_asyncio.fixture
-async def example() -> AsyncIterator[Running]:
+async def example(tmp_path: Path) -> AsyncIterator[Running]:
     config = load(REPO / "config" / "geodns.yaml")
     server = dataclasses.replace(
         config.server,
+        state_dir=tmp_path,  # keep the example's health state out of the checkout
         dns_listen=(ListenAddress("127.0.0.1", 0), ListenAddress("::1", 0)),
         http_listen=ListenAddress("127.0.0.1", 0),
     )

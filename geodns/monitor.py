@@ -136,7 +136,13 @@ class Monitor:
             late = loop.time() - due
             if late > check.interval * 0.1:
                 self.metrics.probes_late.labels(check.name).inc()
-            await self._probe_once(target)
+            try:
+                await self._probe_once(target)
+            except Exception as exc:
+                # A bug of ours must neither kill this target's loop (its state would
+                # freeze and lie) nor pass silently: the target fails, loudly.
+                log.exception("monitor error probing %s", self._label(target.key))
+                self.record(target.key, failed("error", f"monitor error: {type(exc).__name__}: {exc}"))
             slot += 1
             due = start + phase + slot * check.interval + random.uniform(0, check.effective_jitter)
             now = loop.time()

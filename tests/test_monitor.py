@@ -4,6 +4,7 @@ real probes, state visible in the log, /v1/status, /metrics and DNS answers."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,7 +16,7 @@ import pytest_asyncio
 
 from geodns.config import load
 from geodns.daemon import Daemon
-from geodns.health import Status
+from geodns.health import Health, Status
 from tests.backends import HttpBackend
 from tests.dnsclient import Endpoint, ask
 
@@ -249,3 +250,36 @@ async def _ready(run: Running) -> bool:
 async def _state(run: Running, address: str, want: str) -> bool:
     key = next(k for k in run.daemon.monitor.states if k.address == address)
     return run.daemon.store.current().status(key) is Status(want)
+
+
+@pytest.mark.asyncio
+async def test_a_monitor_bug_fails_the_target_loudly_and_probing_goes_on(
+    tmp_path: Path, backends: list[HttpBackend], caplog: pytest.LogCaptureFixture
+) -> None:
+    run = await start(write_config(tmp_path, [b.port for b in backends]))
+    monitor = run.daemon.monitor
+    original = monitor._probe_once
+    calls = 0
+
+    async def broken(target: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 8:
+            raise RuntimeError("bug in the monitor")
+        await original(target)  # type: ignore[arg-type]
+
+    try:
+        await monitor.stop()
+        monitor._probe_once = broken  # type: ignore[method-assign]
+        monitor.targets = {k: dataclasses.replace(t, task=None) for k, t in monitor.targets.items()}
+        monitor.states = {k: Health() for k in monitor.states}
+        monitor._pending = set(monitor.states)
+        await monitor.start()
+        await wait_for(lambda: _state(run, "127.0.0.51", "down"), within=3)
+        member = await run.status_of("127.0.0.51")
+        assert member["reason"] == "monitor error: RuntimeError: bug in the monitor"
+        assert any("monitor error probing" in r.getMessage() for r in caplog.records)
+        # Once the bug stops firing, real probes bring the member back.
+        await wait_for(lambda: _state(run, "127.0.0.51", "up"), within=5)
+    finally:
+        await run.daemon.stop()

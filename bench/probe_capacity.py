@@ -12,22 +12,21 @@ in count and time. Traffic stays on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import logging
 import asyncio
+import logging
 import os
 import resource
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+import uvloop  # noqa: E402
 
 from geodns.config import load  # noqa: E402
 from geodns.daemon import Daemon  # noqa: E402
@@ -91,7 +90,8 @@ def write_config(tmp: Path, targets: int) -> Path:
     (tmp / "zones").mkdir(exist_ok=True)
     (tmp / "zones" / "z.yaml").write_text(ZONE)
     lines = [
-        "server: {dns_listen: ['127.0.0.1:0'], http_listen: null, state_dir: state, max_concurrent_probes: 512}",
+        "server: {dns_listen: ['127.0.0.1:0'], http_listen: null, state_dir: state,"
+        " max_concurrent_probes: 512}",
         "datacenters: {par: {}}",
         "checks:",
         "  web: {type: http, path: /health, expect_body: OK, interval: 2s, timeout: 1s, rise: 2, fall: 3}",
@@ -120,9 +120,10 @@ async def run_case(targets: int, seconds: float) -> dict[str, float]:
         path = write_config(Path(tmp), targets)
         backend = None
         if targets:
-            backend = subprocess.Popen(
+            backend = subprocess.Popen(  # noqa: ASYNC220 - set-up, before anything is measured
                 [sys.executable, "-c", BACKEND, str(BASE_PORT), str(targets), str(seconds + 30)],
-                stdout=subprocess.PIPE, text=True,
+                stdout=subprocess.PIPE,
+                text=True,
             )
             assert backend.stdout is not None
             assert backend.stdout.readline().strip() == "ready"
@@ -136,7 +137,12 @@ async def run_case(targets: int, seconds: float) -> dict[str, float]:
             late0 = reg.get_sample_value("geodns_probes_late_total", {"check": "web"}) or 0.0
             cpu0 = time.process_time()
             client = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", DNS_CLIENT, str(port), "2000", str(seconds),
+                sys.executable,
+                "-c",
+                DNS_CLIENT,
+                str(port),
+                "2000",
+                str(seconds),
                 stdout=asyncio.subprocess.PIPE,
             )
             t0 = time.monotonic()
@@ -169,32 +175,33 @@ def main() -> None:
     parser.add_argument("--targets", default="1000,2000,4000,6000")
     parser.add_argument("--runs", type=int, default=3, help="runs per case; medians are printed")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
     os.sched_setaffinity(0, {0})
     logging.basicConfig(level=logging.ERROR)  # thousands of state lines would measure the terminal
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None  # type: ignore[assignment]
     cases = [0, *[int(t) for t in args.targets.split(",")]]
-    print(f"probe capacity, {args.runs} run(s) x {args.seconds:g}s per case, interval {INTERVAL:g}s, "
-          f"daemon pinned to core 0, backends and DNS client (2,000 q/s) on core 1")
-    print(f"{'targets':>8} {'want/s':>7} {'probes/s':>9} {'on-time':>8} {'cpu':>5} "
-          f"{'dns p50':>8} {'dns p99':>8} {'p99/idle':>8} {'lost':>6}")
+    print(
+        f"probe capacity, {args.runs} run(s) x {args.seconds:g}s per case, interval {INTERVAL:g}s, "
+        f"daemon pinned to core 0, backends and DNS client (2,000 q/s) on core 1"
+    )
+    print(
+        f"{'targets':>8} {'want/s':>7} {'probes/s':>9} {'on-time':>8} {'cpu':>5} "
+        f"{'dns p50':>8} {'dns p99':>8} {'p99/idle':>8} {'lost':>6}"
+    )
     idle_p99 = None
     for targets in cases:
         runs = []
         for _ in range(args.runs):
-            runner = uvloop.run if uvloop is not None else asyncio.run
-            runs.append(runner(run_case(targets, args.seconds)))
+            runs.append(uvloop.run(run_case(targets, args.seconds)))
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         if targets == 0:
             idle_p99 = med["dns_p99_ms"]
         ratio = med["dns_p99_ms"] / idle_p99 if idle_p99 else float("nan")
-        print(f"{targets:>8} {med['wanted']:>7.0f} {med['probes_per_s']:>9.0f} {med['on_time']:>8.2%} "
-              f"{med['cpu']:>5.0%} {med['dns_p50_ms']:>6.2f}ms {med['dns_p99_ms']:>6.2f}ms "
-              f"{ratio:>7.1f}x {med['dns_lost']:>6.1%}")
+        print(
+            f"{targets:>8} {med['wanted']:>7.0f} {med['probes_per_s']:>9.0f} {med['on_time']:>8.2%} "
+            f"{med['cpu']:>5.0%} {med['dns_p50_ms']:>6.2f}ms {med['dns_p99_ms']:>6.2f}ms "
+            f"{ratio:>7.1f}x {med['dns_lost']:>6.1%}"
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ MAX_CNAME_CHAIN = 12
 class Client:
     """Who asks: the address used for steering (ECS when present, else source)."""
 
-    address: str
+    address: str  # the ECS address when ECS was sent, else the source address
     ecs_prefix: int | None = None  # source prefix length when ECS was sent
+    source: str = ""  # the packet's source address (for pools told to ignore ECS)
 
 
 @dataclass(frozen=True, slots=True)

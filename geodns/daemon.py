@@ -20,7 +20,7 @@ from geodns.errors import ConfigError
 from geodns.handler import ServingState, Stats
 from geodns.metrics import Metrics
 from geodns.monitor import Monitor
-from geodns.policy import AllMembers, HealthyMembers
+from geodns.policy import AllMembers, PolicySource
 from geodns.snapshot import HealthSnapshot, SnapshotStore
 from geodns.status import status_document
 
@@ -28,11 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def serving_state(config: Config, snapshot: HealthSnapshot | None = None) -> ServingState:
-    pools: PoolSource = (
-        AllMembers(config.pools)
-        if snapshot is None
-        else HealthyMembers(config.pools, config.checks, snapshot)
-    )
+    pools: PoolSource = AllMembers(config.pools) if snapshot is None else PolicySource(config, snapshot)
     return ServingState(
         zones=config.zones,
         pools=pools,

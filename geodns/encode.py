@@ -12,7 +12,7 @@ import dnslib
 
 from geodns.answer import Answer
 from geodns.names import Name
-from geodns.wire import AA, CD, HEADER, OPT_NSID, QR, RD, TC, Edns, Header, Question
+from geodns.wire import AA, CD, HEADER, OPT_ECS, OPT_NSID, QR, RD, TC, Ecs, Edns, Header, Question
 from geodns.zone import CAA, MX, SOA, SRV, TXT, Address, RData, RRset, RType, Target
 
 MAX_TCP_MESSAGE = 65535
@@ -62,11 +62,18 @@ def response_flags(query_flags: int, rcode: int, aa: bool = False, tc: bool = Fa
     return flags
 
 
-def reply_options(edns: Edns, nsid: bytes | None) -> list[tuple[int, bytes]]:
-    """Only options we understand are answered; unknown ones are never echoed."""
+def reply_options(
+    edns: Edns, nsid: bytes | None, ecs: Ecs | None = None, scope: int = 0
+) -> list[tuple[int, bytes]]:
+    """Only options we understand are answered; unknown ones are never echoed.
+    ECS is answered whenever the query carried a valid one (scope 0 when the
+    answer did not depend on the client)."""
+    options = []
     if nsid is not None and edns.option(OPT_NSID) is not None:
-        return [(OPT_NSID, nsid)]
-    return []
+        options.append((OPT_NSID, nsid))
+    if ecs is not None:
+        options.append((OPT_ECS, ecs.reply(scope)))
+    return options
 
 
 def encode_simple(
@@ -106,12 +113,14 @@ def encode_answer(
     limit: int,
     edns_size: int,
     nsid: bytes | None,
+    ecs: Ecs | None = None,
 ) -> bytes:
     """Pack `answer`; if it exceeds `limit` bytes, shed the additional section,
     then set TC and keep as many whole answer records as fit (RFC 2181 9)."""
     opt = b""
     if edns is not None:
-        opt = opt_record(edns_size, answer.rcode >> 4, edns.do, reply_options(edns, nsid))
+        options = reply_options(edns, nsid, ecs, answer.ecs_scope or 0)
+        opt = opt_record(edns_size, answer.rcode >> 4, edns.do, options)
     owner = dnslib.DNSLabel(list(question.labels))
     sections = [list(answer.answer), list(answer.authority), list(answer.additional)]
     tc = False

@@ -19,7 +19,7 @@ from geodns.answer import (
     resolve,
 )
 from geodns.encode import MAX_TCP_MESSAGE, encode_answer, encode_simple
-from geodns.wire import Header, Malformed, parse_header, parse_query, parse_question
+from geodns.wire import OPT_ECS, Header, Malformed, parse_ecs, parse_header, parse_query, parse_question
 from geodns.zone import ZoneSet
 
 log = logging.getLogger(__name__)
@@ -113,11 +113,21 @@ def _handle(
     if q.qclass != CLASS_IN or q.qtype in (TYPE_AXFR, TYPE_IXFR):
         return encode_simple(header, q, REFUSED, edns, size, state.nsid)
 
-    answer = resolve(q.name, q.qtype, state.zones, state.pools, Client(source))
+    ecs = None
+    client = Client(source, None, source)
+    if edns is not None and (ecs_data := edns.option(OPT_ECS)) is not None:
+        try:
+            ecs = parse_ecs(ecs_data)
+        except Malformed as exc:
+            stats.formerr += 1
+            log.debug("FORMERR to %s: %s", source, exc)
+            return encode_simple(header, q, FORMERR, edns, size, state.nsid)
+        client = Client(ecs.address, ecs.source_prefix, source)
+    answer = resolve(q.name, q.qtype, state.zones, state.pools, client)
     if not udp:
         limit = MAX_TCP_MESSAGE
     elif edns is None:
         limit = PLAIN_UDP_LIMIT
     else:
         limit = max(PLAIN_UDP_LIMIT, min(edns.udp_size, size))
-    return encode_answer(header, q, answer, edns, limit, size, state.nsid)
+    return encode_answer(header, q, answer, edns, limit, size, state.nsid, ecs)

@@ -1,22 +1,41 @@
-"""Pool selection (pure): which members of a pool a pool-backed record answers.
+"""Pool selection (pure): which members a pool-backed record answers.
 
-`AllMembers` answers every member (zone export, and configs without checks);
-`HealthyMembers` answers from a health snapshot with the pool's fallback.
+Policies read one health snapshot (real states plus operator overrides):
+- failover: datacenters in preference order; the healthy members of the first
+  one with at least `min_healthy` healthy members.
+- weighted: up to `max_answers` (default 1) healthy members drawn by weight;
+  weight 0 members are standbys, used only when no weighted member is healthy.
+- all: every healthy member, shuffled, up to `max_answers`.
+- geo: the client's subnet (EDNS Client Subnet, else the source address) picks
+  a topology rule (longest prefix wins), whose `prefer` list leads the
+  datacenter order; then as failover. The reply's ECS scope is the prefix
+  length over which that choice holds, never a copy of the source prefix.
+When no member is healthy the pool's `fallback` decides: all (fail open),
+empty (NODATA), servfail, or pool:<name>.
+
+Randomness (weighted, all) comes from an injected `random.Random`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from geodns.answer import Client, PoolResult
-from geodns.config.model import Check, Pool
+from geodns.config.model import Config, Member, Pool, TopologyRule
 from geodns.health import Status, probe_key
+from geodns.overrides import Override, forced
 from geodns.snapshot import HealthSnapshot
 from geodns.zone import Address, PoolRRset, RRset, RType
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 
 class AllMembers:
-    """Answers every member of the pool with the record's address family."""
+    """Answers every member of the pool with the record's address family (zone export)."""
 
     def __init__(self, pools: Mapping[str, Pool]) -> None:
         self._addresses: dict[tuple[str, int], tuple[Address, ...]] = {}
@@ -31,43 +50,190 @@ class AllMembers:
         return PoolResult(RRset(entry.name, entry.rtype, entry.ttl, rdatas))
 
 
-class HealthyMembers:
-    """Answers the healthy members of the record's family, read from one snapshot.
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    member: Member
+    real: Status  # what the probes say
+    effective: Status  # what answers use: the override's state when one applies
+    forced_by: Override | None
 
-    When none is healthy the pool's `fallback` decides: `all` fails open (every
-    member), `empty` gives NODATA, `servfail` SERVFAIL, `pool:<name>` asks
-    another pool. Results are cached per snapshot: the snapshot is immutable,
-    and a new one gets a new HealthyMembers.
-    """
+    @property
+    def up(self) -> bool:
+        return self.effective is Status.UP
 
-    def __init__(
-        self, pools: Mapping[str, Pool], checks: Mapping[str, Check], snapshot: HealthSnapshot
-    ) -> None:
-        self.pools = pools
-        self.checks = checks
+
+@dataclass(frozen=True)
+class Decision:
+    """Everything that shaped one pool's answer, for answers and for `explain`."""
+
+    pool: Pool
+    v6: bool
+    members: tuple[MemberView, ...]  # of the asked family, in config order
+    preference: tuple[str, ...]
+    rule: TopologyRule | None = None
+    scope: int | None = None  # ECS scope prefix (geo only)
+    chosen_dc: str | None = None
+    candidates: tuple[Member, ...] = ()  # what the answer is drawn from
+    fallback: str | None = None  # set when no member was healthy
+    servfail: bool = False
+    degraded: bool = False
+    via: Decision | None = None  # the decision of a pool:<name> fallback
+    notes: tuple[str, ...] = field(default=())
+
+    def final(self) -> Decision:
+        return self.via.final() if self.via is not None else self
+
+
+def member_views(pool: Pool, config: Config, snapshot: HealthSnapshot) -> list[MemberView]:
+    views = []
+    for member in pool.members:
+        real = snapshot.status(probe_key(pool, member, config.checks))
+        override = forced(snapshot.overrides, pool, member) if snapshot.overrides else None
+        views.append(MemberView(member, real, override.state if override else real, override))
+    return views
+
+
+def match_rule(rules: Sequence[TopologyRule], address: IPAddress) -> tuple[TopologyRule | None, int]:
+    """Longest-prefix match, and the ECS scope over which that result is the same
+    for every address: long enough to exclude each more specific rule the client
+    is not in (RFC 7871 7.2.1)."""
+    best: TopologyRule | None = None
+    for rule in rules:
+        if (
+            rule.match.version == address.version
+            and address in rule.match
+            and (best is None or rule.match.prefixlen > best.match.prefixlen)
+        ):
+            best = rule
+    scope = best.match.prefixlen if best else 0
+    client_bits = int(address)
+    width = address.max_prefixlen
+    for rule in rules:
+        net = rule.match
+        if net.version != address.version or net.prefixlen <= scope or address in net:
+            continue
+        # The shortest prefix of the client that no longer contains `net`.
+        common = width - (client_bits ^ int(net.network_address)).bit_length()
+        if common >= scope:
+            scope = max(scope, min(common + 1, net.prefixlen))
+    return best, scope
+
+
+def decide(
+    config: Config,
+    snapshot: HealthSnapshot,
+    pool_name: str,
+    v6: bool,
+    client: IPAddress | None,
+    _seen: tuple[str, ...] = (),
+) -> Decision:
+    pool = config.pools[pool_name]
+    views = member_views(pool, config, snapshot)
+    degraded = any(not v.up for v in views)
+    family = tuple(v for v in views if v.member.is_v6 == v6)
+    preference = pool.datacenters
+    rule, scope = None, None
+    if pool.policy == "geo" and client is not None:
+        rule, scope = match_rule(config.topology, client)
+        if rule is not None:
+            preference = tuple(
+                dict.fromkeys([*(d for d in rule.prefer if d in pool.datacenters), *pool.datacenters])
+            )
+    base = Decision(pool, v6, family, preference, rule, scope, degraded=degraded)
+    healthy = [v.member for v in family if v.up]
+
+    if pool.policy in ("failover", "geo"):
+        for minimum in (pool.min_healthy, None):  # then any healthy datacenter at all
+            for dc in preference:
+                in_dc = [v for v in family if v.member.dc == dc]
+                up = tuple(v.member for v in in_dc if v.up)
+                if in_dc and (minimum.satisfied(len(up), len(in_dc)) if minimum else bool(up)):
+                    notes = () if minimum else (f"no datacenter met min_healthy; {dc} has {len(up)} up",)
+                    return replace(base, chosen_dc=dc, candidates=up, notes=notes)
+    elif healthy:
+        weighted = tuple(m for m in healthy if m.weight > 0 or pool.policy == "all")
+        return replace(
+            base,
+            candidates=weighted or tuple(healthy),
+            notes=() if weighted else ("only standby (weight 0) members are up",),
+        )
+
+    # Nothing healthy: the fallback decides.
+    fallback = pool.fallback
+    if fallback == "servfail":
+        return replace(base, fallback=fallback, servfail=True)
+    if fallback == "empty":
+        return replace(base, fallback=fallback)
+    if fallback.startswith("pool:") and fallback[5:] not in _seen:
+        via = decide(config, snapshot, fallback[5:], v6, client, (*_seen, pool_name))
+        return replace(base, fallback=fallback, via=via)
+    return replace(base, fallback="all", candidates=tuple(v.member for v in family))
+
+
+def pick(decision: Decision, rng: random.Random) -> tuple[Member, ...]:
+    """The members to answer, drawn per query for weighted and all pools."""
+    d = decision.final()
+    pool, candidates = d.pool, d.candidates
+    if pool.policy == "weighted" and d.fallback is None:
+        k = min(pool.max_answers or 1, len(candidates))
+        if all(m.weight == 0 for m in candidates):
+            return tuple(rng.sample(candidates, k))
+        # Efraimidis-Spirakis: weighted sampling without replacement in one pass.
+        keyed = sorted(candidates, key=lambda m: rng.random() ** (1.0 / m.weight), reverse=True)
+        return tuple(keyed[:k])
+    if pool.policy == "all" and d.fallback is None:
+        shuffled = list(candidates)
+        rng.shuffle(shuffled)
+        return tuple(shuffled[: pool.max_answers or len(shuffled)])
+    return candidates
+
+
+def ttl_for(entry: PoolRRset, decision: Decision) -> int:
+    pool = decision.pool
+    if decision.degraded and pool.degraded_ttl is not None:
+        return min(entry.ttl, pool.degraded_ttl)
+    return entry.ttl
+
+
+class PolicySource:
+    """The PoolSource DNS answers use: decisions cached per snapshot (which never
+    changes), random draws per query."""
+
+    def __init__(self, config: Config, snapshot: HealthSnapshot, rng: random.Random | None = None) -> None:
+        self.config = config
         self.snapshot = snapshot
-        self._cache: dict[tuple[str, int], tuple[Address, ...] | None] = {}
+        self.rng = rng or random.Random()  # load spreading, not security
+        self._cache: dict[tuple[str, bool, int | None], Decision] = {}
+        self._geo_pools = {name for name, p in config.pools.items() if p.policy == "geo"}
+
+    def decision(self, pool: str, v6: bool, client: Client) -> Decision:
+        address: IPAddress | None = None
+        rule_key: int | None = None
+        if pool in self._geo_pools:
+            use_ecs = self.config.pools[pool].ecs == "use"
+            text = client.address if (use_ecs or client.ecs_prefix is None) else client.source
+            try:
+                address = ipaddress.ip_address(text)
+            except ValueError:
+                address = None
+            if address is not None:
+                rule, scope = match_rule(self.config.topology, address)
+                rule_key = (self.config.topology.index(rule) if rule else -1) * 1000 + scope
+        key = (pool, v6, rule_key)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = decide(self.config, self.snapshot, pool, v6, address)
+        return found
 
     def select(self, entry: PoolRRset, client: Client) -> PoolResult:
-        key = (entry.pool, entry.rtype)
-        if key not in self._cache:
-            self._cache[key] = self._choose(entry.pool, entry.rtype == RType.AAAA, [])
-        addresses = self._cache[key]
-        if addresses is None:
-            return PoolResult(None, servfail=True)
-        return PoolResult(RRset(entry.name, entry.rtype, entry.ttl, addresses))
-
-    def _choose(self, name: str, v6: bool, seen: list[str]) -> tuple[Address, ...] | None:
-        pool = self.pools[name]
-        family = [m for m in pool.members if m.is_v6 == v6]
-        up = [m for m in family if self.snapshot.status(probe_key(pool, m, self.checks)) is Status.UP]
-        if up:
-            return tuple(Address(m.address) for m in up)
-        fallback = pool.fallback
-        if fallback == "empty":
-            return ()
-        if fallback == "servfail":
-            return None
-        if fallback.startswith("pool:") and fallback[5:] not in seen:
-            return self._choose(fallback[5:], v6, [*seen, name])
-        return tuple(Address(m.address) for m in family)  # "all": fail open
+        d = self.decision(entry.pool, entry.rtype == RType.AAAA, client)
+        scope = (
+            d.scope
+            if d.pool.policy == "geo" and d.pool.ecs == "use" and client.ecs_prefix is not None
+            else None
+        )
+        if d.final().servfail:
+            return PoolResult(None, servfail=True, ecs_scope=scope)
+        members = pick(d, self.rng)
+        rdatas = tuple(Address(m.address) for m in members)
+        return PoolResult(RRset(entry.name, entry.rtype, ttl_for(entry, d), rdatas), ecs_scope=scope)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from geodns.health import Health, ProbeKey, Status
+from geodns.overrides import Override
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ UNKNOWN = Health()
 class HealthSnapshot:
     version: int
     states: Mapping[ProbeKey, Health] = field(default_factory=lambda: MappingProxyType({}))
+    overrides: tuple[Override, ...] = ()  # active ones only; expired ones are published away
 
     def health(self, key: ProbeKey | None) -> Health:
         return UNKNOWN if key is None else self.states.get(key, UNKNOWN)
@@ -43,8 +45,16 @@ class SnapshotStore:
     def current(self) -> HealthSnapshot:
         return self._current
 
-    def publish(self, states: Mapping[ProbeKey, Health]) -> HealthSnapshot:
-        snapshot = HealthSnapshot(self._current.version + 1, MappingProxyType(dict(states)))
+    def publish(
+        self, states: Mapping[ProbeKey, Health] | None = None, overrides: tuple[Override, ...] | None = None
+    ) -> HealthSnapshot:
+        """A new version with new states and/or overrides (None keeps the current ones)."""
+        current = self._current
+        snapshot = HealthSnapshot(
+            current.version + 1,
+            current.states if states is None else MappingProxyType(dict(states)),
+            current.overrides if overrides is None else overrides,
+        )
         self._current = snapshot
         for subscriber in list(self._subscribers):
             try:

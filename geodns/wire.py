@@ -8,6 +8,7 @@ UnicodeDecodeError escaping from a library.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass
 
@@ -186,3 +187,37 @@ def _parse_options(rdata: bytes) -> tuple[tuple[int, bytes], ...]:
         options.append((code, rdata[pos : pos + length]))
         pos += length
     return tuple(options)
+
+
+@dataclass(frozen=True, slots=True)
+class Ecs:
+    """An EDNS Client Subnet option (RFC 7871) from a query."""
+
+    family: int  # 1 IPv4, 2 IPv6
+    source_prefix: int
+    address_bytes: bytes  # exactly as sent: ceil(source_prefix / 8) bytes
+    address: str  # padded to a full address, for matching
+
+    def reply(self, scope: int) -> bytes:
+        """The option for the response: the query's fields with our scope."""
+        return struct.pack("!HBB", self.family, self.source_prefix, scope) + self.address_bytes
+
+
+def parse_ecs(data: bytes) -> Ecs:
+    """Validate as RFC 7871 section 7.1.1 asks: a bad option is FORMERR."""
+    if len(data) < 4:
+        raise Malformed("ECS option shorter than 4 bytes")
+    family, source, _scope = struct.unpack_from("!HBB", data)
+    if family not in (1, 2):
+        raise Malformed(f"ECS family {family} is neither IPv4 (1) nor IPv6 (2)")
+    width = 32 if family == 1 else 128
+    if source > width:
+        raise Malformed(f"ECS source prefix {source} is longer than {width}")
+    raw = data[4:]
+    if len(raw) != (source + 7) // 8:
+        raise Malformed(f"ECS address is {len(raw)} bytes for a /{source} prefix")
+    if raw and source % 8 and raw[-1] & (0xFF >> (source % 8)):
+        raise Malformed("ECS address has bits set beyond its source prefix")
+    padded = raw + bytes(width // 8 - len(raw))
+    address = str(ipaddress.ip_address(padded))
+    return Ecs(family, source, raw, address)

@@ -52,6 +52,7 @@ checks:
 pools:
   web:
     check: web
+    policy: all
     members:
       - {{address: 127.0.0.51, dc: par, check_port: {ports[0]}}}
       - {{address: 127.0.0.52, dc: ams, check_port: {ports[1]}}}

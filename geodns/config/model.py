@@ -44,6 +44,7 @@ class ServerConfig:
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 256
     max_concurrent_probes: int = 256
+    api_token_file: Path | None = None  # bearer token for writes; GEODNS_API_TOKEN also works
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,21 @@ class Member:
 
 
 @dataclass(frozen=True)
+class MinHealthy:
+    """`min_healthy`: a count (2) or a fraction of the datacenter's members ("50%" or 0.5)."""
+
+    count: int = 1
+    fraction: float | None = None
+
+    def satisfied(self, healthy: int, total: int) -> bool:
+        if healthy == 0:
+            return False
+        if self.fraction is not None:
+            return healthy >= self.fraction * total
+        return healthy >= self.count
+
+
+@dataclass(frozen=True)
 class Pool:
     name: str
     members: tuple[Member, ...]
@@ -126,6 +142,10 @@ class Pool:
     policy: str = "failover"
     fallback: str = "all"
     ttl: int | None = None
+    degraded_ttl: int | None = None  # TTL while any member is not up, so clients come back soon
+    min_healthy: MinHealthy = MinHealthy()
+    max_answers: int | None = None  # weighted/all: at most this many addresses (None: all healthy)
+    ecs: str = "use"  # geo: "use" the EDNS Client Subnet, or "ignore" it (steer by source)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
     idle = f.get("tcp_idle_timeout", to_duration, d.tcp_idle_timeout)
     max_conn = f.get("tcp_max_connections", int_in(1, 100000), d.tcp_max_connections)
     max_probes = f.get("max_concurrent_probes", int_in(1, 100000), d.max_concurrent_probes)
+    token_file = f.get("api_token_file", to_str)
     f.finish()
     if listen is not None and not listen and mode != "route53":
         f.error("dns_listen", "needs at least one address when serving DNS")
@@ -101,6 +102,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
         tcp_idle_timeout=idle or d.tcp_idle_timeout,
         tcp_max_connections=max_conn or d.tcp_max_connections,
         max_concurrent_probes=max_probes or d.max_concurrent_probes,
+        api_token_file=base / token_file if token_file else None,
     )
 
 

@@ -18,7 +18,7 @@ from geodns.config.fields import (
     to_ttl,
     type_name,
 )
-from geodns.config.model import POLICIES, Check, Member, Pool, TopologyRule
+from geodns.config.model import POLICIES, Check, Member, MinHealthy, Pool, TopologyRule
 from geodns.config.yamlload import YList
 from geodns.errors import Location
 
@@ -63,11 +63,23 @@ def parse_pools(
         order = f.get_list("datacenters", to_str)
         fallback = f.get("fallback", to_str, "all")
         ttl = f.get("ttl", to_ttl)
+        degraded_ttl = f.get("degraded_ttl", to_ttl)
+        min_healthy = f.get("min_healthy", _min_healthy, MinHealthy())
+        max_answers = f.get("max_answers", int_in(1, 64))
+        ecs = f.get("ecs", one_of(("use", "ignore")), "use")
         raw_members = f.raw("members")
         f.has("members")
         f.finish()
         if check is not None and check not in checks:
             f.error("check", f"unknown check {check!r} (checks: {', '.join(sorted(checks)) or 'none'})")
+        if ttl is not None and degraded_ttl is not None and degraded_ttl > ttl:
+            f.error("degraded_ttl", f"({degraded_ttl}) should be lower than ttl ({ttl})")
+        if max_answers is not None and policy not in ("weighted", "all"):
+            f.error("max_answers", f"only applies to weighted and all pools, not {policy}")
+        if "ecs" in body and policy != "geo":
+            f.error("ecs", f"only applies to geo pools, not {policy}")
+        if "min_healthy" in body and policy not in ("failover", "geo"):
+            f.error("min_healthy", f"only applies to failover and geo pools, not {policy}")
         if fallback is not None and fallback not in FALLBACKS and not fallback.startswith("pool:"):
             f.error("fallback", f"{fallback!r} is not one of: all, empty, servfail, pool:<name>")
         fallback_locs[str(name)] = f.where("fallback")
@@ -113,9 +125,31 @@ def parse_pools(
             policy=policy or "failover",
             fallback=fallback or "all",
             ttl=ttl,
+            degraded_ttl=degraded_ttl,
+            min_healthy=min_healthy or MinHealthy(),
+            max_answers=max_answers,
+            ecs=ecs or "use",
         )
     _check_fallback_chains(ctx, out, fallback_locs)
     return out
+
+
+def _min_healthy(value: Any) -> MinHealthy:
+    """2 -> at least two members; "50%" or 0.5 -> at least half of the datacenter's members."""
+    if isinstance(value, bool):
+        raise Invalid(f"expected a count or a fraction, got {type_name(value)}")
+    if isinstance(value, int):
+        if value < 1:
+            raise Invalid("must be at least 1")
+        return MinHealthy(count=value)
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            value = float(value[:-1]) / 100
+        except ValueError:
+            raise Invalid(f"bad percentage {value!r}") from None
+    if isinstance(value, float) and 0 < value <= 1:
+        return MinHealthy(fraction=value)
+    raise Invalid(f'expected a count (2), a fraction (0.5) or a percentage ("50%"), got {value!r}')
 
 
 def _check_fallback_chains(ctx: Ctx, pools: dict[str, Pool], locs: dict[str, Location]) -> None:

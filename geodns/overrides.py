@@ -1,0 +1,102 @@
+"""Operator overrides (drains): a member, a datacenter or a whole pool forced
+down (or up) with a reason and an optional expiry (pure data and matching).
+
+The forced state lives beside the real one: health keeps being probed, both
+are shown, and removing the override hands control back to the probes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from geodns.config.model import Config, Member, Pool
+from geodns.health import Status
+
+KINDS = ("member", "dc", "pool")
+_SPECIFICITY = {"member": 3, "pool": 2, "dc": 1}
+
+
+class OverrideError(ValueError):
+    """A request for an override that cannot be applied, said for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    kind: str  # member | dc | pool
+    name: str
+    state: Status  # UP or DOWN
+    reason: str
+    created: float
+    expires: float | None = None
+
+    @property
+    def target(self) -> str:
+        return f"{self.kind}={self.name}"
+
+    def applies(self, pool: Pool, member: Member) -> bool:
+        if self.kind == "member":
+            return member.address == self.name
+        if self.kind == "dc":
+            return member.dc == self.name
+        return pool.name == self.name
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "state": str(self.state),
+            "reason": self.reason,
+            "created": self.created,
+            "expires": self.expires,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Override:
+        kind, name = parse_target(str(data["target"]))
+        expires = data.get("expires")
+        return cls(
+            kind,
+            name,
+            Status(data["state"]),
+            str(data.get("reason", "")),
+            float(data["created"]),
+            float(expires) if expires is not None else None,
+        )
+
+
+def parse_target(text: str) -> tuple[str, str]:
+    """'dc=par', 'pool=web', 'member=192.0.2.10' -> (kind, name)."""
+    kind, sep, name = text.partition("=")
+    if not sep or kind not in KINDS or not name:
+        raise OverrideError(f"bad target {text!r}: write dc=NAME, pool=NAME or member=ADDRESS")
+    if kind == "member":
+        try:
+            name = ipaddress.ip_address(name).compressed
+        except ValueError:
+            raise OverrideError(f"bad target {text!r}: {name!r} is not an IP address") from None
+    return kind, name
+
+
+def check_target(config: Config, kind: str, name: str) -> None:
+    """Refuse a target that matches nothing: a typo must not look like a drain."""
+    if kind == "dc" and name not in {d.name for d in config.datacenters}:
+        known = ", ".join(d.name for d in config.datacenters)
+        raise OverrideError(f"no datacenter {name!r} (datacenters: {known})")
+    if kind == "pool" and name not in config.pools:
+        raise OverrideError(f"no pool {name!r} (pools: {', '.join(config.pools)})")
+    if kind == "member" and not any(m.address == name for p in config.pools.values() for m in p.members):
+        raise OverrideError(f"no pool member has the address {name}")
+
+
+def forced(overrides: Iterable[Override], pool: Pool, member: Member) -> Override | None:
+    """The override deciding this member: the most specific (member > pool > dc),
+    the newest among equals."""
+    best: Override | None = None
+    for o in overrides:
+        if o.applies(pool, member) and (
+            best is None or (_SPECIFICITY[o.kind], o.created) > (_SPECIFICITY[best.kind], best.created)
+        ):
+            best = o
+    return best

@@ -1,13 +1,18 @@
-"""The HTTP listener: /healthz, /readyz, /v1/status and /metrics."""
+"""The HTTP listener: status page, /healthz, /readyz, /v1/status, /metrics,
+overrides (drains) and explain. Writes need the bearer token when one is set."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from geodns.config.fields import Invalid, to_duration
 from geodns.config.model import ListenAddress
+from geodns.overrides import Override, OverrideError
+from geodns.statuspage import PAGE
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +28,29 @@ class AdminSource(Protocol):
     def status(self) -> dict[str, Any]: ...
 
     def metrics(self) -> bytes: ...
+
+    @property
+    def api_token(self) -> str | None: ...
+
+    def overrides(self) -> list[Override]: ...
+
+    def add_override(self, target: str, state: str, reason: str, duration: float | None) -> Override: ...
+
+    def remove_override(self, target: str) -> list[Override]: ...
+
+    def explain(self, name: str, qtype: str, client: str, ecs: str | None) -> dict[str, Any]: ...
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _authorized(source: AdminSource, request: web.Request) -> bool:
+    token = source.api_token
+    if token is None:
+        return True
+    given = request.headers.get("Authorization", "")
+    return given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())
 
 
 def make_app(source: AdminSource) -> web.Application:
@@ -51,7 +79,63 @@ def make_app(source: AdminSource) -> web.Application:
             headers={"X-Content-Type-Options": "nosniff"},
         )
 
+    async def page(_request: web.Request) -> web.Response:
+        return web.Response(text=PAGE, content_type="text/html")
+
+    async def list_overrides(_request: web.Request) -> web.Response:
+        return web.json_response({"overrides": [o.to_json() for o in source.overrides()]})
+
+    async def add_override(request: web.Request) -> web.Response:
+        if not _authorized(source, request):
+            return _error(401, "a bearer token is required (Authorization: Bearer ...)")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the body must be JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("target"), str):
+            return _error(400, 'expected {"target": "dc=par", "state": "down", "reason": "...", "for": "2h"}')
+        duration = None
+        if body.get("for") is not None:
+            try:
+                duration = to_duration(body["for"])
+            except Invalid as exc:
+                return _error(400, f"for: {exc}")
+        try:
+            override = source.add_override(
+                body["target"], str(body.get("state", "down")), str(body.get("reason", "")), duration
+            )
+        except OverrideError as exc:
+            return _error(400, str(exc))
+        return web.json_response(override.to_json(), status=201)
+
+    async def remove_override(request: web.Request) -> web.Response:
+        if not _authorized(source, request):
+            return _error(401, "a bearer token is required (Authorization: Bearer ...)")
+        target = request.match_info["target"]
+        try:
+            gone = source.remove_override(target)
+        except OverrideError as exc:
+            return _error(400, str(exc))
+        if not gone:
+            return _error(404, f"no override for {target}")
+        return web.json_response({"removed": [o.to_json() for o in gone]})
+
+    async def explain(request: web.Request) -> web.Response:
+        q = request.query
+        if "name" not in q:
+            return _error(400, "name is required: /v1/explain?name=www.example.com&type=A&client=10.1.2.3")
+        try:
+            doc = source.explain(q["name"], q.get("type", "A"), q.get("client", "127.0.0.1"), q.get("ecs"))
+        except (ValueError, KeyError) as exc:
+            return _error(400, f"cannot explain that question: {exc}")
+        return web.json_response(doc)
+
     app = web.Application()
+    app.router.add_get("/", page)
+    app.router.add_get("/v1/overrides", list_overrides)
+    app.router.add_post("/v1/overrides", add_override)
+    app.router.add_delete("/v1/overrides/{target}", remove_override)
+    app.router.add_get("/v1/explain", explain)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/status", status)

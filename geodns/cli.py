@@ -4,17 +4,29 @@ failure (e.g. a port in use), 2 invalid configuration or usage."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+import time
+import urllib.parse
 from pathlib import Path
 
 from geodns import __version__
+from geodns.apiclient import api_url, call, render_status
 from geodns.config import DEFAULT_CONFIG, load
 from geodns.config.fields import Invalid
 from geodns.config.model import ListenAddress
 from geodns.config.parse import to_listen
-from geodns.errors import ConfigError
+from geodns.daemon import load_api_token, uvloop_run
+from geodns.demo import run_demo
+from geodns.errors import ConfigError, GeoDnsError
+from geodns.explain import explain, render
+from geodns.health import Health, Status, probe_keys
+from geodns.overrides import Override, OverrideError, check_target, parse_target
 from geodns.policy import AllMembers
+from geodns.snapshot import HealthSnapshot
+from geodns.timefmt import iso
 from geodns.zonetext import zone_text
 
 EXIT_OK = 0
@@ -44,6 +56,42 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     export.add_argument("origin", help="the zone's origin, e.g. example.com.")
 
+    status = sub.add_parser("status", help="show every member's state from the running daemon")
+    _api_args(status)
+    status.add_argument("--json", action="store_true", help="print the raw /v1/status document")
+
+    drain = sub.add_parser("drain", help="force a datacenter, pool or member down (or --up)")
+    _api_args(drain)
+    drain.add_argument("target", help="dc=NAME, pool=NAME or member=ADDRESS")
+    drain.add_argument("--reason", default="", help="shown in logs, status and the status page")
+    drain.add_argument("--for", dest="duration", help="expire after this long, e.g. 30m, 2h")
+    drain.add_argument("--up", action="store_true", help="force up instead of down")
+
+    undrain = sub.add_parser("undrain", help="remove the override on a target")
+    _api_args(undrain)
+    undrain.add_argument("target", help="dc=NAME, pool=NAME or member=ADDRESS")
+
+    expl = sub.add_parser("explain", help="why a name answers what it answers")
+    _api_args(expl)
+    expl.add_argument("name")
+    expl.add_argument("type", nargs="?", default="A")
+    expl.add_argument("--client", default="127.0.0.1", help="the asking address (resolver or client)")
+    expl.add_argument("--ecs", help="an EDNS Client Subnet, e.g. 203.0.113.0/24")
+    expl.add_argument(
+        "--down",
+        action="append",
+        default=[],
+        metavar="TARGET",
+        help="what-if: treat dc=NAME, pool=NAME or member=ADDRESS as down (implies --offline)",
+    )
+    expl.add_argument(
+        "--offline", action="store_true", help="answer from the config alone, every member up unless --down"
+    )
+    expl.add_argument("--json", action="store_true")
+
+    demo = sub.add_parser("demo", help="serve the example with simulated backends in its datacenters")
+    demo.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+
     serve = sub.add_parser("serve", help="answer DNS for the configured zones")
     serve.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     serve.add_argument(
@@ -61,6 +109,89 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-uvloop", action="store_true", help="use the standard asyncio loop")
     return parser
+
+
+def _api_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--api", help="the daemon's HTTP address (default: server.http_listen)")
+
+
+def _api(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The API base URL and the bearer token (GEODNS_API_TOKEN or server.api_token_file)."""
+    config = load(args.config) if args.api is None or args.config.exists() else None
+    token = load_api_token(config) if config is not None else os.environ.get("GEODNS_API_TOKEN")
+    return api_url(config, args.api), token
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    base, token = _api(args)
+    doc = call(base, "GET", "/v1/status", token=token)
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n" if args.json else render_status(doc))
+    return EXIT_OK
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    base, token = _api(args)
+    body = {
+        "target": args.target,
+        "state": "up" if args.up else "down",
+        "reason": args.reason,
+        "for": args.duration,
+    }
+    o = call(base, "POST", "/v1/overrides", body, token=token)
+    until = f" until {iso(o['expires'])}" if o.get("expires") else ""
+    print(f"{o['target']} forced {o['state']}{until}: {o['reason'] or '(no reason given)'}")
+    return EXIT_OK
+
+
+def cmd_undrain(args: argparse.Namespace) -> int:
+    base, token = _api(args)
+    gone = call(base, "DELETE", "/v1/overrides/" + urllib.parse.quote(args.target), token=token)
+    for o in gone["removed"]:
+        print(f"removed override {o['target']} (forced {o['state']}: {o['reason']})")
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    if args.offline or args.down:
+        config = load(args.config)
+        now = time.time()
+        overrides = []
+        for target in args.down:
+            kind, name = parse_target(target)
+            check_target(config, kind, name)
+            overrides.append(Override(kind, name, Status.DOWN, "what-if (--down)", now))
+        states = {key: Health(status=Status.UP) for key in probe_keys(config)}
+        doc = explain(
+            config, HealthSnapshot(0, states, tuple(overrides)), args.name, args.type, args.client, args.ecs
+        )
+    else:
+        base, token = _api(args)
+        query = urllib.parse.urlencode(
+            {
+                k: v
+                for k, v in {
+                    "name": args.name,
+                    "type": args.type,
+                    "client": args.client,
+                    "ecs": args.ecs,
+                }.items()
+                if v
+            }
+        )
+        doc = call(base, "GET", "/v1/explain?" + query, token=token)
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n" if args.json else render(doc))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    try:
+        uvloop_run(run_demo(config))
+    except OSError as exc:
+        log.error("cannot start the demo: %s", exc)
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def setup_logging(level: str) -> None:
@@ -94,7 +225,7 @@ def cmd_export_zone(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from geodns.daemon import run  # noqa: PLC0415 - optional/slow import, only when serving
+    from geodns.daemon import run  # noqa: PLC0415
 
     try:
         run(args.config, args.dns_listen, args.http_listen, use_uvloop=not args.no_uvloop)
@@ -110,13 +241,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             return cmd_check(args)
-        if args.command == "export-zone":
-            return cmd_export_zone(args)
-        return cmd_serve(args)
+        commands = {
+            "export-zone": cmd_export_zone,
+            "status": cmd_status,
+            "drain": cmd_drain,
+            "undrain": cmd_undrain,
+            "explain": cmd_explain,
+            "demo": cmd_demo,
+            "serve": cmd_serve,
+        }
+        return commands[args.command](args)
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         print(f"{len(exc.issues)} problem(s) found; nothing was changed.", file=sys.stderr)
+        return EXIT_CONFIG
+    except OverrideError as exc:
+        print(f"geodns: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except GeoDnsError as exc:
+        print(f"geodns: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_FAILURE

@@ -7,7 +7,9 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import os
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,13 @@ from geodns.answer import PoolSource
 from geodns.config import Config, load
 from geodns.config.model import ListenAddress
 from geodns.dnsserver import DnsServer
-from geodns.errors import ConfigError
+from geodns.errors import ConfigError, GeoDnsError
+from geodns.explain import explain
 from geodns.handler import ServingState, Stats
 from geodns.metrics import Metrics
 from geodns.monitor import Monitor
+from geodns.overrides import Override
+from geodns.overridestore import OverrideStore
 from geodns.policy import AllMembers, PolicySource
 from geodns.snapshot import HealthSnapshot, SnapshotStore
 from geodns.status import status_document
@@ -64,6 +69,8 @@ class Daemon:
         self.metrics_registry = Metrics(self.stats)
         self.store = SnapshotStore()
         self.monitor = Monitor(self.config, self.store, self.metrics_registry)
+        self.override_store = OverrideStore(self.config, self.store)
+        self._api_token = load_api_token(self.config)
         self.state = serving_state(self.config, self.store.current())
         # Every new snapshot (and only that) swaps the answers' view of health.
         self.store.subscribe(lambda snapshot: self._swap(serving_state(self.config, snapshot)))
@@ -93,8 +100,25 @@ class Daemon:
     def metrics(self) -> bytes:
         return self.metrics_registry.render()
 
+    @property
+    def api_token(self) -> str | None:
+        return self._api_token
+
+    def overrides(self) -> list[Override]:
+        return list(self.override_store.overrides)
+
+    def add_override(self, target: str, state: str, reason: str, duration: float | None) -> Override:
+        return self.override_store.add(target, state, reason, duration)
+
+    def remove_override(self, target: str) -> list[Override]:
+        return self.override_store.remove(target)
+
+    def explain(self, name: str, qtype: str, client: str, ecs: str | None) -> dict[str, Any]:
+        return explain(self.config, self.store.current(), name, qtype, client, ecs)
+
     async def start(self) -> None:
         _freeze_long_lived()
+        self.override_store.start()
         await self.monitor.start()
         await self.dns.start(self.config.server.dns_listen)
         if self.config.server.http_listen is not None:
@@ -126,6 +150,7 @@ class Daemon:
             log.warning("listen addresses changed in %s; restart geodns to apply them", path)
         self.config = new
         self.state = serving_state(new, self.store.current())  # one swap: each query sees old or new
+        self.override_store.update(new)
         await self.monitor.update(new)
         _freeze_long_lived()
         log.info("reloaded: serving %d zone(s)", len(new.zones.zones))
@@ -165,6 +190,24 @@ class Daemon:
                 await asyncio.wait_for(self.admin.stop(), 1.0)
 
 
+def load_api_token(config: Config) -> str | None:
+    """The bearer token for writes: GEODNS_API_TOKEN, else server.api_token_file.
+    Never from the YAML itself, which often lives in a repository."""
+    token = os.environ.get("GEODNS_API_TOKEN")
+    if token:
+        return token.strip()
+    path = config.server.api_token_file
+    if path is None:
+        return None
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise GeoDnsError(f"cannot read server.api_token_file {path}: {exc}") from exc
+    if not text:
+        raise GeoDnsError(f"server.api_token_file {path} is empty")
+    return text
+
+
 def _freeze_long_lived() -> None:
     """Move config, zones and other start-up objects out of the cyclic GC's sight.
 
@@ -179,6 +222,19 @@ def _freeze_long_lived() -> None:
     gc.freeze()
 
 
+def uvloop_run(main: Coroutine[Any, Any, None], *, use_uvloop: bool = True) -> None:
+    """Run `main` on uvloop when installed (several times the UDP rate), else asyncio."""
+    if use_uvloop:
+        try:
+            import uvloop  # noqa: PLC0415 - optional
+        except ImportError:
+            log.info("uvloop not installed; using the standard asyncio loop")
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
 def run(
     path: Path,
     dns_listen: list[ListenAddress] | None,
@@ -189,12 +245,4 @@ def run(
     """Load, serve until SIGTERM. Raises ConfigError before binding anything."""
     config = load(path)
     daemon = Daemon(config, dns_listen=dns_listen, http_listen=http_listen)
-    if use_uvloop:
-        try:
-            import uvloop  # noqa: PLC0415 - optional/slow import, only when serving
-        except ImportError:
-            log.info("uvloop not installed; using the standard asyncio loop")
-        else:
-            uvloop.run(daemon.run())
-            return
-    asyncio.run(daemon.run())
+    uvloop_run(daemon.run(), use_uvloop=use_uvloop)

@@ -22,6 +22,7 @@ from geodns.checks.base import failed
 from geodns.config.model import Check, Config, Member, Pool
 from geodns.health import Health, ProbeKey, Status, describe, probe_keys, restore, step
 from geodns.metrics import Metrics
+from geodns.overrides import describe_override, forced
 from geodns.snapshot import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -188,9 +189,17 @@ class Monitor:
                 log.info("every member has a fresh probe result: ready")
                 self.metrics.ready.set(1)
         if new.status is not old.status:
+            overrides = self.store.current().overrides
             for pool, member in target.members:
+                override = forced(overrides, pool, member) if overrides else None
+                note = f" (answers unchanged: {describe_override(override)})" if override else ""
                 log.warning(
-                    "member %s (%s, pool %s): %s", member.address, member.dc, pool.name, describe(old, new)
+                    "member %s (%s, pool %s): %s%s",
+                    member.address,
+                    member.dc,
+                    pool.name,
+                    describe(old, new),
+                    note,
                 )
                 self.metrics.state_changes.labels(pool.name, member.address, str(new.status)).inc()
             self._set_member_gauges(target)

@@ -14,6 +14,7 @@ from typing import Any
 
 from geodns.config.model import Config, Member, Pool
 from geodns.health import Status
+from geodns.timefmt import iso
 
 KINDS = ("member", "dc", "pool")
 _SPECIFICITY = {"member": 3, "pool": 2, "dc": 1}
@@ -64,6 +65,11 @@ class Override:
             float(data["created"]),
             float(expires) if expires is not None else None,
         )
+
+
+def describe_override(o: Override) -> str:
+    until = f", until {iso(o.expires)}" if o.expires is not None else ""
+    return f"forced {o.state} by {o.target}: {o.reason or 'no reason given'}{until}"
 
 
 def parse_target(text: str) -> tuple[str, str]:

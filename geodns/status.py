@@ -1,33 +1,30 @@
-"""The `/v1/status` document: every pool member's state, reason, since and latency."""
+"""The `/v1/status` document: every pool member's effective and real state,
+reason, since and latency, plus the active overrides."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
 from geodns.config.model import Config
 from geodns.health import Health, ProbeKey, probe_key
+from geodns.policy import member_views
 from geodns.snapshot import HealthSnapshot
-
-
-def iso(when: float | None) -> str | None:
-    if when is None:
-        return None
-    return dt.datetime.fromtimestamp(when, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+from geodns.timefmt import iso
 
 
 def status_document(
     config: Config, snapshot: HealthSnapshot, live: Mapping[ProbeKey, Health], ready: bool
 ) -> dict[str, Any]:
     """`live` holds the newest per-probe detail (latency, last check); `snapshot`
-    the published states that DNS answers use. Their status always agrees."""
+    the published states and overrides that DNS answers use."""
     pools = []
     for pool in config.pools.values():
         members = []
-        for member in pool.members:
+        for view in member_views(pool, config, snapshot):
+            member = view.member
             key = probe_key(pool, member, config.checks)
-            health = live.get(key, snapshot.health(key)) if key is not None else None
+            health = (live.get(key) or snapshot.health(key)) if key is not None else None
             members.append(
                 {
                     "address": member.address,
@@ -36,7 +33,9 @@ def status_document(
                     "probe": None
                     if key is None
                     else {"check": key.check, "address": key.address, "port": key.port},
-                    "state": str(snapshot.status(key)),
+                    "state": str(view.effective),
+                    "real_state": str(view.real),
+                    "forced_by": view.forced_by.to_json() if view.forced_by else None,
                     "reason": health.reason if health else "",
                     "since": iso(health.since) if health else None,
                     "last_checked": iso(health.checked) if health else None,
@@ -57,4 +56,10 @@ def status_document(
                 "members": members,
             }
         )
-    return {"version": snapshot.version, "ready": ready, "pools": pools}
+    return {
+        "version": snapshot.version,
+        "ready": ready,
+        "datacenters": [d.name for d in config.datacenters],
+        "overrides": [o.to_json() | {"expires_at": iso(o.expires)} for o in snapshot.overrides],
+        "pools": pools,
+    }

@@ -1,0 +1,67 @@
+"""The CLI's side of the HTTP API (status, drain, undrain, explain): stdlib only."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from geodns.config.model import Config
+from geodns.errors import GeoDnsError
+
+
+class ApiError(GeoDnsError):
+    """The daemon could not be reached, or refused the request (its message kept)."""
+
+
+def api_url(config: Config | None, override: str | None) -> str:
+    if override:
+        return override.rstrip("/")
+    if config is None or config.server.http_listen is None:
+        raise ApiError("no HTTP API address: pass --api http://HOST:PORT or set server.http_listen")
+    return f"http://{config.server.http_listen}"
+
+
+def call(
+    base: str, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
+) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method)  # noqa: S310 - http(s) only
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        raise ApiError(f"{method} {path}: HTTP {exc.code}: {message}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ApiError(
+            f"cannot reach geodns at {base}: {reason} (is it running? --api sets the address)"
+        ) from None
+
+
+def render_status(doc: dict[str, Any]) -> str:
+    lines = [
+        f"snapshot v{doc['version']}, {'ready' if doc['ready'] else 'NOT READY (waiting for first probes)'}"
+    ]
+    for o in doc.get("overrides", []):
+        until = f" until {o['expires_at']}" if o.get("expires_at") else ""
+        lines.append(f"override {o['target']}: forced {o['state']}{until}: {o['reason']}")
+    for pool in doc["pools"]:
+        lines.append(f"pool {pool['name']} ({pool['policy']}, fallback {pool['fallback']}):")
+        for m in pool["members"]:
+            state = m["state"].upper()
+            if m["forced_by"]:
+                state += f" (forced by {m['forced_by']['target']}; probes say {m['real_state']})"
+            since = f" since {m['since']}" if m["since"] else ""
+            reason = f"  {m['reason']}" if m["reason"] and m["real_state"] != "up" else ""
+            lines.append(f"  {m['dc']:<8} {m['address']:<22} {state}{since}{reason}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,139 @@
+"""`geodns explain`: why a name answers what it answers (pure).
+
+Resolves the question the way a query would, recording every pool decision on
+the way, and renders the rule matched, the pool and its policy, each member's
+real and effective state, the answer, its TTL and the ECS scope.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from geodns.answer import Client, PoolResult, resolve
+from geodns.config.model import Config
+from geodns.names import parse_name, to_text
+from geodns.policy import Decision, PolicySource
+from geodns.snapshot import HealthSnapshot
+from geodns.zone import PoolRRset, RType
+from geodns.zonetext import rdata_text
+
+RCODES = {0: "NOERROR", 2: "SERVFAIL", 3: "NXDOMAIN", 5: "REFUSED"}
+
+
+@dataclass
+class _Recording:
+    source: PolicySource
+    seen: list[tuple[PoolRRset, Decision, PoolResult]] = field(default_factory=list)
+
+    def select(self, entry: PoolRRset, client: Client) -> PoolResult:
+        result = self.source.select(entry, client)
+        self.seen.append((entry, self.source.decision(entry.pool, entry.rtype == RType.AAAA, client), result))
+        return result
+
+
+def parse_ecs_arg(text: str) -> tuple[str, int]:
+    net = ipaddress.ip_network(text, strict=False)
+    return str(net.network_address), net.prefixlen
+
+
+def explain(
+    config: Config, snapshot: HealthSnapshot, name: str, qtype: str, client: str, ecs: str | None = None
+) -> dict[str, Any]:
+    qname = parse_name(name if name.endswith(".") else name + ".", None)
+    rtype = int(RType[qtype.upper()])
+    who = Client(client, None, client)
+    if ecs:
+        address, prefix = parse_ecs_arg(ecs)
+        who = Client(address, prefix, client)
+    recording = _Recording(PolicySource(config, snapshot))
+    answer = resolve(qname, rtype, config.zones, recording, who)
+    pools = []
+    for entry, decision, result in recording.seen:
+        pools.append(_decision_json(entry, decision, result))
+    return {
+        "question": {"name": to_text(qname), "type": qtype.upper(), "client": client, "ecs": ecs},
+        "snapshot_version": snapshot.version,
+        "rcode": RCODES.get(answer.rcode, str(answer.rcode)),
+        "authoritative": answer.aa,
+        "answer": [
+            f"{to_text(rr.name)} {rr.ttl} IN {RType(rr.rtype).name} {rdata_text(rd)}"
+            for rr in answer.answer
+            for rd in rr.rdatas
+        ],
+        "ecs_scope": answer.ecs_scope,
+        "pools": pools,
+    }
+
+
+def _decision_json(entry: PoolRRset, d: Decision, result: PoolResult) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "record": f"{to_text(entry.name)} {RType(entry.rtype).name}",
+        "pool": d.pool.name,
+        "policy": d.pool.policy,
+        "rule": None if d.rule is None else {"match": str(d.rule.match), "prefer": list(d.rule.prefer)},
+        "preference": list(d.preference),
+        "members": [
+            {
+                "address": v.member.address,
+                "dc": v.member.dc,
+                "weight": v.member.weight,
+                "state": str(v.effective),
+                "real_state": str(v.real),
+                "forced_by": v.forced_by.target if v.forced_by else None,
+            }
+            for v in d.members
+        ],
+        "chosen_dc": d.chosen_dc,
+        "fallback": d.fallback,
+        "degraded": d.degraded,
+        "notes": list(d.notes),
+        "ttl": result.rrset.ttl if result.rrset else None,
+        "ecs_scope": result.ecs_scope,
+        "servfail": result.servfail,
+    }
+    if d.via is not None:
+        out["via"] = _decision_json(entry, d.via, result)
+    return out
+
+
+def render(doc: dict[str, Any]) -> str:
+    q = doc["question"]
+    lines = [
+        f"{q['name']} {q['type']} asked by {q['client']}" + (f" with ECS {q['ecs']}" if q["ecs"] else "")
+    ]
+    for p in doc["pools"]:
+        lines += _render_pool(p, "")
+    lines.append(f"answer ({doc['rcode']}{', authoritative' if doc['authoritative'] else ''}):")
+    lines += [f"  {rr}" for rr in doc["answer"]] or ["  (no records)"]
+    if doc["ecs_scope"] is not None:
+        lines.append(f"ECS scope: /{doc['ecs_scope']}")
+    lines.append(f"(health snapshot version {doc['snapshot_version']})")
+    return "\n".join(lines) + "\n"
+
+
+def _render_pool(p: dict[str, Any], indent: str) -> list[str]:
+    lines = [f"{indent}{p['record']} is answered from pool {p['pool']} (policy {p['policy']})"]
+    if p["rule"]:
+        lines.append(
+            f"{indent}  topology rule {p['rule']['match']} -> prefer {', '.join(p['rule']['prefer'])}"
+        )
+    elif p["policy"] == "geo":
+        lines.append(f"{indent}  no topology rule matched: the pool's own order")
+    lines.append(f"{indent}  datacenter order: {', '.join(p['preference'])}")
+    for m in p["members"]:
+        forced = f" (forced by {m['forced_by']}; probes say {m['real_state']})" if m["forced_by"] else ""
+        lines.append(
+            f"{indent}  - {m['address']:<20} {m['dc']:<8} weight {m['weight']:<4} {m['state']}{forced}"
+        )
+    if p["chosen_dc"]:
+        lines.append(f"{indent}  chosen datacenter: {p['chosen_dc']}")
+    if p["fallback"]:
+        lines.append(f"{indent}  no member healthy: fallback {p['fallback']}")
+    lines += [f"{indent}  note: {n}" for n in p["notes"]]
+    if p["degraded"]:
+        lines.append(f"{indent}  pool degraded (a member is not up): TTL {p['ttl']}")
+    if "via" in p:
+        lines += _render_pool(p["via"], indent + "  ")
+    return lines

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -18,72 +15,9 @@ import dns.rcode
 import pytest
 import pytest_asyncio
 
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA
+from tests.daemonproc import Proc, serve_process, spawn
 from tests.dnsclient import Endpoint, ask
-
-LISTEN = re.compile(r"DNS listening on (\S+):(\d+) ")
-HTTP = re.compile(r"HTTP listening on http://(\S+):(\d+)/")
-
-
-@dataclass
-class Proc:
-    proc: asyncio.subprocess.Process
-    dns: Endpoint
-    http: Endpoint
-    log: list[str] = field(default_factory=list)
-    reader: asyncio.Task[None] | None = None
-
-    async def wait_for_log(self, needle: str, timeout: float = 10.0) -> str:
-        async with asyncio.timeout(timeout):
-            while True:
-                for line in self.log:
-                    if needle in line:
-                        return line
-                await asyncio.sleep(0.02)
-
-
-async def serve_process(config: Path, dns_listen: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "geodns",
-        "serve",
-        "-c",
-        str(config),
-        "--dns-listen",
-        dns_listen,
-        "--http-listen",
-        "127.0.0.1:0",
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-
-
-async def spawn(config: Path) -> Proc:
-    proc = await serve_process(config, "127.0.0.1:0")
-    assert proc.stderr is not None
-    log: list[str] = []
-    dns_ep = http_ep = None
-    async with asyncio.timeout(20):
-        while dns_ep is None or http_ep is None:
-            line = (await proc.stderr.readline()).decode()
-            assert line, f"geodns exited early: {log}"
-            log.append(line)
-            if m := LISTEN.search(line):
-                dns_ep = Endpoint(m.group(1), int(m.group(2)))
-            if m := HTTP.search(line):
-                http_ep = Endpoint(m.group(1), int(m.group(2)))
-    running = Proc(proc, dns_ep, http_ep, log)
-
-    async def pump() -> None:
-        assert proc.stderr is not None
-        while line := await proc.stderr.readline():
-            log.append(line.decode())
-
-    running.reader = asyncio.create_task(pump())
-    await running.wait_for_log("serving 3 zone(s)")
-    return running
 
 
 @pytest.fixture
@@ -95,14 +29,11 @@ def config_copy(tmp_path: Path) -> Path:
 @pytest_asyncio.fixture
 async def daemon(config_copy: Path) -> AsyncIterator[Proc]:
     running = await spawn(config_copy)
+    await running.wait_for_log("serving 3 zone(s)")
     try:
         yield running
     finally:
-        if running.proc.returncode is None:
-            running.proc.kill()
-            await running.proc.wait()
-        if running.reader is not None:
-            await running.reader
+        await running.kill()
 
 
 async def mail_address(where: Endpoint) -> set[str]:

@@ -97,7 +97,7 @@ async def backends() -> AsyncIterator[dict[str, HttpBackend]]:
 def query(
     where: Endpoint, name: str, *, ecs: str | None = None, source: str | None = None
 ) -> dns.message.Message:
-    options = []
+    options: list[dns.edns.Option] = []
     if ecs is not None:
         address, prefix = ecs.split("/")
         options.append(dns.edns.ECSOption(address, int(prefix)))

@@ -18,7 +18,7 @@ from geodns.config import DEFAULT_CONFIG, load
 from geodns.config.fields import Invalid
 from geodns.config.model import ListenAddress
 from geodns.config.parse import to_listen
-from geodns.daemon import load_api_token, uvloop_run
+from geodns.daemon import load_api_token, uvloop_run, with_overrides
 from geodns.demo import run_demo
 from geodns.errors import ConfigError, GeoDnsError
 from geodns.explain import explain, render
@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="serve the example with simulated backends in its datacenters")
     demo.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    demo.add_argument("--dns-listen", type=_listen_arg, action="append", metavar="HOST:PORT")
+    demo.add_argument("--http-listen", type=_listen_arg, metavar="HOST:PORT")
 
     serve = sub.add_parser("serve", help="answer DNS for the configured zones")
     serve.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
@@ -185,7 +187,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    config = load(args.config)
+    config = with_overrides(load(args.config), args.dns_listen, args.http_listen)
     try:
         uvloop_run(run_demo(config))
     except OSError as exc:

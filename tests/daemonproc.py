@@ -50,13 +50,13 @@ class Proc:
 
 
 async def serve_process(
-    config: Path, dns_listen: str, env: dict[str, str] | None = None
+    config: Path, dns_listen: str, env: dict[str, str] | None = None, command: str = "serve"
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "geodns",
-        "serve",
+        command,
         "-c",
         str(config),
         "--dns-listen",
@@ -69,9 +69,9 @@ async def serve_process(
     )
 
 
-async def spawn(config: Path, env: dict[str, str] | None = None) -> Proc:
-    """Start `geodns serve` on free ports; returns once both listeners are up."""
-    proc = await serve_process(config, "127.0.0.1:0", env)
+async def spawn(config: Path, env: dict[str, str] | None = None, command: str = "serve") -> Proc:
+    """Start `geodns serve` (or `demo`) on free ports; returns once both listeners are up."""
+    proc = await serve_process(config, "127.0.0.1:0", env, command)
     assert proc.stderr is not None
     log: list[str] = []
     dns_ep = http_ep = None

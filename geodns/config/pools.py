@@ -73,7 +73,7 @@ def parse_pools(
         if check is not None and check not in checks:
             f.error("check", f"unknown check {check!r} (checks: {', '.join(sorted(checks)) or 'none'})")
         if ttl is not None and degraded_ttl is not None and degraded_ttl > ttl:
-            f.error("degraded_ttl", f"({degraded_ttl}) should be lower than ttl ({ttl})")
+            f.error("degraded_ttl", f"{degraded_ttl} must not exceed the pool's ttl ({ttl})")
         if max_answers is not None and policy not in ("weighted", "all"):
             f.error("max_answers", f"only applies to weighted and all pools, not {policy}")
         if "ecs" in body and policy != "geo":
@@ -142,13 +142,14 @@ def _min_healthy(value: Any) -> MinHealthy:
         if value < 1:
             raise Invalid("must be at least 1")
         return MinHealthy(count=value)
+    fraction = value
     if isinstance(value, str) and value.endswith("%"):
         try:
-            value = float(value[:-1]) / 100
+            fraction = float(value[:-1]) / 100
         except ValueError:
             raise Invalid(f"bad percentage {value!r}") from None
-    if isinstance(value, float) and 0 < value <= 1:
-        return MinHealthy(fraction=value)
+    if isinstance(fraction, float) and 0 < fraction <= 1:
+        return MinHealthy(fraction=fraction)
     raise Invalid(f'expected a count (2), a fraction (0.5) or a percentage ("50%"), got {value!r}')
 
 

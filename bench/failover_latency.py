@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import write_zone  # noqa: E402
 from geodns.config.fields import to_duration  # noqa: E402
 
 PAR, AMS = "127.0.0.81", "127.0.0.82"
@@ -41,15 +42,6 @@ async def main(host):
     print("ready", flush=True)
     await asyncio.sleep(3600)
 asyncio.run(main(sys.argv[1]))
-"""
-
-ZONE = """\
-origin: example.test.
-soa: {mname: ns1.example.test., rname: hostmaster.example.test.}
-records:
-  "@": {type: NS, value: ns1}
-  ns1: {type: A, value: 192.0.2.53}
-  www: {type: A, pool: web}
 """
 
 
@@ -108,8 +100,7 @@ def main() -> None:
     interval, timeout = to_duration(args.interval), to_duration(args.timeout)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "zones").mkdir()
-        (root / "zones" / "z.yaml").write_text(ZONE)
+        write_zone(root, "  www: {type: A, pool: web}\n")
         (root / "geodns.yaml").write_text(f"""\
 server: {{http_listen: null, state_dir: state}}
 datacenters: {{par: {{}}, ams: {{}}}}

@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 import uvloop  # noqa: E402
 
+from bench.common import write_zone  # noqa: E402
 from geodns.config import load  # noqa: E402
 from geodns.daemon import Daemon  # noqa: E402
 
@@ -75,20 +76,8 @@ lat.sort()
 print(len(lat), i, lat[len(lat)//2] if lat else -1, lat[int(len(lat)*0.99)] if lat else -1, flush=True)
 """
 
-ZONE = """\
-origin: example.test.
-soa: {mname: ns1.example.test., rname: hostmaster.example.test.}
-records:
-  "@": {type: NS, value: ns1}
-  ns1: {type: A, value: 192.0.2.53}
-  www: {type: A, value: 192.0.2.80}
-  pool: {type: A, pool: p0}
-"""
-
 
 def write_config(tmp: Path, targets: int) -> Path:
-    (tmp / "zones").mkdir(exist_ok=True)
-    (tmp / "zones" / "z.yaml").write_text(ZONE)
     lines = [
         "server: {dns_listen: ['127.0.0.1:0'], http_listen: null, state_dir: state,"
         " max_concurrent_probes: 512}",
@@ -105,8 +94,9 @@ def write_config(tmp: Path, targets: int) -> Path:
                 f"      - {{address: 127.1.{i // 254}.{1 + i % 254}, dc: par, "
                 f"check_address: 127.0.0.1, check_port: {BASE_PORT + i}}}"
             )
-    zone = ZONE if targets else ZONE.replace("  pool: {type: A, pool: p0}\n", "")
-    (tmp / "zones" / "z.yaml").write_text(zone)
+    write_zone(
+        tmp, "  www: {type: A, value: 192.0.2.80}\n" + ("  pool: {type: A, pool: p0}\n" if targets else "")
+    )
     (tmp / "geodns.yaml").write_text("\n".join(lines) + "\n")
     return tmp / "geodns.yaml"
 

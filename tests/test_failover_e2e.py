@@ -22,6 +22,7 @@ import pytest
 import pytest_asyncio
 
 from tests.backends import HttpBackend
+from tests.configs import write_zone
 from tests.conftest import REPO
 from tests.daemonproc import Proc, spawn
 from tests.dnsclient import Endpoint
@@ -29,13 +30,7 @@ from tests.dnsclient import Endpoint
 INTERVAL, TIMEOUT, RISE, FALL = 0.3, 0.15, 2, 3
 DCS = {"par": "127.0.0.61", "ams": "127.0.0.62", "nyc": "127.0.0.63"}
 TOKEN = "s3cret-test-token"
-
-ZONE = """\
-origin: example.test.
-soa: {mname: ns1.example.test., rname: hostmaster.example.test., minimum: 30}
-records:
-  "@": {type: NS, value: ns1}
-  ns1: {type: A, value: 192.0.2.53}
+RECORDS = """\
   www: {type: A, pool: web}
   geo: {type: A, pool: geo}
   empty: {type: A, pool: fb-empty}
@@ -46,8 +41,7 @@ records:
 
 
 def write_config(tmp: Path, ports: dict[str, int]) -> Path:
-    (tmp / "zones").mkdir(exist_ok=True)
-    (tmp / "zones" / "example.test.yaml").write_text(ZONE)
+    write_zone(tmp, RECORDS)
     members = "\n".join(
         f"      - {{address: {DCS[dc]}, dc: {dc}, check_port: {ports[dc]}}}" for dc in ("par", "ams", "nyc")
     )

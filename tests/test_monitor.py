@@ -18,23 +18,14 @@ from geodns.config import load
 from geodns.daemon import Daemon
 from geodns.health import Health, Status
 from tests.backends import HttpBackend
+from tests.configs import write_zone
 from tests.dnsclient import Endpoint, ask
 
 INTERVAL, TIMEOUT, RISE, FALL = 0.2, 0.1, 2, 3
 
-ZONE = """\
-origin: example.test.
-soa: {mname: ns1.example.test., rname: hostmaster.example.test.}
-records:
-  "@": {type: NS, value: ns1}
-  ns1: {type: A, value: 192.0.2.53}
-  www: {type: A, pool: web}
-"""
-
 
 def write_config(tmp: Path, ports: list[int], timeout: float = TIMEOUT, interval: float = INTERVAL) -> Path:
-    (tmp / "zones").mkdir(exist_ok=True)
-    (tmp / "zones" / "example.test.yaml").write_text(ZONE)
+    write_zone(tmp, "  www: {type: A, pool: web}\n")
     main = tmp / "geodns.yaml"
     main.write_text(f"""\
 server: {{dns_listen: ["127.0.0.1:0"], http_listen: "127.0.0.1:0", state_dir: state}}

@@ -17,6 +17,7 @@ from geodns.overrides import Override
 from geodns.policy import PolicySource, decide, match_rule
 from geodns.snapshot import HealthSnapshot
 from geodns.zone import PoolRRset, RType
+from tests.configs import write_zone
 
 CONFIG = """\
 server: {dns_listen: ["127.0.0.1:0"], http_listen: null}
@@ -78,20 +79,11 @@ topology:
   - {match: 203.0.113.0/24, prefer: [nyc, ams]}
 """
 
-ZONE = """\
-origin: example.test.
-soa: {mname: ns1.example.test., rname: h.example.test.}
-records:
-  "@": {type: NS, value: ns1}
-  ns1: {type: A, value: 192.0.2.53}
-"""
-
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
     tmp: Path = tmp_path_factory.mktemp("policy")
-    (tmp / "zones").mkdir()
-    (tmp / "zones" / "z.yaml").write_text(ZONE)
+    write_zone(tmp)
     (tmp / "geodns.yaml").write_text(CONFIG)
     return load(tmp / "geodns.yaml")
 
@@ -207,8 +199,7 @@ def test_scope_is_exact() -> None:
 
 def test_geo_ignores_ecs_when_told(config: Config, tmp_path: Path) -> None:
     text = CONFIG.replace("    policy: geo\n", "    policy: geo\n    ecs: ignore\n")
-    (tmp_path / "zones").mkdir()
-    (tmp_path / "zones" / "z.yaml").write_text(ZONE)
+    write_zone(tmp_path)
     (tmp_path / "geodns.yaml").write_text(text)
     cfg = load(tmp_path / "geodns.yaml")
     source = PolicySource(cfg, snapshot(cfg), random.Random(1))

@@ -59,7 +59,8 @@ async function refresh() {
         const forced = m.forced_by ? `<div class="warn">forced by ${esc(m.forced_by.target)}: ${esc(m.forced_by.reason)}
           (probes say ${esc(m.real_state)})</div>` : "";
         html += `<tr><td>${esc(p.name)}</td><td>${esc(m.address)}</td>
-          <td class="state ${cls(m.state)}">${esc(m.state)}</td><td>${ago(m.since)}</td></tr>
+          <td class="state ${cls(m.state)}">${esc(m.state)}</td>
+          <td>${ago(m.forced_by ? new Date(m.forced_by.created * 1000).toISOString() : m.since)}</td></tr>
           <tr><td></td><td colspan="3" class="reason">${esc(m.reason)}${forced}</td></tr>`;
       }
       html += "</table></div>";

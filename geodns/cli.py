@@ -4,6 +4,7 @@ failure (e.g. a port in use), 2 invalid configuration or usage."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geodns import __version__
 from geodns.apiclient import api_url, call, render_status
@@ -29,9 +31,13 @@ from geodns.snapshot import HealthSnapshot
 from geodns.timefmt import iso
 from geodns.zonetext import zone_text
 
+if TYPE_CHECKING:
+    from geodns.route53.sync import Reconciler
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+EXIT_PENDING = 2  # geodns plan: changes pending
 
 log = logging.getLogger("geodns")
 
@@ -88,6 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--offline", action="store_true", help="answer from the config alone, every member up unless --down"
     )
     expl.add_argument("--json", action="store_true")
+
+    plan = sub.add_parser("plan", help="show the Route53 changes a sync would make (exit 2 when any)")
+    plan.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    plan.add_argument("--force", action="store_true", help="plan as `sync --force` would (no safety hold)")
+
+    sync = sub.add_parser("sync", help="push health-driven weights into Route53")
+    sync.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    sync.add_argument(
+        "--once",
+        action="store_true",
+        required=True,
+        help="one reconcile, then exit (`geodns serve` syncs continuously)",
+    )
+    sync.add_argument(
+        "--force",
+        action="store_true",
+        help="apply even config-driven creates/deletes beyond route53.max_change_fraction",
+    )
 
     demo = sub.add_parser("demo", help="serve the example with simulated backends in its datacenters")
     demo.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
@@ -186,6 +210,56 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _route53_reconciler(config_path: Path) -> tuple[Reconciler, HealthSnapshot]:
+    from geodns.route53.client import Route53Client  # noqa: PLC0415 - boto3 is slow to import
+    from geodns.route53.sync import Reconciler, one_shot_snapshot  # noqa: PLC0415
+
+    config = load(config_path)
+    if config.route53 is None or not config.route53.records:
+        raise GeoDnsError(f"{config_path}: no route53.records to sync")
+    snapshot = asyncio.run(one_shot_snapshot(config))
+    return Reconciler(config, Route53Client(config.route53)), snapshot
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Exit 0 in sync, 2 with changes pending (like terraform plan -detailed-exitcode), 1 on errors."""
+    reconciler, snapshot = _route53_reconciler(args.config)
+    plan, _desired = reconciler.plan(snapshot, force=args.force)
+    for change in plan.changes:
+        print(change.line())
+    for change in plan.refused:
+        print(change.line() + "  [held back by max_change_fraction]")
+    for note in plan.notes:
+        print(f"note: {note}")
+    for conflict in plan.conflicts:
+        print(f"error: {conflict}", file=sys.stderr)
+    if plan.conflicts:
+        return EXIT_FAILURE
+    if plan.in_sync:
+        print(f"in sync: {plan.owned} record set(s) owned, nothing to change")
+        return EXIT_OK
+    return EXIT_PENDING
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    reconciler, snapshot = _route53_reconciler(args.config)
+    result = reconciler.reconcile(snapshot, force=args.force)
+    for change in result.applied:
+        print(change.line())
+    for change in result.plan.refused:
+        print(change.line() + "  [held back: use --force]")
+    if result.insync_seconds:
+        print(
+            f"applied {len(result.applied)} change(s) in {len(result.insync_seconds)} batch(es); "
+            f"INSYNC after {max(result.insync_seconds):.1f}s"
+        )
+    elif result.ok:
+        print("in sync: nothing to change")
+    for error in [*result.plan.conflicts, *result.errors]:
+        print(f"error: {error}", file=sys.stderr)
+    return EXIT_OK if result.ok and not result.plan.refused else EXIT_FAILURE
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     config = with_overrides(load(args.config), args.dns_listen, args.http_listen)
     try:
@@ -250,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
             "undrain": cmd_undrain,
             "explain": cmd_explain,
             "demo": cmd_demo,
+            "plan": cmd_plan,
+            "sync": cmd_sync,
             "serve": cmd_serve,
         }
         return commands[args.command](args)

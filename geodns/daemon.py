@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import signal
+import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from geodns.monitor import Monitor
 from geodns.overrides import Override
 from geodns.overridestore import OverrideStore
 from geodns.policy import AllMembers, PolicySource
+from geodns.route53.client import Route53Client, Route53Error
+from geodns.route53.sync import Reconciler, Route53Sync
 from geodns.snapshot import HealthSnapshot, SnapshotStore
 from geodns.status import status_document
 
@@ -70,6 +73,12 @@ class Daemon:
         self.store = SnapshotStore()
         self.monitor = Monitor(self.config, self.store, self.metrics_registry)
         self.override_store = OverrideStore(self.config, self.store)
+        self._stopping = threading.Event()  # wakes the Route53 thread out of its sleeps
+        self.route53: Route53Sync | None = None
+        if self.config.server.mode in ("route53", "both") and self.config.route53 is not None:
+            self.route53 = Route53Sync(
+                self.config, self.store, self._reconciler(self.config), self.monitor.known
+            )
         self._api_token = load_api_token(self.config)
         self.state = serving_state(self.config, self.store.current())
         # Every new snapshot (and only that) swaps the answers' view of health.
@@ -84,6 +93,15 @@ class Daemon:
         self.serving = False
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[bool] | None = None
+
+    def _reconciler(self, config: Config) -> Reconciler:
+        assert config.route53 is not None
+        client = Route53Client(config.route53, self.metrics_registry, sleep=self._interruptible_sleep)
+        return Reconciler(config, client, self.metrics_registry)
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        if self._stopping.wait(seconds):
+            raise Route53Error("stopping")
 
     def _swap(self, state: ServingState) -> None:
         self.state = state
@@ -120,7 +138,10 @@ class Daemon:
         _freeze_long_lived()
         self.override_store.start()
         await self.monitor.start()
-        await self.dns.start(self.config.server.dns_listen)
+        if self.config.server.mode != "route53":
+            await self.dns.start(self.config.server.dns_listen)
+        if self.route53 is not None:
+            self.route53.start()
         if self.config.server.http_listen is not None:
             self.admin = AdminServer(make_app(self))
             await self.admin.start(self.config.server.http_listen)
@@ -151,6 +172,8 @@ class Daemon:
         self.config = new
         self.state = serving_state(new, self.store.current())  # one swap: each query sees old or new
         self.override_store.update(new)
+        if self.route53 is not None and new.route53 is not None:
+            self.route53.reconciler = self._reconciler(new)
         await self.monitor.update(new)
         _freeze_long_lived()
         log.info("reloaded: serving %d zone(s)", len(new.zones.zones))

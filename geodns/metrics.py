@@ -71,6 +71,46 @@ class Metrics:
         )
         self.snapshot_version = Gauge("geodns_snapshot_version", "Version of the health snapshot", registry=r)
         self.ready = Gauge("geodns_ready", "1 once every checked member has a fresh probe result", registry=r)
+        self.r53_calls = Counter(
+            "geodns_route53_api_calls_total",
+            "Route53 API calls by operation and result",
+            ["operation", "result"],
+            registry=r,
+        )
+        self.r53_throttles = Counter(
+            "geodns_route53_throttles_total",
+            "Route53 calls answered Throttling or PriorRequestNotComplete",
+            registry=r,
+        )
+        self.r53_changes = Counter(
+            "geodns_route53_changes_total", "Record set changes applied", ["action"], registry=r
+        )
+        self.r53_insync = Histogram(
+            "geodns_route53_insync_seconds",
+            "Seconds from ChangeResourceRecordSets to INSYNC",
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.r53_last_success = Gauge(
+            "geodns_route53_last_success_timestamp_seconds",
+            "When a reconcile last completed cleanly",
+            registry=r,
+        )
+        self.r53_drift = Counter(
+            "geodns_route53_drift_repairs_total",
+            "Changes that put back what someone edited by hand",
+            registry=r,
+        )
+        self.r53_fail_open = Gauge(
+            "geodns_route53_fail_open",
+            "Names whose every datacenter is down (synced with configured weights)",
+            registry=r,
+        )
+        self.r53_conflicts = Gauge(
+            "geodns_route53_conflicts",
+            "Names refused because records not owned by geodns live there",
+            registry=r,
+        )
         if stats is not None:
             r.register(_DnsStatsCollector(stats))
 

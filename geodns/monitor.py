@@ -102,6 +102,10 @@ class Monitor:
     def ready(self) -> bool:
         return not self._pending
 
+    def known(self) -> bool:
+        """Every target has a status to act on: probed, or restored from disk."""
+        return all(h.status is not Status.UNKNOWN for h in self.states.values())
+
     def pending(self) -> list[ProbeKey]:
         return sorted(self._pending, key=lambda k: (k.check, k.address, k.port or 0))
 
@@ -284,3 +288,25 @@ def _fmt_time(when: float | None) -> str:
     if when is None:
         return "unknown time"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+
+
+async def probe_all_once(config: Config, *, wall: Callable[[], float] = time.time) -> dict[ProbeKey, Health]:
+    """Every target probed once, concurrently: the states a one-shot command
+    (`geodns plan`, `sync --once`) acts on. The first result decides, as at start-up."""
+    probes: dict[str, Probe] = {}
+    sem = asyncio.Semaphore(config.server.max_concurrent_probes)
+
+    async def one(key: ProbeKey) -> tuple[ProbeKey, Health]:
+        check = config.checks[key.check]
+        probe = probes.setdefault(check.name, make_probe(check))
+        async with sem:
+            result = await run_probe(probe, Target(key.address, key.port), check.timeout)
+        if not result.ok:
+            log.info("%s: %s", key.address, result.reason)
+        return key, step(Health(), result.ok, result.reason, wall(), rise=check.rise, fall=check.fall)
+
+    try:
+        return dict(await asyncio.gather(*(one(key) for key in probe_keys(config))))
+    finally:
+        for probe in probes.values():
+            await probe.close()

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from geodns.config.model import Config
 from geodns.health import Status
@@ -24,6 +25,20 @@ from geodns.snapshot import HealthSnapshot, SnapshotStore
 log = logging.getLogger(__name__)
 
 STATE_FILE = "overrides.json"
+
+
+def load_overrides(path: Path, now: float) -> list[Override]:
+    """The unexpired overrides saved at `path` (none when there is no file)."""
+    try:
+        rows = json.loads(path.read_text())["overrides"]
+        loaded = [Override.from_json(row) for row in rows]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError, OverrideError) as exc:
+        # Losing a drain silently would send traffic back to a site ops took out: say it loudly.
+        log.error("cannot read overrides from %s (%s); starting with none", path, exc)
+        return []
+    return [o for o in loaded if o.expires is None or o.expires > now]
 
 
 class OverrideStore:
@@ -38,17 +53,7 @@ class OverrideStore:
         self._timer: asyncio.TimerHandle | None = None
 
     def _load(self) -> list[Override]:
-        try:
-            rows = json.loads(self.path.read_text())["overrides"]
-            loaded = [Override.from_json(row) for row in rows]
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError, KeyError, TypeError, OverrideError) as exc:
-            # Losing a drain silently would send traffic back to a site ops took out: say it loudly.
-            log.error("cannot read overrides from %s (%s); starting with none", self.path, exc)
-            return []
-        now = self.wall()
-        active = [o for o in loaded if o.expires is None or o.expires > now]
+        active = load_overrides(self.path, self.wall())
         for o in active:
             log.warning("override restored from %s: %s", self.path, describe_override(o))
         return active

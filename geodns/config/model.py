@@ -167,6 +167,11 @@ class Route53Config:
     region: str = "us-east-1"
     endpoint_url: str | None = None
     records: tuple[Route53Record, ...] = ()
+    owner: str = "geodns"  # SetIdentifiers are "<owner>-<datacenter>"; only those are touched
+    reconcile_interval: float = 60.0  # drift repair even when health is quiet
+    debounce: float = 1.0  # a burst of health changes makes one change batch
+    max_change_fraction: float = 0.3  # config-driven creates+deletes beyond this need --force
+    requests_per_second: float = 5.0  # Route53's documented limit per account
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from geodns.config.fields import (
     one_of,
     to_duration,
     to_str,
-    to_ttl,
     type_name,
 )
 from geodns.config.model import (
@@ -30,15 +29,14 @@ from geodns.config.model import (
     Datacenter,
     ListenAddress,
     Pool,
-    Route53Config,
-    Route53Record,
     ServerConfig,
 )
 from geodns.config.pools import parse_pools, parse_topology
-from geodns.config.yamlload import YList, load_file
+from geodns.config.route53 import parse_route53
+from geodns.config.yamlload import load_file
 from geodns.config.zonefile import parse_zone
 from geodns.errors import ConfigError, Location
-from geodns.names import Name, NameSyntaxError, parse_name, to_text
+from geodns.names import Name, to_text
 from geodns.zone import Zone, ZoneSet
 
 DEFAULT_CONFIG = Path("config/geodns.yaml")
@@ -124,49 +122,6 @@ def _datacenters(ctx: Ctx, raw: Any, where: Location) -> tuple[Datacenter, ...]:
     return tuple(out)
 
 
-def _abs_name(value: Any) -> Name:
-    text = to_str(value)
-    if not text.endswith("."):
-        raise Invalid(f"{text!r} must be an absolute name ending with a dot")
-    try:
-        return parse_name(text, None)
-    except NameSyntaxError as exc:
-        raise Invalid(str(exc)) from None
-
-
-def _route53(ctx: Ctx, raw: Any, where: Location, pools: dict[str, Pool]) -> Route53Config | None:
-    m = mapping(ctx, raw, where, "route53", allow_null=True)
-    if m is None:
-        return None
-    f = Fields(ctx, m, "route53")
-    region = f.get("region", to_str, "us-east-1")
-    endpoint = None if m.get("endpoint_url") is None else f.get("endpoint_url", to_str)
-    f.has("endpoint_url")
-    raw_records = f.raw("records")
-    f.has("records")
-    f.finish()
-    records = []
-    if raw_records is not None and not isinstance(raw_records, YList):
-        f.error("records", f"expected a list, got {type_name(raw_records)}")
-    for i, item in enumerate(raw_records or []):
-        path = f"route53.records[{i}]"
-        rm = mapping(ctx, item, raw_records.item_loc(i), path)
-        if rm is None:
-            continue
-        rf = Fields(ctx, rm, path)
-        name = rf.get("name", _abs_name, required=True)
-        zone_id = rf.get("hosted_zone_id", to_str, required=True)
-        pool = rf.get("pool", to_str, required=True)
-        ttl = rf.get("ttl", to_ttl, 60)
-        rf.finish()
-        if pool is not None and pool not in pools:
-            rf.error("pool", f"unknown pool {pool!r}")
-            continue
-        if name is not None and zone_id is not None and pool is not None:
-            records.append(Route53Record(name, zone_id, pool, ttl if ttl is not None else 60))
-    return Route53Config(region=region or "us-east-1", endpoint_url=endpoint, records=tuple(records))
-
-
 def _zones(ctx: Ctx, zones_dir: Path, where: Location, pools: dict[str, Pool]) -> ZoneSet:
     if not zones_dir.is_dir():
         ctx.error(where, f"zones_dir: {str(zones_dir)!r} is not a directory")
@@ -208,7 +163,9 @@ def parse(ctx: Ctx, doc: Any, source: Path) -> Config | None:
     pools = parse_pools(ctx, f.raw("pools"), top.value_loc("pools"), dcs, checks)
     topology = parse_topology(ctx, f.raw("topology"), top.value_loc("topology"), dcs)
     zones_dir_text = f.get("zones_dir", to_str, "zones")
-    route53 = _route53(ctx, f.raw("route53"), top.value_loc("route53"), pools) if f.has("route53") else None
+    route53 = (
+        parse_route53(ctx, f.raw("route53"), top.value_loc("route53"), pools) if f.has("route53") else None
+    )
     f.finish()
     if server.datacenter is not None and server.datacenter not in dcs and datacenters:
         ctx.error(top.value_loc("server"), f"server.datacenter: unknown datacenter {server.datacenter!r}")

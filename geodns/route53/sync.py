@@ -1,0 +1,178 @@
+"""The reconcile loop: plan from the current snapshot, apply, wait for INSYNC.
+
+Runs on every snapshot change (debounced: a burst of changes makes one batch)
+and every `reconcile_interval` (drift repair). One reconcile at a time, so one
+change in flight per zone. A failed apply leaves Route53 partly updated at
+worst batch by batch (each batch is atomic); the next round diffs again and
+finishes the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from geodns.config.model import Config
+from geodns.metrics import Metrics
+from geodns.monitor import probe_all_once
+from geodns.overridestore import STATE_FILE as OVERRIDES_FILE
+from geodns.overridestore import load_overrides
+from geodns.route53.client import Route53Client, Route53Error
+from geodns.route53.desired import Desired, desired_records
+from geodns.route53.model import RecordSet
+from geodns.route53.plan import Change, Plan, apply_safety, batches, diff, to_change_batch
+from geodns.snapshot import HealthSnapshot, SnapshotStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Result:
+    plan: Plan
+    applied: list[Change] = field(default_factory=list)
+    insync_seconds: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.plan.conflicts
+
+
+class Reconciler:
+    """Plan and apply, synchronously (the CLI calls it; the loop runs it in a thread)."""
+
+    def __init__(self, config: Config, client: Route53Client, metrics: Metrics | None = None) -> None:
+        assert config.route53 is not None
+        self.config = config
+        self.client = client
+        self.metrics = metrics
+        self.last_desired: tuple[RecordSet, ...] | None = None
+
+    def plan(self, snapshot: HealthSnapshot, *, force: bool = False) -> tuple[Plan, Desired]:
+        assert self.config.route53 is not None
+        desired = desired_records(self.config, snapshot)
+        actual: list[RecordSet] = []
+        for zone_id in sorted({r.zone_id for r in desired.records}):
+            actual += self.client.list_zone(zone_id)
+        plan = diff(desired.records, actual, self.config.route53.owner, desired.why)
+        plan = apply_safety(plan, self.config.route53.max_change_fraction, force)
+        if self.metrics is not None:
+            self.metrics.r53_fail_open.set(len(desired.fail_open))
+            self.metrics.r53_conflicts.set(len(plan.conflicts))
+        return plan, desired
+
+    def reconcile(self, snapshot: HealthSnapshot, *, force: bool = False) -> Result:
+        try:
+            plan, desired = self.plan(snapshot, force=force)
+        except Route53Error as exc:
+            log.error("route53: cannot read the current records: %s", exc)
+            return Result(Plan(), errors=[str(exc)])
+        for name in desired.fail_open:
+            log.warning("route53: %s: every datacenter is down; syncing configured weights (fail open)", name)
+        for conflict in plan.conflicts:
+            log.error("route53: %s", conflict)
+        for note in plan.notes:
+            log.warning("route53: %s", note)
+        result = Result(plan)
+        drift = self.last_desired == desired.records and bool(plan.changes)
+        for zone_id, zone_batches in batches(plan.changes).items():
+            for batch in zone_batches:
+                try:
+                    change_id = self.client.change(zone_id, to_change_batch(batch, "geodns health sync"))
+                    for change in batch:
+                        log.warning("route53: %s", change.line())
+                    result.applied += batch
+                    seconds = self.client.wait_insync(change_id)
+                except Route53Error as exc:
+                    log.error(
+                        "route53: applying %d change(s) to %s failed: %s (the next round retries)",
+                        len(batch),
+                        zone_id,
+                        exc,
+                    )
+                    result.errors.append(str(exc))
+                    break  # later batches of this zone wait for the next round
+                result.insync_seconds.append(seconds)
+                if self.metrics is not None:
+                    self.metrics.r53_insync.observe(seconds)
+                    for change in batch:
+                        self.metrics.r53_changes.labels(change.action).inc()
+        if drift and result.applied:
+            log.warning(
+                "route53: repaired drift: %d record set(s) had been changed outside geodns",
+                len(result.applied),
+            )
+            if self.metrics is not None:
+                self.metrics.r53_drift.inc(len(result.applied))
+        if not result.errors:
+            self.last_desired = desired.records
+            if self.metrics is not None:
+                self.metrics.r53_last_success.set(time.time())
+        return result
+
+
+class Route53Sync:
+    """The async shell: debounced on snapshot changes, periodic for drift."""
+
+    def __init__(
+        self, config: Config, store: SnapshotStore, reconciler: Reconciler, known: Callable[[], bool]
+    ) -> None:
+        assert config.route53 is not None
+        self.known = known  # no round before every member has a state: never sync from no information
+        self.settings = config.route53
+        self.store = store
+        self.reconciler = reconciler
+        self._wake = asyncio.Event()
+        self._debounce: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.rounds = 0
+
+    def start(self) -> None:
+        self.store.subscribe(lambda _snapshot: self.trigger())
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="route53 sync")
+        self._wake.set()  # a first round at once
+
+    def trigger(self) -> None:
+        if self._debounce is None:
+            loop = asyncio.get_running_loop()
+            self._debounce = loop.call_later(self.settings.debounce, self._fire)
+
+    def _fire(self) -> None:
+        self._debounce = None
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.reconcile_interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            if not self.known():
+                log.info("route53: waiting for the first probe results before syncing")
+                continue  # the snapshot those results publish wakes us again
+            try:
+                await asyncio.to_thread(self.reconciler.reconcile, self.store.current())
+            except Exception:
+                # Never let a bug end the loop: the next round tries again, loudly.
+                log.exception("route53: reconcile failed")
+            self.rounds += 1
+
+    async def stop(self) -> None:
+        if self._debounce is not None:
+            self._debounce.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def one_shot_snapshot(config: Config) -> HealthSnapshot:
+    """Health for a one-shot command: every target probed once, plus the
+    overrides a daemon using the same state_dir has saved."""
+    states = await probe_all_once(config)
+    overrides = load_overrides(config.server.state_dir / OVERRIDES_FILE, time.time())
+    return HealthSnapshot(1, states, tuple(overrides))

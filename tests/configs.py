@@ -1,8 +1,13 @@
-"""A minimal zone for tests that are about pools, not zones."""
+"""Helpers for tests about pools rather than zones: a minimal zone, a made-up snapshot."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from geodns.config import Config
+from geodns.health import Health, ProbeKey, Status, probe_keys
+from geodns.overrides import Override
+from geodns.snapshot import HealthSnapshot
 
 ZONE_HEAD = """\
 origin: example.test.
@@ -17,3 +22,13 @@ def write_zone(folder: Path, records: str = "") -> None:
     """zones/example.test.yaml under `folder`: NS, SOA and `records` (YAML lines, indented 2)."""
     (folder / "zones").mkdir(exist_ok=True)
     (folder / "zones" / "example.test.yaml").write_text(ZONE_HEAD + records)
+
+
+def snapshot(
+    config: Config, down: frozenset[str] | set[str] = frozenset(), overrides: tuple[Override, ...] = ()
+) -> HealthSnapshot:
+    """Every probe target up except the addresses in `down`, plus `overrides`."""
+    states: dict[ProbeKey, Health] = {
+        key: Health(status=Status.DOWN if key.address in down else Status.UP) for key in probe_keys(config)
+    }
+    return HealthSnapshot(1, states, overrides)

@@ -13,6 +13,8 @@ from geodns.config import Config, load
 from geodns.daemon import Daemon
 from tests.dnsclient import Endpoint
 
+pytest_plugins = ["tests.route53env"]
+
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
 

@@ -69,14 +69,17 @@ async def serve_process(
     )
 
 
-async def spawn(config: Path, env: dict[str, str] | None = None, command: str = "serve") -> Proc:
-    """Start `geodns serve` (or `demo`) on free ports; returns once both listeners are up."""
+async def spawn(
+    config: Path, env: dict[str, str] | None = None, command: str = "serve", *, dns: bool = True
+) -> Proc:
+    """Start `geodns serve` (or `demo`) on free ports; returns once its listeners are up
+    (with dns=False, for route53 mode, only the HTTP one)."""
     proc = await serve_process(config, "127.0.0.1:0", env, command)
     assert proc.stderr is not None
     log: list[str] = []
     dns_ep = http_ep = None
     async with asyncio.timeout(20):
-        while dns_ep is None or http_ep is None:
+        while (dns and dns_ep is None) or http_ep is None:
             line = (await proc.stderr.readline()).decode()
             assert line, f"geodns exited early: {log}"
             log.append(line)
@@ -84,7 +87,7 @@ async def spawn(config: Path, env: dict[str, str] | None = None, command: str = 
                 dns_ep = Endpoint(m.group(1), int(m.group(2)))
             if m := HTTP.search(line):
                 http_ep = Endpoint(m.group(1), int(m.group(2)))
-    running = Proc(proc, dns_ep, http_ep, log)
+    running = Proc(proc, dns_ep or Endpoint("127.0.0.1", 0), http_ep, log)
 
     async def pump() -> None:
         assert proc.stderr is not None

@@ -12,12 +12,12 @@ import pytest
 from geodns.answer import Client
 from geodns.config import Config, load
 from geodns.config.model import TopologyRule
-from geodns.health import Health, ProbeKey, Status, probe_keys
+from geodns.health import Status
 from geodns.overrides import Override
 from geodns.policy import PolicySource, decide, match_rule
 from geodns.snapshot import HealthSnapshot
 from geodns.zone import PoolRRset, RType
-from tests.configs import write_zone
+from tests.configs import snapshot, write_zone
 
 CONFIG = """\
 server: {dns_listen: ["127.0.0.1:0"], http_listen: null}
@@ -86,15 +86,6 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
     write_zone(tmp)
     (tmp / "geodns.yaml").write_text(CONFIG)
     return load(tmp / "geodns.yaml")
-
-
-def snapshot(
-    config: Config, down: frozenset[str] | set[str] = frozenset(), overrides: tuple[Override, ...] = ()
-) -> HealthSnapshot:
-    states: dict[ProbeKey, Health] = {
-        key: Health(status=Status.DOWN if key.address in down else Status.UP) for key in probe_keys(config)
-    }
-    return HealthSnapshot(1, states, overrides)
 
 
 def answer(

@@ -138,6 +138,7 @@ class Daemon:
         _freeze_long_lived()
         self.override_store.start()
         await self.monitor.start()
+        await self._first_results()
         if self.config.server.mode != "route53":
             await self.dns.start(self.config.server.dns_listen)
         if self.route53 is not None:
@@ -148,6 +149,23 @@ class Daemon:
         self.serving = True
         zones = ", ".join(sorted(".".join(o) + "." for o in self.config.zones.zones))
         log.info("serving %d zone(s): %s", len(self.config.zones.zones), zones or "none")
+
+    async def _first_results(self) -> None:
+        """Hold DNS back until every member has a state (probes start at once, so this
+        takes one probe timeout at most): no answer is built from no information.
+        Bounded: if probes cannot finish, serve with the pools' fallback and say so."""
+        if self.monitor.all_known.is_set() or not self.monitor.targets:
+            return
+        limit = max(self.config.checks[k.check].timeout for k in self.monitor.targets) + 1.0
+        known = asyncio.ensure_future(self.monitor.all_known.wait())
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({known, stop}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            known.cancel()
+            stop.cancel()
+        if not self.monitor.all_known.is_set():
+            log.warning("not every member has a probe result after %.1fs; serving with pool fallbacks", limit)
 
     async def reload(self) -> bool:
         """Load the config again; on any problem keep serving the old one."""
@@ -173,6 +191,7 @@ class Daemon:
         self.state = serving_state(new, self.store.current())  # one swap: each query sees old or new
         self.override_store.update(new)
         if self.route53 is not None and new.route53 is not None:
+            self.route53.settings = new.route53
             self.route53.reconciler = self._reconciler(new)
         await self.monitor.update(new)
         _freeze_long_lived()

@@ -73,6 +73,7 @@ class Monitor:
         self._running = False
         self._publish_scheduled = False
         self._pending: set[ProbeKey] = set()  # targets without a fresh result: not ready
+        self.all_known = asyncio.Event()  # every target has a status (probed or restored)
         saved = statefile.load(self.state_path) if persist else {}
         self._plan(config, saved)
 
@@ -111,6 +112,8 @@ class Monitor:
 
     async def start(self) -> None:
         self._running = True
+        if self.known():
+            self.all_known.set()
         self.store.publish(self.states)
         self._update_gauges()
         self._start_tasks()
@@ -192,6 +195,8 @@ class Monitor:
             if not self._pending:
                 log.info("every member has a fresh probe result: ready")
                 self.metrics.ready.set(1)
+        if old.status is Status.UNKNOWN and not self.all_known.is_set() and self.known():
+            self.all_known.set()
         if new.status is not old.status:
             overrides = self.store.current().overrides
             for pool, member in target.members:

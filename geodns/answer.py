@@ -24,6 +24,10 @@ REFUSED = 5
 
 MAX_CNAME_CHAIN = 12
 
+# What an answer depends on beyond the query's bytes (for the answer cache).
+DEPENDS_RANDOM = 1  # a random draw (weighted / all pools): cache several variants
+DEPENDS_CLIENT = 2  # the packet's source address (geo without ECS): cache per topology rule
+
 
 @dataclass(frozen=True, slots=True)
 class Client:
@@ -39,12 +43,18 @@ class PoolResult:
     rrset: RRset | None  # None or empty rdatas -> NODATA
     servfail: bool = False
     ecs_scope: int | None = None
+    depends: int = 0  # DEPENDS_* bits: what besides the question shaped this result
 
 
 class PoolSource(Protocol):
     """Turns a pool-backed record set into concrete addresses for one client."""
 
     def select(self, entry: PoolRRset, client: Client) -> PoolResult: ...
+
+    def client_key(self, source: str) -> int:
+        """For answers that depend on the source address (DEPENDS_CLIENT): a key
+        equal for all sources that get the same answer."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +65,14 @@ class Answer:
     authority: tuple[RRset, ...] = ()
     additional: tuple[RRset, ...] = ()
     ecs_scope: int | None = None
+    depends: int = 0
 
 
 REFUSED_ANSWER = Answer(rcode=REFUSED, aa=False)
 
 
 class _Builder:
-    __slots__ = ("additional", "answer", "authority", "client", "ecs_scope", "pools", "servfail")
+    __slots__ = ("additional", "answer", "authority", "client", "depends", "ecs_scope", "pools", "servfail")
 
     def __init__(self, pools: PoolSource, client: Client) -> None:
         self.pools = pools
@@ -71,11 +82,13 @@ class _Builder:
         self.additional: list[RRset] = []
         self.ecs_scope: int | None = None
         self.servfail = False
+        self.depends = 0
 
     def concrete(self, entry: Entry, owner: Name) -> RRset | None:
         """The RRset to put on the wire for `entry`, owned by `owner` (wildcards)."""
         if isinstance(entry, PoolRRset):
             result = self.pools.select(entry, self.client)
+            self.depends |= result.depends
             if result.ecs_scope is not None:
                 # The narrowest scope any steering decision depended on wins.
                 self.ecs_scope = max(self.ecs_scope or 0, result.ecs_scope)
@@ -93,7 +106,7 @@ class _Builder:
 
     def finish(self, rcode: int, aa: bool) -> Answer:
         if self.servfail:
-            return Answer(rcode=SERVFAIL, aa=False, ecs_scope=self.ecs_scope)
+            return Answer(rcode=SERVFAIL, aa=False, ecs_scope=self.ecs_scope, depends=self.depends)
         return Answer(
             rcode=rcode,
             aa=aa,
@@ -101,6 +114,7 @@ class _Builder:
             authority=tuple(self.authority),
             additional=tuple(self.additional),
             ecs_scope=self.ecs_scope,
+            depends=self.depends,
         )
 
 

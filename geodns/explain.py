@@ -27,6 +27,9 @@ class _Recording:
     source: PolicySource
     seen: list[tuple[PoolRRset, Decision, PoolResult]] = field(default_factory=list)
 
+    def client_key(self, source: str) -> int:
+        return self.source.client_key(source)
+
     def select(self, entry: PoolRRset, client: Client) -> PoolResult:
         result = self.source.select(entry, client)
         self.seen.append((entry, self.source.decision(entry.pool, entry.rtype == RType.AAAA, client), result))

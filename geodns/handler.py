@@ -7,7 +7,7 @@ every input yields a response or a deliberate drop, never an exception.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from geodns.answer import (
     FORMERR,
@@ -19,6 +19,7 @@ from geodns.answer import (
     resolve,
 )
 from geodns.encode import MAX_TCP_MESSAGE, encode_answer, encode_simple
+from geodns.fastcache import AnswerCache
 from geodns.wire import OPT_ECS, Header, Malformed, parse_ecs, parse_header, parse_query, parse_question
 from geodns.zone import ZoneSet
 
@@ -35,28 +36,45 @@ PLAIN_UDP_LIMIT = 512
 
 @dataclass(frozen=True)
 class ServingState:
-    """Everything a query reads, swapped as one reference on reload."""
+    """Everything a query reads, swapped as one reference on reload and on every
+    new health snapshot. The answer cache lives here, so a new state starts
+    with an empty cache: a state change reaches the very next query."""
 
     zones: ZoneSet
     pools: PoolSource
     nsid: bytes | None = None
     edns_udp_size: int = 1232
+    cache: AnswerCache = field(default_factory=AnswerCache)
+
+
+class Outcome:
+    """What the full path tells the answer cache about one reply."""
+
+    __slots__ = ("cacheable", "depends")
+
+    def __init__(self) -> None:
+        self.cacheable = False
+        self.depends = 0
 
 
 class Stats:
     """Counters the server keeps for /metrics; plain ints, no locking (one loop)."""
 
-    __slots__ = ("dropped", "formerr", "internal_errors", "queries")
+    __slots__ = ("cache_hits", "dropped", "formerr", "internal_errors", "queries")
 
     def __init__(self) -> None:
         self.queries = 0
+        self.cache_hits = 0
         self.dropped = 0
         self.formerr = 0
         self.internal_errors = 0
 
 
-def handle(data: bytes, source: str, udp: bool, state: ServingState, stats: Stats) -> bytes | None:
-    """Answer one message from `source`. None means: send nothing."""
+def handle(
+    data: bytes, source: str, udp: bool, state: ServingState, stats: Stats, outcome: Outcome | None = None
+) -> bytes | None:
+    """Answer one message from `source`. None means: send nothing. The full path:
+    `fastpath.answer` calls it on a cache miss and learns from `outcome`."""
     stats.queries += 1
     header = parse_header(data)
     if header is None or header.is_response:
@@ -64,7 +82,7 @@ def handle(data: bytes, source: str, udp: bool, state: ServingState, stats: Stat
         stats.dropped += 1
         return None
     try:
-        return _handle(data, header, source, udp, state, stats)
+        return _handle(data, header, source, udp, state, stats, outcome)
     except Exception:
         # A bug of ours, not the client's: say so loudly, answer SERVFAIL, keep serving.
         stats.internal_errors += 1
@@ -76,8 +94,20 @@ def handle(data: bytes, source: str, udp: bool, state: ServingState, stats: Stat
             return None
 
 
+def _replayable(outcome: Outcome | None) -> None:
+    """This reply follows from the query's bytes alone: the cache may replay it."""
+    if outcome is not None:
+        outcome.cacheable = True
+
+
 def _handle(
-    data: bytes, header: Header, source: str, udp: bool, state: ServingState, stats: Stats
+    data: bytes,
+    header: Header,
+    source: str,
+    udp: bool,
+    state: ServingState,
+    stats: Stats,
+    outcome: Outcome | None,
 ) -> bytes | None:
     size = state.edns_udp_size
     if header.opcode != 0:
@@ -101,6 +131,7 @@ def _handle(
         return encode_simple(header, q, FORMERR, None, size, None)
     if edns is not None and edns.version > 0:
         # RFC 6891 6.1.3: BADVERS, answered with the highest version we do (0).
+        _replayable(outcome)
         return encode_simple(header, q, BADVERS, edns, size, state.nsid)
     if header.ancount or header.nscount:
         stats.formerr += 1
@@ -111,6 +142,7 @@ def _handle(
     if q.qtype in UNSUPPORTED_META:
         return encode_simple(header, q, NOTIMP, edns, size, state.nsid)
     if q.qclass != CLASS_IN or q.qtype in (TYPE_AXFR, TYPE_IXFR):
+        _replayable(outcome)
         return encode_simple(header, q, REFUSED, edns, size, state.nsid)
 
     ecs = None
@@ -130,4 +162,11 @@ def _handle(
         limit = PLAIN_UDP_LIMIT
     else:
         limit = max(PLAIN_UDP_LIMIT, min(edns.udp_size, size))
-    return encode_answer(header, q, answer, edns, limit, size, state.nsid, ecs)
+    reply = encode_answer(header, q, answer, edns, limit, size, state.nsid, ecs)
+    if outcome is not None and answer.rcode != SERVFAIL:
+        # Everything that shaped this reply is in the query's bytes after the ID
+        # (name and its case, type, class, flags, EDNS size/DO/options), plus
+        # `depends`. SERVFAIL is never cached: the next query should try again.
+        outcome.cacheable = True
+        outcome.depends = answer.depends
+    return reply

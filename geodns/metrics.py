@@ -27,6 +27,7 @@ class _DnsStatsCollector(Collector):
         s = self.stats
         for name, doc, value in (
             ("geodns_dns_queries", "DNS messages received", s.queries),
+            ("geodns_dns_cache_hits", "DNS messages answered from the answer cache", s.cache_hits),
             ("geodns_dns_dropped", "DNS messages dropped (no header, responses, send failures)", s.dropped),
             ("geodns_dns_formerr", "DNS messages answered FORMERR", s.formerr),
             (

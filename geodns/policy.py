@@ -23,7 +23,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from geodns.answer import Client, PoolResult
+from geodns.answer import DEPENDS_CLIENT, DEPENDS_RANDOM, Client, PoolResult
 from geodns.config.model import Config, Member, Pool, TopologyRule
 from geodns.health import Status, probe_key
 from geodns.overrides import Override, forced
@@ -44,6 +44,9 @@ class AllMembers:
                 self._addresses[(pool.name, rtype)] = tuple(
                     Address(m.address) for m in pool.members if m.is_v6 == v6
                 )
+
+    def client_key(self, source: str) -> int:
+        return 0  # answers never depend on the client
 
     def select(self, entry: PoolRRset, client: Client) -> PoolResult:
         rdatas = self._addresses.get((entry.pool, entry.rtype), ())
@@ -170,21 +173,43 @@ def decide(
     return replace(base, fallback="all", candidates=tuple(v.member for v in family))
 
 
-def pick(decision: Decision, rng: random.Random) -> tuple[Member, ...]:
+def _draw(
+    candidates: Sequence[Member], weights: Sequence[float], k: int, rng: random.Random, first: float | None
+) -> tuple[Member, ...]:
+    """k members without replacement, each draw proportional to weight (successive
+    roulette). `first`, when given, replaces the first uniform draw: the answer
+    cache passes evenly spread values so its few pre-drawn variants follow the
+    weights exactly instead of by luck."""
+    remaining = list(zip(candidates, weights, strict=True))
+    out: list[Member] = []
+    u = first
+    while remaining and len(out) < k:
+        total = sum(w for _, w in remaining)
+        x = (rng.random() if u is None else u) * total
+        u = None
+        index = len(remaining) - 1
+        for i, (_, w) in enumerate(remaining):
+            x -= w
+            if x < 0:
+                index = i
+                break
+        out.append(remaining.pop(index)[0])
+    return tuple(out)
+
+
+def pick(decision: Decision, rng: random.Random, first: float | None = None) -> tuple[Member, ...]:
     """The members to answer, drawn per query for weighted and all pools."""
     d = decision.final()
     pool, candidates = d.pool, d.candidates
     if pool.policy == "weighted" and d.fallback is None:
         k = min(pool.max_answers or 1, len(candidates))
-        if all(m.weight == 0 for m in candidates):
-            return tuple(rng.sample(candidates, k))
-        # Efraimidis-Spirakis: weighted sampling without replacement in one pass.
-        keyed = sorted(candidates, key=lambda m: rng.random() ** (1.0 / m.weight), reverse=True)
-        return tuple(keyed[:k])
+        weights = [float(m.weight) for m in candidates]
+        if not any(weights):  # only standbys are up: all alike
+            weights = [1.0] * len(candidates)
+        return _draw(candidates, weights, k, rng, first)
     if pool.policy == "all" and d.fallback is None:
-        shuffled = list(candidates)
-        rng.shuffle(shuffled)
-        return tuple(shuffled[: pool.max_answers or len(shuffled)])
+        k = min(pool.max_answers or len(candidates), len(candidates))
+        return _draw(candidates, [1.0] * len(candidates), k, rng, first)
     return candidates
 
 
@@ -205,6 +230,7 @@ class PolicySource:
         self.rng = rng or random.Random()  # load spreading, not security
         self._cache: dict[tuple[str, bool, int | None], Decision] = {}
         self._geo_pools = {name for name, p in config.pools.items() if p.policy == "geo"}
+        self.stratum: float | None = None  # set by the answer cache while it draws variants
 
     def decision(self, pool: str, v6: bool, client: Client) -> Decision:
         address: IPAddress | None = None
@@ -225,6 +251,16 @@ class PolicySource:
             found = self._cache[key] = decide(self.config, self.snapshot, pool, v6, address)
         return found
 
+    def client_key(self, source: str) -> int:
+        """Which topology rule (and scope) a source address falls in: answers that
+        depend on the source are the same for every address with the same key."""
+        try:
+            address = ipaddress.ip_address(source)
+        except ValueError:
+            return -1
+        rule, scope = match_rule(self.config.topology, address)
+        return (self.config.topology.index(rule) + 1 if rule else 0) * 1000 + scope + (address.version << 20)
+
     def select(self, entry: PoolRRset, client: Client) -> PoolResult:
         d = self.decision(entry.pool, entry.rtype == RType.AAAA, client)
         scope = (
@@ -234,6 +270,14 @@ class PolicySource:
         )
         if d.final().servfail:
             return PoolResult(None, servfail=True, ecs_scope=scope)
-        members = pick(d, self.rng)
+        members = pick(d, self.rng, self.stratum)
         rdatas = tuple(Address(m.address) for m in members)
-        return PoolResult(RRset(entry.name, entry.rtype, ttl_for(entry, d), rdatas), ecs_scope=scope)
+        depends = 0
+        final = d.final()
+        if final.pool.policy in ("weighted", "all") and final.fallback is None and len(final.candidates) > 1:
+            depends |= DEPENDS_RANDOM
+        if d.pool.policy == "geo" and (d.pool.ecs == "ignore" or client.ecs_prefix is None):
+            depends |= DEPENDS_CLIENT
+        return PoolResult(
+            RRset(entry.name, entry.rtype, ttl_for(entry, d), rdatas), ecs_scope=scope, depends=depends
+        )

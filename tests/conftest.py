@@ -11,6 +11,7 @@ import pytest_asyncio
 
 from geodns.config import Config, load
 from geodns.daemon import Daemon
+from tests import dnsclient
 from tests.dnsclient import Endpoint
 
 pytest_plugins = ["tests.route53env"]
@@ -54,12 +55,20 @@ async def start_daemon(config: Config) -> Running:
     )
 
 
-@pytest_asyncio.fixture
-async def server(test_config: Config) -> AsyncIterator[Running]:
+@pytest_asyncio.fixture(params=["full-path", "cached"])
+async def server(test_config: Config, request: pytest.FixtureRequest) -> AsyncIterator[Running]:
+    """Every protocol test runs twice: answered by the full path, then with each
+    query sent twice so that the reply checked is the one replayed from the cache."""
     running = await start_daemon(test_config)
+    warm_before = dnsclient.warm_queries
+    if request.param == "cached":
+        running.v4 = Endpoint(running.v4.host, running.v4.port, warm=True)
+        running.v6 = Endpoint(running.v6.host, running.v6.port, warm=True)
     try:
         yield running
     finally:
         await running.daemon.stop()
         # The handler must never have hit an internal error during a test.
         assert running.daemon.stats.internal_errors == 0
+        if dnsclient.warm_queries > warm_before:
+            assert running.daemon.stats.cache_hits > 0, "warmed queries never hit the cache"

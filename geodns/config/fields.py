@@ -137,9 +137,7 @@ class Fields:
 
 def mapping(ctx: Ctx, value: Any, where: Location, path: str, *, allow_null: bool = False) -> YMap | None:
     if value is None and allow_null:
-        empty = YMap()
-        empty.loc, empty.key_locs, empty.value_locs = where, {}, {}
-        return empty
+        return YMap.at(where)
     if isinstance(value, YMap):
         return value
     ctx.error(where, f"{path}: expected a mapping, got {type_name(value)}")

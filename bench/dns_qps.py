@@ -165,8 +165,10 @@ def start_reference(kind: str, root: Path, config_path: Path) -> Server:
         for sub in ("run", "state"):
             (ref / sub).mkdir()
         # Own run and state dirs: gdnsd's control socket would clash with any other instance.
-        (ref / "config").write_text(f"options => {{ listen => [ 127.0.0.1:{port} ], run_dir => {ref}/run, "
-                                    f"state_dir => {ref}/state }}\n")
+        (ref / "config").write_text(
+            f"options => {{ listen => [ 127.0.0.1:{port} ], run_dir => {ref}/run, "
+            f"state_dir => {ref}/state }}\n"
+        )
         return start("gdnsd", ["gdnsd", "-c", str(ref), "start"], port, ref)
     zones = "".join(
         f"  - domain: {to_text(o)}\n    file: {ref / 'zones' / to_text(o).rstrip('.')}\n"

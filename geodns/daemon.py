@@ -173,7 +173,7 @@ class Daemon:
         log.info("reloading configuration from %s", path)
         try:
             # Parsing a large zone takes a while: do it off the loop so queries keep flowing.
-            new = await asyncio.to_thread(load, path)
+            new = await asyncio.to_thread(load, path, use_cache=True)
         except ConfigError as exc:
             log.error(
                 "reload failed, still serving the previous configuration; %d problem(s):\n%s",
@@ -285,6 +285,6 @@ def run(
     use_uvloop: bool = True,
 ) -> None:
     """Load, serve until SIGTERM. Raises ConfigError before binding anything."""
-    config = load(path)
+    config = load(path, use_cache=True)
     daemon = Daemon(config, dns_listen=dns_listen, http_listen=http_listen)
     uvloop_run(daemon.run(), use_uvloop=use_uvloop)

@@ -11,6 +11,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
+from geodns.config import zonecache
 from geodns.config.checks import parse_checks
 from geodns.config.fields import (
     Ctx,
@@ -33,7 +34,7 @@ from geodns.config.model import (
 )
 from geodns.config.pools import parse_pools, parse_topology
 from geodns.config.route53 import parse_route53
-from geodns.config.yamlload import load_file
+from geodns.config.yamlload import load_file, load_text
 from geodns.config.zonefile import parse_zone
 from geodns.errors import ConfigError, Location
 from geodns.names import Name, to_text
@@ -122,19 +123,47 @@ def _datacenters(ctx: Ctx, raw: Any, where: Location) -> tuple[Datacenter, ...]:
     return tuple(out)
 
 
-def _zones(ctx: Ctx, zones_dir: Path, where: Location, pools: dict[str, Pool]) -> ZoneSet:
+def _zone_file(
+    ctx: Ctx, path: Path, pools: dict[str, Pool], cache_dir: Path | None, keys: set[str]
+) -> Zone | None:
+    try:
+        data = path.read_bytes()
+        mtime = int(path.stat().st_mtime)
+    except OSError as exc:
+        ctx.error(Location(str(path), 1, 1), f"cannot read file: {exc}")
+        return None
+    key = zonecache.cache_key(data, mtime, pools)
+    keys.add(key)
+    if cache_dir is not None and (cached := zonecache.load(cache_dir, key)) is not None:
+        return cached
+    before = len(ctx.issues)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        ctx.error(Location(str(path), 1, 1), f"cannot read file: {exc}")
+        return None
+    doc = load_text(text, str(path), ctx.issues)
+    if doc is None:
+        if len(ctx.issues) == before:
+            ctx.error(Location(str(path), 1, 1), "zone file is empty")
+        return None
+    zone = parse_zone(ctx, doc, str(path), pools, default_serial=mtime)
+    if zone is not None and cache_dir is not None and len(ctx.issues) == before:
+        zonecache.save(cache_dir, key, zone, keys)
+    return zone
+
+
+def _zones(
+    ctx: Ctx, zones_dir: Path, where: Location, pools: dict[str, Pool], cache_dir: Path | None
+) -> ZoneSet:
     if not zones_dir.is_dir():
         ctx.error(where, f"zones_dir: {str(zones_dir)!r} is not a directory")
         return ZoneSet({})
     zones: dict[Name, Zone] = {}
     files: dict[Name, str] = {}
+    keys: set[str] = set()
     for path in sorted([*zones_dir.glob("*.yaml"), *zones_dir.glob("*.yml")]):
-        doc = load_file(path, ctx.issues)
-        if doc is None:
-            if not any(i.where.file == str(path) for i in ctx.issues):
-                ctx.error(Location(str(path), 1, 1), "zone file is empty")
-            continue
-        zone = parse_zone(ctx, doc, str(path), pools, default_serial=int(path.stat().st_mtime))
+        zone = _zone_file(ctx, path, pools, cache_dir, keys)
         if zone is None:
             continue
         if zone.origin in files:
@@ -148,7 +177,7 @@ def _zones(ctx: Ctx, zones_dir: Path, where: Location, pools: dict[str, Pool]) -
     return ZoneSet(zones)
 
 
-def parse(ctx: Ctx, doc: Any, source: Path) -> Config | None:
+def parse(ctx: Ctx, doc: Any, source: Path, *, use_cache: bool = False) -> Config | None:
     """Located YAML of the main file -> Config; zone files are read from zones_dir."""
     top = mapping(ctx, doc, Location(str(source), 1, 1), "config file")
     if top is None:
@@ -172,7 +201,8 @@ def parse(ctx: Ctx, doc: Any, source: Path) -> Config | None:
     zones_dir = base / (zones_dir_text or "zones")
     zones = ZoneSet({})
     if server.mode != "route53" or "zones_dir" in top:
-        zones = _zones(ctx, zones_dir, top.value_loc("zones_dir") if "zones_dir" in top else top.loc, pools)
+        where = top.value_loc("zones_dir") if "zones_dir" in top else top.loc
+        zones = _zones(ctx, zones_dir, where, pools, server.state_dir / "zonecache" if use_cache else None)
         if server.mode != "route53" and not zones.zones and zones_dir.is_dir():
             ctx.error(top.loc, f"no zone files (*.yaml) found in {str(zones_dir)!r}")
     if server.mode in ("route53", "both") and (route53 is None or not route53.records):
@@ -190,15 +220,18 @@ def parse(ctx: Ctx, doc: Any, source: Path) -> Config | None:
     )
 
 
-def load(path: Path) -> Config:
-    """Load and validate everything; raise ConfigError listing every problem."""
+def load(path: Path, *, use_cache: bool = False) -> Config:
+    """Load and validate everything; raise ConfigError listing every problem.
+
+    With use_cache, zones whose input is unchanged since a clean load come from
+    state_dir/zonecache instead of their YAML (the daemon's start-up and reloads)."""
     ctx = Ctx()
     doc = load_file(path, ctx.issues)
     config = None
     if doc is None and not ctx.issues:
         ctx.error(Location(str(path), 1, 1), "config file is empty")
     elif doc is not None:
-        config = parse(ctx, doc, path)
+        config = parse(ctx, doc, path, use_cache=use_cache)
     if ctx.issues or config is None:
         raise ConfigError(ctx.issues)
     return config

@@ -1,0 +1,77 @@
+"""Compiled zones: a restart reads the cache, any change to the input reads YAML."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from geodns.config import load
+from geodns.config import parse as parse_module
+from geodns.zone import RRset
+from tests.conftest import DATA
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    shutil.copytree(DATA, tmp_path / "cfg")
+    main = tmp_path / "cfg" / "geodns.yaml"
+    main.write_text(
+        main.read_text().replace(
+            "  tcp_max_connections: 64\n", "  tcp_max_connections: 64\n  state_dir: state\n"
+        )
+    )
+    return main
+
+
+def mail_ttl(path: Path) -> int:
+    zone = load(path, use_cache=True).zones.zones[("example", "test")]
+    rrset = zone.nodes[("mail", "example", "test")][1]
+    assert isinstance(rrset, RRset)
+    return rrset.ttl
+
+
+def test_a_second_load_comes_from_the_cache(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = load(cfg, use_cache=True)
+    assert len(list((cfg.parent / "state" / "zonecache").glob("*.zone"))) == 3
+
+    def no_yaml(*_args: object, **_kw: object) -> None:
+        raise AssertionError("YAML was read although the cache had the zone")
+
+    monkeypatch.setattr(parse_module, "load_text", no_yaml)
+    second = load(cfg, use_cache=True)
+    assert second.zones == first.zones
+
+
+def test_a_changed_zone_file_or_pool_is_read_again(cfg: Path) -> None:
+    assert mail_ttl(cfg) == 3600
+    zone_file = cfg.parent / "zones" / "example.test.yaml"
+    zone_file.write_text(
+        zone_file.read_text().replace(
+            "mail: {type: A, value: 192.0.2.25}", "mail: {type: A, value: 192.0.2.25, ttl: 42}"
+        )
+    )
+    assert mail_ttl(cfg) == 42
+    # Pool settings shape pool-backed records: a change there is a miss too.
+    cfg.write_text(cfg.read_text().replace("    ttl: 30\n", "    ttl: 31\n"))
+    www = load(cfg, use_cache=True).zones.zones[("example", "test")].nodes[("www", "example", "test")][1]
+    assert www.ttl == 31
+    # Old entries are dropped as new ones are written.
+    assert len(list((cfg.parent / "state" / "zonecache").glob("*.zone"))) == 3
+
+
+def test_a_broken_cache_file_falls_back_to_yaml(cfg: Path) -> None:
+    load(cfg, use_cache=True)
+    for entry in (cfg.parent / "state" / "zonecache").glob("*.zone"):
+        entry.write_bytes(b"not a pickle")
+    assert mail_ttl(cfg) == 3600
+
+
+def test_invalid_zones_are_never_cached(cfg: Path) -> None:
+    zone_file = cfg.parent / "zones" / "other.test.yaml"
+    zone_file.write_text(zone_file.read_text().replace("type: A", "type: B"))
+    with pytest.raises(Exception, match="unsupported record type"):
+        load(cfg, use_cache=True)
+    with pytest.raises(Exception, match="unsupported record type"):
+        load(cfg, use_cache=True)  # the error again, not a cached half-zone

@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: a minimal zone."""
+"""Shared by the benchmarks: a minimal zone, and an HTTP backend to probe."""
 
 from __future__ import annotations
 
@@ -16,3 +16,24 @@ records:
 def write_zone(folder: Path, records: str = "") -> None:
     (folder / "zones").mkdir(exist_ok=True)
     (folder / "zones" / "z.yaml").write_text(ZONE_HEAD + records)
+
+
+# A tiny uvloop HTTP responder on ports BASE..BASE+N-1 of 127.0.0.1, pinned to core 1:
+# `python -c BACKEND BASE N SECONDS`; prints 'ready' once listening.
+BACKEND = r"""
+import asyncio, os, sys, uvloop
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK"
+class P(asyncio.Protocol):
+    def connection_made(self, t): self.t = t
+    def data_received(self, d):
+        if b"\r\n\r\n" in d:
+            self.t.write(RESPONSE); self.t.close()
+async def main(base, n, seconds):
+    loop = asyncio.get_running_loop()
+    for i in range(n):
+        await loop.create_server(P, "127.0.0.1", base + i, backlog=64)
+    print("ready", flush=True)
+    await asyncio.sleep(seconds)
+os.sched_setaffinity(0, {1})
+uvloop.run(main(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])))
+"""

@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import write_zone  # noqa: E402
+from bench.common import BACKEND, write_zone  # noqa: E402
 from geodns.config import load  # noqa: E402
 from geodns.names import to_text  # noqa: E402
 from geodns.policy import AllMembers  # noqa: E402
@@ -42,6 +42,7 @@ from geodns.zonetext import zone_text  # noqa: E402
 CONFIG = """\
 server: {http_listen: null, state_dir: state, nsid: bench}
 datacenters: {par: {}, ams: {}}
+checks: {web: {type: http, path: /health, expect_body: OK, interval: 2s, timeout: 1s}}
 pools:
   fo: {policy: failover, datacenters: [par, ams], members: [{address: 192.0.2.11, dc: par},
        {address: 192.0.2.12, dc: par}, {address: 192.0.2.21, dc: ams}]}
@@ -66,12 +67,23 @@ def free_port() -> int:
     return port
 
 
-def make_config(root: Path, fillers: int) -> Path:
+def make_config(root: Path, fillers: int, probed: int = 0, base_port: int = 0) -> Path:
     filler = "".join(
         f"  h{i}: {{type: A, value: 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}}}\n" for i in range(fillers)
     )
     write_zone(root, RECORDS + filler)
-    (root / "geodns.yaml").write_text(CONFIG)
+    config = CONFIG
+    if probed:
+        # `probed` members in a pool of their own, each checked over HTTP every 2 s.
+        members = "\n".join(
+            f"      - {{address: 127.1.{i // 250}.{1 + i % 250}, dc: par, check_address: 127.0.0.1, "
+            f"check_port: {base_port + i}}}"
+            for i in range(probed)
+        )
+        config = config.replace(
+            "pools:\n", f"pools:\n  probed:\n    check: web\n    members:\n{members}\n", 1
+        )
+    (root / "geodns.yaml").write_text(config)
     return root / "geodns.yaml"
 
 
@@ -266,6 +278,36 @@ def query_file(root: Path, name: str, lines: list[str]) -> Path:
     return path
 
 
+def probe_load(root: Path, args: argparse.Namespace, probed: int = 1000, base_port: int = 21000) -> None:
+    """Static-A q/s with and without `probed` HTTP checks every 2 s (500 probes/s)."""
+    backend = subprocess.Popen(
+        [sys.executable, "-c", BACKEND, str(base_port), str(probed), "600"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert backend.stdout is not None and backend.stdout.readline().strip() == "ready"
+        static = root / "static.txt"
+        results = {}
+        for label, count in (("idle", 0), (f"{probed} HTTP checks every 2 s", probed)):
+            case = root / f"probe-{count}"
+            case.mkdir()
+            make_config(case, 10, count, base_port)
+            server = start_geodns(case)
+            try:
+                time.sleep(3)  # past the start-up burst of probes
+                results[label] = statistics.median(
+                    dnsperf(server.port, static, args.seconds, [])[0] for _ in range(args.runs)
+                )
+            finally:
+                server.stop()
+        idle = results["idle"]
+        print()
+        for label, qps in results.items():
+            print(f"static A q/s, {label:<26} {qps:>9,.0f}  ({qps / idle:.2f} of idle)")
+    finally:
+        backend.kill()
+        backend.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -314,6 +356,7 @@ def main() -> None:
         finally:
             geodns.stop()
             reference.stop()
+        probe_load(root, args)
 
     print("\ncost growth (geodns; q/s over 1,000 random names of the zone)")
     print(f"{'records':>8} {'start-up':>9} {'restart':>8} {'RSS MB':>7} {'q/s':>9}")

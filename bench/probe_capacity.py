@@ -28,30 +28,13 @@ sys.path.insert(0, str(REPO))
 
 import uvloop  # noqa: E402
 
-from bench.common import write_zone  # noqa: E402
+from bench.common import BACKEND, write_zone  # noqa: E402
 from geodns.config import load  # noqa: E402
 from geodns.daemon import Daemon  # noqa: E402
 
 INTERVAL = 2.0
 BASE_PORT = 20000
 
-BACKEND = r"""
-import asyncio, os, sys, uvloop
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK"
-class P(asyncio.Protocol):
-    def connection_made(self, t): self.t = t
-    def data_received(self, d):
-        if b"\r\n\r\n" in d:
-            self.t.write(RESPONSE); self.t.close()
-async def main(base, n, seconds):
-    loop = asyncio.get_running_loop()
-    for i in range(n):
-        await loop.create_server(P, "127.0.0.1", base + i, backlog=64)
-    print("ready", flush=True)
-    await asyncio.sleep(seconds)
-os.sched_setaffinity(0, {1})
-uvloop.run(main(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])))
-"""
 
 DNS_CLIENT = r"""
 import os, socket, struct, sys, time, select

@@ -211,3 +211,51 @@ class Exploding:
 async def test_a_check_that_raises_is_a_failure_with_its_reason() -> None:
     result = await run_probe(Exploding(), Target("127.0.0.45", 1), 1.0)
     assert (result.ok, result.kind, result.reason) == (False, "error", "check raised RuntimeError: boom")
+
+
+@pytest.mark.parametrize(
+    ("raw", "eof", "expected"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK", False, (200, b"OK")),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nOK", False, None),  # more to come
+        (b"HTTP/1.0 503 Busy\r\n\r\ndown for maintenance", True, (503, b"down for maintenance")),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nOK\r\n3;x=y\r\n!!!\r\n0\r\n\r\n",
+            False,
+            (200, b"OK!!!"),
+        ),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nOK\r\n", False, None),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", False, (204, b"")),
+    ],
+)
+def test_http_response_parsing(raw: bytes, eof: bool, expected: tuple[int, bytes] | None) -> None:
+    from geodns.checks.http import parse_response
+
+    assert parse_response(raw, eof, head_only=False) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not an HTTP/1.x status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+        (b"HTTP/1.1 200 O", "connection closed before the response headers ended"),
+    ],
+)
+def test_http_response_errors(raw: bytes, message: str) -> None:
+    from geodns.checks.http import HttpError, parse_response
+
+    with pytest.raises(HttpError, match=message):
+        parse_response(raw, True, head_only=False)
+
+
+@pytest.mark.asyncio
+async def test_http_against_something_that_is_not_http() -> None:
+    server = await BannerServer("127.0.0.46", b"SSH-2.0-OpenSSH_9.2\r\n\r\n").start()
+    try:
+        result = await probe(http_check(), Target("127.0.0.46", server.port))
+        assert not result.ok and result.kind == "protocol"
+        assert result.reason == "bad HTTP response: not an HTTP/1.x status line: 'SSH-2.0-OpenSSH_9.2'"
+    finally:
+        await server.stop()

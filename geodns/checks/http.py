@@ -1,80 +1,201 @@
-"""HTTP and HTTPS checks: status, body, TLS verification, one fresh connection per probe."""
+"""HTTP and HTTPS checks: status, body, TLS verification, one fresh connection per probe.
+
+The request is written and the response read over a plain asyncio protocol:
+one connection, `Connection: close`, at most 64 KiB of body. A client library
+built for pooled, redirecting, decompressing sessions spent ~4x the CPU per
+probe (bench/probe_capacity.py), and probes share a core with DNS answers.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-
-import aiohttp
+from typing import cast
 
 from geodns.checks.base import OK, ProbeResult, Target, excerpt, failed
 from geodns.config.model import Check
 
 MAX_BODY = 64 * 1024  # enough for any health page; a runaway body is not read further
+MAX_HEADER = 16 * 1024
+
+
+class HttpError(Exception):
+    """A response that is not HTTP/1.x as we can read it."""
 
 
 def _status_text(ranges: tuple[tuple[int, int], ...]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
+def parse_response(buf: bytes, eof: bool, head_only: bool) -> tuple[int, bytes] | None:
+    """(status, body) once `buf` holds a whole response (or enough of it), else None.
+
+    Handles Content-Length, chunked and close-delimited bodies; stops at MAX_BODY."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buf) > MAX_HEADER:
+            raise HttpError("response headers longer than 16 KiB")
+        if eof:
+            raise HttpError("connection closed before the response headers ended" if buf else "")
+        return None
+    lines = buf[:end].decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise HttpError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
+    status = int(parts[1])
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    body = buf[end + 4 :]
+    if head_only or status in (204, 304) or 100 <= status < 200:
+        return status, b""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        decoded = _dechunk(body)
+        if decoded is not None:
+            return status, decoded
+        if eof:
+            raise HttpError("connection closed inside a chunked body")
+        return None
+    if "content-length" in headers:
+        try:
+            length = int(headers["content-length"])
+        except ValueError:
+            raise HttpError(f"bad Content-Length {headers['content-length']!r}") from None
+        if len(body) >= min(length, MAX_BODY) or eof:
+            return status, body[: min(length, MAX_BODY)]
+        return None
+    if eof or len(body) >= MAX_BODY:
+        return status, body[:MAX_BODY]
+    return None
+
+
+def _dechunk(body: bytes) -> bytes | None:
+    """The decoded body when complete (or MAX_BODY reached), else None."""
+    out = bytearray()
+    pos = 0
+    while True:
+        line_end = body.find(b"\r\n", pos)
+        if line_end < 0:
+            return bytes(out) if len(out) >= MAX_BODY else None
+        try:
+            size = int(body[pos:line_end].split(b";")[0], 16)
+        except ValueError:
+            raise HttpError("bad chunk size in a chunked body") from None
+        if size == 0:
+            return bytes(out)
+        start = line_end + 2
+        if len(body) < start + size + 2:
+            out += body[start : start + size]
+            return bytes(out[:MAX_BODY]) if len(out) >= MAX_BODY else None
+        out += body[start : start + size]
+        if len(out) >= MAX_BODY:
+            return bytes(out[:MAX_BODY])
+        pos = start + size + 2
+
+
+class _Exchange(asyncio.Protocol):
+    """Writes one request, collects one response, resolves `done`."""
+
+    def __init__(self, request: bytes, head_only: bool, done: asyncio.Future[tuple[int, bytes]]) -> None:
+        self.request = request
+        self.head_only = head_only
+        self.done = done
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: duck-typed on purpose.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self._check(eof=False)
+
+    def eof_received(self) -> bool:
+        self._check(eof=True)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            if exc is not None:
+                self.done.set_exception(exc)
+            else:
+                self._check(eof=True)
+
+    def _check(self, eof: bool) -> None:
+        if self.done.done():
+            return
+        try:
+            result = parse_response(bytes(self.buf), eof, self.head_only)
+        except HttpError as exc:
+            self.done.set_exception(exc)
+            result = None
+        if result is not None:
+            self.done.set_result(result)
+        if self.done.done() and self.transport is not None:
+            self.transport.abort()  # the rest of a runaway body is never read
+
+
 class HttpProbe:
     def __init__(self, check: Check) -> None:
         self.check = check
-        self.scheme = "https" if check.type == "https" else "http"
-        self._ssl: ssl.SSLContext | bool = False
-        if self.scheme == "https":
+        self.tls: ssl.SSLContext | None = None
+        if check.type == "https":
             if check.tls_verify:
-                self._ssl = ssl.create_default_context(cafile=str(check.ca_file) if check.ca_file else None)
+                self.tls = ssl.create_default_context(cafile=str(check.ca_file) if check.ca_file else None)
             else:
-                ctx = ssl.create_default_context()
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-                self._ssl = ctx
-        self._session: aiohttp.ClientSession | None = None
-        self._headers = dict(check.headers)
-        if check.host is not None:
-            self._headers.setdefault("Host", check.host)
+                self.tls = ssl.create_default_context()
+                self.tls.check_hostname = False
+                self.tls.verify_mode = ssl.CERT_NONE
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in check.headers if k.lower() != "host")
+        self.host_override = next((v for k, v in check.headers if k.lower() == "host"), check.host)
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # force_close: a fresh connection per probe. A pooled keep-alive connection
-            # would keep "working" after the listener died, hiding the failure.
-            connector = aiohttp.TCPConnector(force_close=True, limit=0, ssl=self._ssl, use_dns_cache=False)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=True,
-                trust_env=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+    def request(self, target: Target) -> bytes:
+        check = self.check
+        default = 443 if check.type == "https" else 80
+        host = self.host_override or (target.url_host if target.port == default else str(target))
+        body = "Content-Length: 0\r\n" if check.method == "POST" else ""
+        return (
+            f"{check.method} {check.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: geodns-check\r\n"
+            f"Accept: */*\r\nAccept-Encoding: identity\r\nConnection: close\r\n{body}{self.extra}\r\n"
+        ).encode("latin-1")
 
     async def probe(self, target: Target) -> ProbeResult:
         check = self.check
-        url = f"{self.scheme}://{target.url_host}:{target.port}{check.path}"
-        server_hostname = check.host if self.scheme == "https" and check.host else None
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+        head_only = check.method == "HEAD"
+        port = target.port if target.port is not None else (443 if self.tls else 80)
+        transport: asyncio.BaseTransport | None = None
         try:
-            async with self._get_session().request(
-                check.method,
-                url,
-                headers=self._headers,
-                allow_redirects=False,
-                server_hostname=server_hostname,
-            ) as resp:
-                body = await self._read_body(resp)
-                status = resp.status
-        except aiohttp.ClientConnectorCertificateError as exc:
-            return failed("tls", f"TLS certificate not trusted: {exc.certificate_error}")
-        except aiohttp.ClientSSLError as exc:
-            return failed("tls", f"TLS error: {exc}")
-        except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or str(exc.os_error)
-            kind = "refused" if isinstance(exc.os_error, ConnectionRefusedError) else "connect"
-            return failed(kind, f"cannot connect to {target}: {reason.lower()}")
-        except aiohttp.ServerDisconnectedError:
-            return failed("disconnect", "server closed the connection without a response")
-        except aiohttp.ClientResponseError as exc:
-            return failed("protocol", f"bad HTTP response: {exc.message}")
-        except aiohttp.ClientPayloadError as exc:
-            return failed("protocol", f"broken response body: {exc}")
+            transport, _ = await loop.create_connection(
+                lambda: _Exchange(self.request(target), head_only, done),
+                target.address,
+                port,
+                ssl=self.tls,
+                server_hostname=(check.host or target.address) if self.tls else None,
+            )
+            status, body = await done
+        except ssl.SSLCertVerificationError as exc:
+            return failed("tls", f"TLS certificate not trusted: {exc.verify_message or exc}")
+        except ssl.SSLError as exc:
+            return failed("tls", f"TLS error: {exc.reason or exc}")
+        except ConnectionRefusedError:
+            return failed("refused", f"cannot connect to {target}: connection refused")
+        except HttpError as exc:
+            if not str(exc):
+                return failed("disconnect", "server closed the connection without a response")
+            return failed("protocol", f"bad HTTP response: {exc}")
+        except (ConnectionResetError, BrokenPipeError):
+            return failed("disconnect", "connection reset by the server")
+        except OSError as exc:
+            return failed("connect", f"cannot connect to {target}: {(exc.strerror or str(exc)).lower()}")
+        finally:
+            if transport is not None:
+                cast(asyncio.Transport, transport).abort()
         if not any(lo <= status <= hi for lo, hi in check.expect_status):
             return failed("status", f"HTTP {status} (expected {_status_text(check.expect_status)})")
         if check.expect_body is not None:
@@ -85,18 +206,5 @@ class HttpProbe:
                 )
         return OK
 
-    @staticmethod
-    async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while size < MAX_BODY:
-            chunk = await resp.content.read(MAX_BODY - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        return None

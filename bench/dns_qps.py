@@ -1,6 +1,6 @@
 """DNS serving speed, geodns next to a reference C server in the same run.
 
-Starts `geodns serve` and the reference (gdnsd, or Knot) on loopback ports,
+Starts `geodns serve` and the references (gdnsd, PowerDNS, or Knot) on loopback ports,
 each pinned to core 0, with the same zone (geodns exports it; pool records
 become their current members), and drives them with dnsperf pinned to core 1.
 Prints queries/s and average latency per query mix, the ratio
@@ -8,8 +8,8 @@ geodns/reference (medians of --runs), the p99 latency under a fixed 20,000 q/s
 load, and a cost-growth table: q/s, resident memory and start-up time with
 10, 10,000 and 100,000 records.
 
-    apt-get install dnsperf gdnsd knot      # if missing
-    python bench/dns_qps.py [--seconds 5] [--runs 3] [--reference gdnsd|knot]
+    apt-get install dnsperf gdnsd knot pdns-server pdns-backend-bind   # if missing
+    python bench/dns_qps.py [--seconds 5] [--runs 3] [--reference gdnsd,pdns,knot]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import BACKEND, write_zone  # noqa: E402
-from geodns.config import load  # noqa: E402
+from geodns.config import Config, load  # noqa: E402
 from geodns.names import to_text  # noqa: E402
 from geodns.policy import AllMembers  # noqa: E402
 from geodns.zonetext import zone_text  # noqa: E402
@@ -186,11 +186,42 @@ def start_reference(kind: str, root: Path, config_path: Path) -> Server:
         f"  - domain: {to_text(o)}\n    file: {ref / 'zones' / to_text(o).rstrip('.')}\n"
         for o in config.zones.zones
     )
+    if kind in ("pdns", "pdns-lua"):
+        named = ""
+        for origin, zone in config.zones.zones.items():
+            path = ref / "zones" / to_text(origin).rstrip(".")
+            if kind == "pdns-lua":
+                path.write_text(_lua_zone(zone_text(zone, AllMembers(config.pools)), config))
+            named += f'zone "{to_text(origin).rstrip(".")}" {{ type master; file "{path}"; }};\n'
+        (ref / "named.conf").write_text(named)
+        (ref / "pdns.conf").write_text(
+            f"launch=bind\nbind-config={ref}/named.conf\nlocal-address=127.0.0.1\nlocal-port={port}\n"
+            f"socket-dir={ref}\ndaemon=no\nguardian=no\nsetuid=\nsetgid=\nenable-lua-records=yes\n"
+        )
+        return start(kind, ["pdns_server", f"--config-dir={ref}"], port, ref)
     (ref / "knot.conf").write_text(
         f"server:\n    listen: 127.0.0.1@{port}\n    rundir: {ref}\n"
         f"database:\n    storage: {ref}/db\nzone:\n{zones}"
     )
     return start("knot", ["knotd", "-c", str(ref / "knot.conf")], port, ref)
+
+
+def _lua_zone(text: str, config: Config) -> str:
+    """PowerDNS's own way to answer from health-checked members: LUA records.
+    Pool-backed names become `ifportup(8080, {...})` over the pool's members,
+    as PERF-NOTES measured; everything else stays as exported."""
+    pooled = {f"{name}.example.test.": pool for name, pool in (("fo", "fo"), ("wt", "wt"), ("geo", "geo"))}
+    out, done = [], set()
+    for line in text.splitlines():
+        owner = line.split(" ", 1)[0]
+        if owner in pooled and " IN A " in line:
+            if owner not in done:
+                members = ", ".join(f"'{m.address}'" for m in config.pools[pooled[owner]].members)
+                out.append(f'{owner} 30 IN LUA A "ifportup(8080, {{{members}}})"')
+                done.add(owner)
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def dnsperf(port: int, queries: Path, seconds: float, extra: list[str]) -> tuple[float, float]:
@@ -312,13 +343,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--reference", choices=["gdnsd", "knot"], default="gdnsd")
+    parser.add_argument(
+        "--reference",
+        default="gdnsd,pdns",
+        help="comma-separated: gdnsd, knot, pdns (PowerDNS, bind backend)",
+    )
     parser.add_argument("--growth", default="10,10000,100000")
     args = parser.parse_args()
-    tool = {"gdnsd": "gdnsd", "knot": "knotd"}[args.reference]
-    for needed in ("dnsperf", tool, "taskset"):
+    references = [r for r in args.reference.split(",") if r]
+    tools = {"gdnsd": "gdnsd", "knot": "knotd", "pdns": "pdns_server", "pdns-lua": "pdns_server"}
+    for needed in ("dnsperf", "taskset", *(tools[r] for r in references)):
         if shutil.which(needed) is None:
-            sys.exit(f"{needed} is missing: apt-get install dnsperf gdnsd knot util-linux")
+            sys.exit(f"{needed} is missing: apt-get install dnsperf gdnsd knot pdns-server pdns-backend-bind")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         config_path = make_config(root, 10)
@@ -331,31 +367,35 @@ def main() -> None:
             "static A over TCP": (query_file(root, "static", ["www.example.test A"]), ["-m", "tcp"]),
         }
         print(
-            f"geodns vs {args.reference}: servers pinned to core 0, dnsperf (8 clients) to core 1; "
+            f"geodns vs {', '.join(references)}: servers pinned to core 0, dnsperf (8 clients) to core 1; "
             f"medians of {args.runs} x {args.seconds:g}s"
         )
-        print(
-            f"{'mix':<20} {'geodns q/s':>11} {'avg ms':>7} {args.reference + ' q/s':>11} {'avg ms':>7} "
-            f"{'ratio':>6}"
-        )
-        geodns = start_geodns(root)
-        reference = start_reference(args.reference, root, config_path)
+        header = f"{'mix':<20} {'geodns q/s':>11} {'avg ms':>7}"
+        for ref in references:
+            header += f" {ref + ' q/s':>11} {'avg ms':>7} {'ratio':>6}"
+        print(header)
+        servers = [start_geodns(root)] + [start_reference(ref, root, config_path) for ref in references]
         try:
             for label, (queries, extra) in mixes.items():
-                ours = [dnsperf(geodns.port, queries, args.seconds, extra) for _ in range(args.runs)]
-                theirs = [dnsperf(reference.port, queries, args.seconds, extra) for _ in range(args.runs)]
-                oq, oa = statistics.median(q for q, _ in ours), statistics.median(a for _, a in ours)
-                tq, ta = statistics.median(q for q, _ in theirs), statistics.median(a for _, a in theirs)
-                print(f"{label:<20} {oq:>11,.0f} {oa:>7.3f} {tq:>11,.0f} {ta:>7.3f} {oq / tq:>6.2f}")
+                row = f"{label:<20}"
+                ours = 0.0
+                for server in servers:
+                    runs = [dnsperf(server.port, queries, args.seconds, extra) for _ in range(args.runs)]
+                    q, a = statistics.median(q for q, _ in runs), statistics.median(a for _, a in runs)
+                    row += f" {q:>11,.0f} {a:>7.3f}"
+                    if server is servers[0]:
+                        ours = q
+                    else:
+                        row += f" {ours / q:>6.2f}"
+                print(row)
             static = mixes["static A"][0]
-            print(
-                f"\np99 latency of a probe stream under 20,000 q/s: geodns "
-                f"{p99_under_load(geodns.port, static, args.seconds):.3f} ms, {args.reference} "
-                f"{p99_under_load(reference.port, static, args.seconds):.3f} ms"
+            p99 = ", ".join(
+                f"{s.name} {p99_under_load(s.port, static, args.seconds):.3f} ms" for s in servers
             )
+            print(f"\np99 latency of a probe stream under 20,000 q/s: {p99}")
         finally:
-            geodns.stop()
-            reference.stop()
+            for server in servers:
+                server.stop()
         probe_load(root, args)
 
     print("\ncost growth (geodns; q/s over 1,000 random names of the zone)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 ZONE_HEAD = """\
@@ -11,6 +12,14 @@ records:
   "@": {type: NS, value: ns1}
   ns1: {type: A, value: 192.0.2.53}
 """
+
+
+def free_port() -> int:
+    """A loopback port free for UDP right now (its user binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        port: int = udp.getsockname()[1]
+    return port
 
 
 def write_zone(folder: Path, records: str = "") -> None:

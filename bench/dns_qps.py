@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import BACKEND, write_zone  # noqa: E402
+from bench.common import BACKEND, free_port, write_zone  # noqa: E402
 from geodns.config import Config, load  # noqa: E402
 from geodns.names import to_text  # noqa: E402
 from geodns.policy import AllMembers  # noqa: E402
@@ -58,13 +58,6 @@ RECORDS = (
     "  geo: {type: A, pool: geo}\n"
 )
 ECS_OPTION = "8:00011800c63364"  # family 1, /24, scope 0, 198.51.100.0/24
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        port: int = udp.getsockname()[1]
-    return port
 
 
 def make_config(root: Path, fillers: int, probed: int = 0, base_port: int = 0) -> Path:
@@ -224,27 +217,28 @@ def _lua_zone(text: str, config: Config) -> str:
     return "\n".join(out) + "\n"
 
 
+def dnsperf_cmd(port: int, queries: Path, seconds: float, *extra: str) -> list[str]:
+    """dnsperf pinned to core 1 (the servers have core 0)."""
+    return [
+        "taskset",
+        "-c",
+        "1",
+        "dnsperf",
+        "-s",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-d",
+        str(queries),
+        "-l",
+        str(seconds),
+        *extra,
+    ]
+
+
 def dnsperf(port: int, queries: Path, seconds: float, extra: list[str]) -> tuple[float, float]:
     out = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            "1",
-            "dnsperf",
-            "-s",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-d",
-            str(queries),
-            "-l",
-            str(seconds),
-            "-c",
-            "8",
-            "-q",
-            "200",
-            *extra,
-        ],
+        dnsperf_cmd(port, queries, seconds, "-c", "8", "-q", "200", *extra),
         capture_output=True,
         text=True,
         check=True,
@@ -258,24 +252,7 @@ def dnsperf(port: int, queries: Path, seconds: float, extra: list[str]) -> tuple
 def p99_under_load(port: int, queries: Path, seconds: float) -> float:
     """p99 of a light probe stream while dnsperf holds 20,000 q/s."""
     load_proc = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            "1",
-            "dnsperf",
-            "-s",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-d",
-            str(queries),
-            "-l",
-            str(seconds),
-            "-Q",
-            "20000",
-            "-c",
-            "4",
-        ],
+        dnsperf_cmd(port, queries, seconds, "-Q", "20000", "-c", "4"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -284,7 +261,7 @@ def p99_under_load(port: int, queries: Path, seconds: float) -> float:
     labels = b"\x03www\x07example\x04test\x00"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(1)
-        end = time.perf_counter() + seconds - 1
+        end = time.perf_counter() + max(0.5, seconds - 1)
         qid = 0
         while time.perf_counter() < end:
             qid = (qid + 1) & 0xFFFF

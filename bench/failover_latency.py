@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import write_zone  # noqa: E402
+from bench.common import free_port, write_zone  # noqa: E402
 from geodns.config.fields import to_duration  # noqa: E402
 
 PAR, AMS = "127.0.0.81", "127.0.0.82"
@@ -43,14 +43,6 @@ async def main(host):
     await asyncio.sleep(3600)
 asyncio.run(main(sys.argv[1]))
 """
-
-
-def free_port() -> int:
-    """A port free for UDP and TCP right now (the daemon binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        port: int = udp.getsockname()[1]
-    return port
 
 
 def backend(host: str) -> subprocess.Popen[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 ZONE_HEAD = """\
@@ -20,6 +21,22 @@ def free_port() -> int:
         udp.bind(("127.0.0.1", 0))
         port: int = udp.getsockname()[1]
     return port
+
+
+def serve_cmd(config: Path, port: int) -> list[str]:
+    """`geodns serve` on 127.0.0.1:port, quiet but for errors."""
+    return [
+        sys.executable,
+        "-m",
+        "geodns",
+        "--log-level",
+        "error",
+        "serve",
+        "-c",
+        str(config),
+        "--dns-listen",
+        f"127.0.0.1:{port}",
+    ]
 
 
 def write_zone(folder: Path, records: str = "") -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import BACKEND, free_port, write_zone  # noqa: E402
+from bench.common import BACKEND, free_port, serve_cmd, write_zone  # noqa: E402
 from geodns.config import Config, load  # noqa: E402
 from geodns.names import to_text  # noqa: E402
 from geodns.policy import AllMembers  # noqa: E402
@@ -140,23 +140,7 @@ def start(name: str, cmd: list[str], port: int, cwd: Path) -> Server:
 
 def start_geodns(root: Path) -> Server:
     port = free_port()
-    return start(
-        "geodns",
-        [
-            sys.executable,
-            "-m",
-            "geodns",
-            "--log-level",
-            "error",
-            "serve",
-            "-c",
-            str(root / "geodns.yaml"),
-            "--dns-listen",
-            f"127.0.0.1:{port}",
-        ],
-        port,
-        root,
-    )
+    return start("geodns", serve_cmd(root / "geodns.yaml", port), port, root)
 
 
 def start_reference(kind: str, root: Path, config_path: Path) -> Server:

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import free_port, write_zone  # noqa: E402
+from bench.common import free_port, serve_cmd, write_zone  # noqa: E402
 from geodns.config.fields import to_duration  # noqa: E402
 
 PAR, AMS = "127.0.0.81", "127.0.0.82"
@@ -108,18 +108,7 @@ pools:
         backends = {PAR: backend(PAR), AMS: backend(AMS)}
         port = free_port()
         daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "geodns",
-                "--log-level",
-                "error",
-                "serve",
-                "-c",
-                str(root / "geodns.yaml"),
-                "--dns-listen",
-                f"127.0.0.1:{port}",
-            ],
+            serve_cmd(root / "geodns.yaml", port),
             cwd=REPO,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )

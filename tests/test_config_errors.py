@@ -4,9 +4,6 @@ the folder). Every problem is reported, each at its file:line:col."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ import pytest
 from geodns.config import load
 from geodns.errors import ConfigError
 from tests.conftest import REPO
+from tests.daemonproc import run_geodns
 
 BAD = Path(__file__).parent / "bad_configs"
 CASES = sorted(p.name for p in BAD.iterdir() if p.is_dir())
@@ -31,22 +29,9 @@ def test_bad_config_reports_every_problem_with_location(case: str, monkeypatch: 
     assert [str(issue) for issue in info.value.issues] == expected_lines(case)
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "geodns", *args],
-        check=False,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize("case", ["many_problems", "yaml_syntax", "bad_record_values"])
 def test_check_command_prints_problems_and_exits_2(case: str) -> None:
-    result = run_cli("check", "-c", "geodns.yaml", cwd=BAD / case)
+    result = run_geodns("check", "-c", "geodns.yaml", cwd=BAD / case)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
@@ -55,13 +40,13 @@ def test_check_command_prints_problems_and_exits_2(case: str) -> None:
 
 
 def test_check_command_accepts_the_shipped_example() -> None:
-    result = run_cli("check", cwd=REPO)  # default path: config/geodns.yaml
+    result = run_geodns("check", cwd=REPO)  # default path: config/geodns.yaml
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("config/geodns.yaml: OK (2 zone(s)")
 
 
 def test_missing_config_file_is_a_clean_error(tmp_path: Path) -> None:
-    result = run_cli("check", "-c", "nowhere.yaml", cwd=tmp_path)
+    result = run_geodns("check", "-c", "nowhere.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("nowhere.yaml:1:1: cannot read file:")

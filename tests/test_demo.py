@@ -4,10 +4,7 @@ datacenter, break one, and watch the answers move."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +13,7 @@ import dns.query
 import pytest
 
 from tests.conftest import REPO
-from tests.daemonproc import spawn
+from tests.daemonproc import run_geodns, spawn
 from tests.dnsclient import Endpoint
 
 
@@ -41,28 +38,13 @@ async def test_demo_walkthrough(tmp_path: Path) -> None:
         par, ams = {"127.0.0.11", "127.0.0.12"}, {"127.0.0.21"}
         assert www(demo.dns) == par
         api = f"http://{demo.http.host}:{demo.http.port}"
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
         drained = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "geodns", "drain", "dc=par", "--reason", "power work", "--api", api],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+            run_geodns, "drain", "dc=par", "--reason", "power work", "--api", api, cwd=tmp_path
         )
         assert drained.returncode == 0, drained.stderr
         assert www(demo.dns) == ams
-        await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "geodns", "undrain", "dc=par", "--api", api],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            timeout=30,
-            check=True,
-        )
+        undrained = await asyncio.to_thread(run_geodns, "undrain", "dc=par", "--api", api, cwd=tmp_path)
+        assert undrained.returncode == 0, undrained.stderr
         assert www(demo.dns) == par
         async with (
             aiohttp.ClientSession() as session,

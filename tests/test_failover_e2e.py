@@ -6,9 +6,7 @@ through the API and the CLI and survive a restart; each fallback mode."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,8 +21,7 @@ import pytest_asyncio
 
 from tests.backends import HttpBackend
 from tests.configs import write_zone
-from tests.conftest import REPO
-from tests.daemonproc import Proc, spawn
+from tests.daemonproc import Proc, run_geodns, spawn
 from tests.dnsclient import Endpoint
 
 INTERVAL, TIMEOUT, RISE, FALL = 0.3, 0.15, 2, 3
@@ -189,18 +186,7 @@ async def test_bad_ecs_is_formerr(daemon: Proc) -> None:
 
 
 def cli(*args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("GEODNS_API_TOKEN", None)
-    if token:
-        env["GEODNS_API_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "geodns", *args],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return run_geodns(*args, env={"GEODNS_API_TOKEN": token} if token else None, timeout=30)
 
 
 @pytest.mark.asyncio

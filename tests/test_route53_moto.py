@@ -5,10 +5,7 @@ and sync commands with their exit codes."""
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,8 +19,7 @@ from geodns.route53.client import Route53Client
 from geodns.route53.sync import Reconciler
 from tests.backends import HttpBackend
 from tests.configs import snapshot
-from tests.conftest import REPO
-from tests.daemonproc import spawn
+from tests.daemonproc import run_geodns, spawn
 from tests.route53env import FAKE_AWS, Moto
 
 MEMBERS = {"par": ["127.0.0.91", "127.0.0.92"], "ams": ["127.0.0.93"], "nyc": ["127.0.0.94"]}
@@ -239,35 +235,22 @@ def test_safety_holds_back_config_driven_mass_changes(tmp_path: Path, moto: Moto
     assert not any(name.startswith("n0.") for (name, _, _) in moto.records(zone))
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **FAKE_AWS, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "geodns", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_plan_and_sync_commands(tmp_path: Path, moto: Moto) -> None:
     zone = moto.new_zone()
     write_config(tmp_path, moto, zone)  # checks on port 9: nothing listens, every member fails
-    plan = run_cli("plan", "-c", "geodns.yaml", cwd=tmp_path)
+    plan = run_geodns("plan", "-c", "geodns.yaml", cwd=tmp_path)
     assert plan.returncode == 2, plan.stderr
     assert (
         "+ www.example.com. A geodns-par weight 6 ttl 60 values 127.0.0.91, 127.0.0.92 "
         "(par down: 2/2 members failing; every datacenter down: failing open)" in plan.stdout.splitlines()
     )
-    synced = run_cli("sync", "--once", "-c", "geodns.yaml", cwd=tmp_path)
+    synced = run_geodns("sync", "--once", "-c", "geodns.yaml", cwd=tmp_path)
     assert synced.returncode == 0, synced.stderr
     assert "applied 4 change(s) in 1 batch(es); INSYNC after" in synced.stdout
-    again = run_cli("plan", "-c", "geodns.yaml", cwd=tmp_path)
+    again = run_geodns("plan", "-c", "geodns.yaml", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "in sync: 4 record set(s) owned, nothing to change"
-    broken = run_cli("plan", "-c", "missing.yaml", cwd=tmp_path)
+    broken = run_geodns("plan", "-c", "missing.yaml", cwd=tmp_path)
     assert broken.returncode == 2 and "Traceback" not in broken.stderr
 
 
@@ -290,7 +273,7 @@ def test_conflicts_make_plan_fail(tmp_path: Path, moto: Moto) -> None:
         },
     )
     write_config(tmp_path, moto, zone)
-    plan = run_cli("plan", "-c", "geodns.yaml", cwd=tmp_path)
+    plan = run_geodns("plan", "-c", "geodns.yaml", cwd=tmp_path)
     assert plan.returncode == 1
     assert "error: www.example.com. A in" in plan.stderr and "refusing to touch it" in plan.stderr
 
@@ -329,7 +312,7 @@ async def test_serve_in_route53_mode_moves_weights_off_a_dying_datacenter(tmp_pa
             await backends[address].start(port=port)
         await weight_of("geodns-par", 6, within=10)
         # Afterwards there is nothing left to do.
-        plan = await asyncio.to_thread(run_cli, "plan", "-c", "geodns.yaml", cwd=tmp_path)
+        plan = await asyncio.to_thread(run_geodns, "plan", "-c", "geodns.yaml", cwd=tmp_path)
         assert plan.returncode == 0, plan.stdout + plan.stderr
     finally:
         await daemon.kill()

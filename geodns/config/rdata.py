@@ -101,5 +101,8 @@ def parse_rdata(rtype: str, value: Any, origin: Name) -> RData:
     raise Invalid(f"unsupported record type {rtype!r}")
 
 
+_NUMBERS = {t.name: int(t) for t in RType}
+
+
 def rtype_number(name: str) -> int:
-    return int(RType[name])
+    return _NUMBERS[name]

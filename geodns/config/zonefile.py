@@ -120,20 +120,20 @@ def _parse_name_entry(
     pools: Mapping[str, Pool],
     pending: dict[tuple[Name, str], _Pending],
 ) -> None:
-    key_loc = records.key_loc(key)
     if not isinstance(key, str):
-        ctx.error(key_loc, f"record name must be a string, got {type_name(key)}")
+        ctx.error(records.key_loc(key), f"record name must be a string, got {type_name(key)}")
         return
     try:
         name = parse_name(key, origin)
     except NameSyntaxError as exc:
-        ctx.error(key_loc, f"record name {key!r}: {exc}")
+        ctx.error(records.key_loc(key), f"record name {key!r}: {exc}")
         return
     if not is_subdomain(name, origin):
-        ctx.error(key_loc, f"record name {key!r} is outside the zone {to_text(origin)}")
+        ctx.error(records.key_loc(key), f"record name {key!r} is outside the zone {to_text(origin)}")
         return
     if "*" in name[1:] or any("*" in label and label != "*" for label in name):
-        ctx.error(key_loc, f"record name {key!r}: '*' is only allowed as the whole leftmost label")
+        message = f"record name {key!r}: '*' is only allowed as the whole leftmost label"
+        ctx.error(records.key_loc(key), message)
         return
     if isinstance(value, YList):
         items = [(v, value.item_loc(i)) for i, v in enumerate(value)]
@@ -262,28 +262,32 @@ def _check_structure(
         ctx.error(zone_loc, f"zone {to_text(origin)} has no NS records at the apex ('@')")
     cuts = {name for name, types in by_name.items() if name != origin and "NS" in types}
     for name, types in by_name.items():
-        text = to_text(name)
         cname = types.get("CNAME")
         if cname is not None:
             if name == origin:
-                ctx.error(cname.where, f"{text}: CNAME is not allowed at the zone apex (it has SOA and NS)")
+                ctx.error(
+                    cname.where, f"{to_text(name)}: CNAME is not allowed at the zone apex (it has SOA and NS)"
+                )
             others = [p for t, p in types.items() if t != "CNAME"]
             if others and name != origin:
                 ctx.error(
                     cname.where,
-                    f"{text}: CNAME cannot coexist with other records "
+                    f"{to_text(name)}: CNAME cannot coexist with other records "
                     f"({others[0].rtype} at line {others[0].where.line}) (RFC 1034 3.6.2)",
                 )
             if len(cname.rdatas) > 1:
-                ctx.error(cname.where, f"{text}: a name can have only one CNAME")
+                ctx.error(cname.where, f"{to_text(name)}: a name can have only one CNAME")
         if name and name[0] == "*" and "NS" in types:
-            ctx.error(types["NS"].where, f"{text}: a wildcard cannot be delegated (NS at a '*' name)")
+            ctx.error(
+                types["NS"].where, f"{to_text(name)}: a wildcard cannot be delegated (NS at a '*' name)"
+            )
         if name in cuts:
             for rtype, p in types.items():
                 if rtype not in ("NS", "A", "AAAA"):
                     ctx.error(
                         p.where,
-                        f"{text}: {rtype} is not allowed at a delegation point (only NS and glue A/AAAA)",
+                        f"{to_text(name)}: {rtype} is not allowed at a delegation point "
+                        "(only NS and glue A/AAAA)",
                     )
         for k in range(len(origin) + 1, len(name)):
             above = name[-k:]
@@ -292,7 +296,7 @@ def _check_structure(
                     if rtype not in ("A", "AAAA"):
                         ctx.error(
                             p.where,
-                            f"{text}: {rtype} is hidden below the delegation at "
+                            f"{to_text(name)}: {rtype} is hidden below the delegation at "
                             f"{to_text(above)} (only glue A/AAAA may be there)",
                         )
                 break

@@ -131,7 +131,7 @@ def start(name: str, cmd: list[str], port: int, cwd: Path) -> Server:
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     deadline = t0 + 120
-    while not ask(port):
+    while not ask(port, timeout=0.05):
         if proc.poll() is not None or time.perf_counter() > deadline:
             raise RuntimeError(f"{name} did not start: {(cwd / f'{name}.log').read_text()[-2000:]}")
         time.sleep(0.02)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import cast
 
 from geodns.config.model import ListenAddress
-from geodns.fastpath import answer
+from geodns.fastpath import answer, answer_entry
 from geodns.handler import ServingState, Stats
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class UdpListener:
                 stats.cache_hits += 1
                 reply: bytes | None = data[:2] + entry
             else:
-                reply = answer(data, addr[0], True, state, stats)
+                reply = answer_entry(entry, data, addr[0], True, state, stats)  # no second lookup
             if reply is None:
                 continue
             try:

@@ -9,15 +9,21 @@ only ever replays what the full path produced for the same bytes.
 from __future__ import annotations
 
 from geodns.answer import DEPENDS_CLIENT, DEPENDS_RANDOM
-from geodns.fastcache import VARIANTS, PerClient, Rotating
+from geodns.fastcache import VARIANTS, Entry, PerClient, Rotating
 from geodns.handler import Outcome, ServingState, Stats, handle
 from geodns.policy import PolicySource
 
 
 def answer(data: bytes, source: str, udp: bool, state: ServingState, stats: Stats) -> bytes | None:
     cache = state.cache
-    table = cache.udp if udp else cache.tcp
-    entry = table.get(data[2:])
+    return answer_entry((cache.udp if udp else cache.tcp).get(data[2:]), data, source, udp, state, stats)
+
+
+def answer_entry(
+    entry: Entry | None, data: bytes, source: str, udp: bool, state: ServingState, stats: Stats
+) -> bytes | None:
+    """Reply from an entry the caller already looked up (the UDP loop inlines the
+    lookup and the plain-bytes case), or from the full path on a miss."""
     if entry is not None:
         if entry.__class__ is bytes:
             stats.queries += 1
@@ -28,8 +34,7 @@ def answer(data: bytes, source: str, udp: bool, state: ServingState, stats: Stat
             stats.cache_hits += 1
             return data[:2] + entry.next()
         assert isinstance(entry, PerClient)
-        key = _client_key(state, source)
-        found = entry.by_key.get(key)
+        found = entry.by_key.get(_client_key(state, source))
         if found is not None:
             stats.queries += 1
             stats.cache_hits += 1

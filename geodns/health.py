@@ -9,7 +9,7 @@ move traffic and one lucky probe does not send it back to a sick site.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -108,7 +108,3 @@ def probe_keys(config: Config) -> dict[ProbeKey, list[tuple[Pool, Member]]]:
 def restore(saved: Health) -> Health:
     """A persisted state, to be used until a fresh probe says otherwise."""
     return dataclasses.replace(saved, successes=0, failures=0, restored=True, checked=None, latency=None)
-
-
-def all_fresh(states: Iterable[Health]) -> bool:
-    return all(h.fresh for h in states)

@@ -30,7 +30,6 @@ from geodns.overrides import Override, forced
 from geodns.snapshot import HealthSnapshot
 from geodns.zone import Address, PoolRRset, RRset, RType
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 

@@ -129,7 +129,6 @@ class Route53Sync:
         self._wake = asyncio.Event()
         self._debounce: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
-        self.rounds = 0
 
     def start(self) -> None:
         self.store.subscribe(lambda _snapshot: self.trigger())
@@ -159,7 +158,6 @@ class Route53Sync:
             except Exception:
                 # Never let a bug end the loop: the next round tries again, loudly.
                 log.exception("route53: reconcile failed")
-            self.rounds += 1
 
     async def stop(self) -> None:
         if self._debounce is not None:

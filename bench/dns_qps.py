@@ -35,9 +35,9 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import BACKEND, free_port, serve_cmd, write_zone  # noqa: E402
 from geodns.config import Config, load  # noqa: E402
-from geodns.names import to_text  # noqa: E402
-from geodns.policy import AllMembers  # noqa: E402
-from geodns.zonetext import zone_text  # noqa: E402
+from geodns.dns.zonetext import zone_text  # noqa: E402
+from geodns.steering.policy import AllMembers  # noqa: E402
+from geodns.zone.names import to_text  # noqa: E402
 
 CONFIG = """\
 server: {http_listen: null, state_dir: state, nsid: bench}
@@ -186,7 +186,7 @@ def start_reference(kind: str, root: Path, config_path: Path) -> Server:
 def _lua_zone(text: str, config: Config) -> str:
     """PowerDNS's own way to answer from health-checked members: LUA records.
     Pool-backed names become `ifportup(8080, {...})` over the pool's members,
-    as PERF-NOTES measured; everything else stays as exported."""
+    as PowerDNS documents them; everything else stays as exported."""
     pooled = {f"{name}.example.test.": pool for name, pool in (("fo", "fo"), ("wt", "wt"), ("geo", "geo"))}
     out, done = [], set()
     for line in text.splitlines():

@@ -24,11 +24,11 @@ sys.path.insert(0, str(REPO))
 import boto3  # noqa: E402
 
 from geodns.config import load  # noqa: E402
-from geodns.health import Health, Status, probe_keys  # noqa: E402
+from geodns.health.health import Health, Status, probe_keys  # noqa: E402
+from geodns.health.snapshot import HealthSnapshot  # noqa: E402
 from geodns.route53.client import Route53Client  # noqa: E402
 from geodns.route53.plan import MAX_BATCH_RECORDS, batches  # noqa: E402
 from geodns.route53.sync import Reconciler  # noqa: E402
-from geodns.snapshot import HealthSnapshot  # noqa: E402
 
 FAKE = {
     "AWS_ACCESS_KEY_ID": "bench",

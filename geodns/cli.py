@@ -15,21 +15,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from geodns import __version__
-from geodns.apiclient import api_url, call, render_status
+from geodns.api.apiclient import api_url, call, render_status
 from geodns.config import DEFAULT_CONFIG, load
 from geodns.config.fields import Invalid
 from geodns.config.model import ListenAddress
 from geodns.config.parse import to_listen
 from geodns.daemon import load_api_token, uvloop_run, with_overrides
 from geodns.demo import run_demo
+from geodns.dns.zonetext import zone_text
 from geodns.errors import ConfigError, GeoDnsError
-from geodns.explain import explain, render
-from geodns.health import Health, Status, probe_keys
-from geodns.overrides import Override, OverrideError, check_target, parse_target
-from geodns.policy import AllMembers
-from geodns.snapshot import HealthSnapshot
+from geodns.health.health import Health, Status, probe_keys
+from geodns.health.overrides import Override, OverrideError, check_target, parse_target
+from geodns.health.snapshot import HealthSnapshot
+from geodns.steering.explain import explain, render
+from geodns.steering.policy import AllMembers
 from geodns.timefmt import iso
-from geodns.zonetext import zone_text
 
 if TYPE_CHECKING:
     from geodns.route53.sync import Reconciler

@@ -14,23 +14,23 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from geodns.admin import AdminServer, make_app
-from geodns.answer import PoolSource
+from geodns.api.admin import AdminServer, make_app
+from geodns.api.metrics import Metrics
+from geodns.api.status import status_document
 from geodns.config import Config, load
 from geodns.config.model import ListenAddress
-from geodns.dnsserver import DnsServer
+from geodns.dns.answer import PoolSource
+from geodns.dns.handler import ServingState, Stats
+from geodns.dns.server import DnsServer
 from geodns.errors import ConfigError, GeoDnsError
-from geodns.explain import explain
-from geodns.handler import ServingState, Stats
-from geodns.metrics import Metrics
-from geodns.monitor import Monitor
-from geodns.overrides import Override
-from geodns.overridestore import OverrideStore
-from geodns.policy import AllMembers, PolicySource
+from geodns.health.monitor import Monitor
+from geodns.health.overrides import Override
+from geodns.health.snapshot import HealthSnapshot, SnapshotStore
 from geodns.route53.client import Route53Client, Route53Error
 from geodns.route53.sync import Reconciler, Route53Sync
-from geodns.snapshot import HealthSnapshot, SnapshotStore
-from geodns.status import status_document
+from geodns.steering.explain import explain
+from geodns.steering.overridestore import OverrideStore
+from geodns.steering.policy import AllMembers, PolicySource
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from geodns.config.model import Config
-from geodns.health import probe_keys
+from geodns.health.health import probe_keys
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from geodns.config import Config
-from geodns.health import Health, ProbeKey, Status, probe_keys
-from geodns.overrides import Override
-from geodns.snapshot import HealthSnapshot
+from geodns.health.health import Health, ProbeKey, Status, probe_keys
+from geodns.health.overrides import Override
+from geodns.health.snapshot import HealthSnapshot
 
 ZONE_HEAD = """\
 origin: example.test.

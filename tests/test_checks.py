@@ -13,11 +13,11 @@ import pytest
 import pytest_asyncio
 import trustme
 
-from geodns.checks import Target, make_probe
-from geodns.checks.base import ProbeResult
 from geodns.config.checks import matcher
 from geodns.config.model import Check
-from geodns.monitor import run_probe
+from geodns.health.checks import Target, make_probe
+from geodns.health.checks.base import ProbeResult
+from geodns.health.monitor import run_probe
 from tests.backends import BannerServer, HttpBackend
 
 HOST = "127.0.0.41"
@@ -229,7 +229,7 @@ async def test_a_check_that_raises_is_a_failure_with_its_reason() -> None:
     ],
 )
 def test_http_response_parsing(raw: bytes, eof: bool, expected: tuple[int, bytes] | None) -> None:
-    from geodns.checks.http import parse_response
+    from geodns.health.checks.http import parse_response
 
     assert parse_response(raw, eof, head_only=False) == expected
 
@@ -244,7 +244,7 @@ def test_http_response_parsing(raw: bytes, eof: bool, expected: tuple[int, bytes
     ],
 )
 def test_http_response_errors(raw: bytes, message: str) -> None:
-    from geodns.checks.http import HttpError, parse_response
+    from geodns.health.checks.http import HttpError, parse_response
 
     with pytest.raises(HttpError, match=message):
         parse_response(raw, True, head_only=False)

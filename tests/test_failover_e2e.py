@@ -239,7 +239,16 @@ async def test_status_page_explain_and_api_errors(daemon: Proc) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.get(base + "/") as resp:
             page = await resp.text()
-            assert resp.status == 200 and "<title>geodns status</title>" in page and "v1/status" in page
+            assert resp.status == 200 and "<title>geodns status</title>" in page
+            assert 'src="static/status.js"' in page and 'href="static/status.css"' in page
+        # The page's files are package data: the script polls the status document.
+        async with session.get(base + "/static/status.js") as resp:
+            assert resp.status == 200 and resp.content_type == "text/javascript"
+            assert "v1/status" in await resp.text()
+        async with session.get(base + "/static/status.css") as resp:
+            assert resp.status == 200 and resp.content_type == "text/css"
+        async with session.get(base + "/static/nothing.js") as resp:
+            assert resp.status == 404
         async with session.get(
             base + "/v1/explain",
             params={"name": "geo.example.test", "client": "10.0.0.1", "ecs": "198.51.100.0/24"},

@@ -18,10 +18,10 @@ import pytest_asyncio
 
 from geodns.config import Config, load
 from geodns.daemon import Daemon, serving_state
-from geodns.fastcache import AnswerCache
-from geodns.fastpath import answer
-from geodns.handler import Stats
-from geodns.snapshot import HealthSnapshot
+from geodns.dns.fastcache import AnswerCache
+from geodns.dns.fastpath import answer
+from geodns.dns.handler import Stats
+from geodns.health.snapshot import HealthSnapshot
 from tests.configs import write_zone
 from tests.conftest import Running, start_daemon
 from tests.dnsclient import Endpoint

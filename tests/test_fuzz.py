@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from geodns.config import Config
 from geodns.daemon import serving_state
-from geodns.handler import Stats, handle
+from geodns.dns.handler import Stats, handle
 from tests.conftest import Running
 from tests.dnsclient import ask, framed
 

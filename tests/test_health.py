@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from geodns.health import Health, Status, describe, restore, step
+from geodns.health.health import Health, Status, describe, restore, step
 
 U, D, X = Status.UP, Status.DOWN, Status.UNKNOWN
 

@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from geodns.config import load
 from geodns.daemon import Daemon
-from geodns.health import Health, Status
+from geodns.health.health import Health, Status
 from tests.backends import HttpBackend
 from tests.configs import write_zone
 from tests.dnsclient import Endpoint, ask

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from geodns.answer import Client
 from geodns.config import Config, load
 from geodns.config.model import TopologyRule
-from geodns.health import Status
-from geodns.overrides import Override
-from geodns.policy import PolicySource, decide, match_rule
-from geodns.snapshot import HealthSnapshot
-from geodns.zone import PoolRRset, RType
+from geodns.dns.answer import Client
+from geodns.health.health import Status
+from geodns.health.overrides import Override
+from geodns.health.snapshot import HealthSnapshot
+from geodns.steering.policy import PolicySource, decide, match_rule
+from geodns.zone.zone import PoolRRset, RType
 from tests.configs import snapshot, write_zone
 
 CONFIG = """\

@@ -7,9 +7,9 @@ import pytest
 
 from geodns.config.fields import Invalid, to_duration
 from geodns.config.yamlload import load_text
+from geodns.dns.wire import Malformed, parse_header, parse_query
 from geodns.errors import Issue
-from geodns.names import NameSyntaxError, is_subdomain, parse_name, to_text
-from geodns.wire import Malformed, parse_header, parse_query
+from geodns.zone.names import NameSyntaxError, is_subdomain, parse_name, to_text
 
 
 @pytest.mark.parametrize(

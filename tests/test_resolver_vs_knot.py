@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from geodns.config import load
-from geodns.names import to_text
-from geodns.policy import AllMembers
-from geodns.zonetext import zone_text
+from geodns.dns.zonetext import zone_text
+from geodns.steering.policy import AllMembers
+from geodns.zone.names import to_text
 from tests.conftest import DATA, REPO, needs
 
 pytestmark = needs("ip", "knotd", "unbound", root=True)  # apt-get install iproute2 knot unbound

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from geodns.api.metrics import Metrics
 from geodns.config import Config, load
-from geodns.health import Status
-from geodns.metrics import Metrics
-from geodns.overrides import Override
+from geodns.health.health import Status
+from geodns.health.overrides import Override
 from geodns.route53.client import Route53Client
 from geodns.route53.sync import Reconciler
 from tests.backends import HttpBackend

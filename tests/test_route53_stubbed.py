@@ -10,8 +10,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from geodns.api.metrics import Metrics
 from geodns.config.model import Route53Config
-from geodns.metrics import Metrics
 from geodns.route53.client import MAX_ATTEMPTS, Route53Client, Route53Error, TokenBucket
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from geodns.config import load
 from geodns.config import parse as parse_module
-from geodns.zone import RRset
+from geodns.zone.zone import RRset
 from tests.conftest import DATA
 
 

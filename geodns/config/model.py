@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from geodns.names import Name
-from geodns.zone import ZoneSet
+from geodns.zone.names import Name
+from geodns.zone.zone import ZoneSet
 
 MODES = ("authoritative", "route53", "both")
 POLICIES = ("failover", "weighted", "all", "geo")

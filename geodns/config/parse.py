@@ -38,8 +38,8 @@ from geodns.config.route53 import parse_route53
 from geodns.config.yamlload import load_file, load_text
 from geodns.config.zonefile import parse_zone
 from geodns.errors import ConfigError, Location
-from geodns.names import Name, to_text
-from geodns.zone import Zone, ZoneSet
+from geodns.zone.names import Name, to_text
+from geodns.zone.zone import Zone, ZoneSet
 
 DEFAULT_CONFIG = Path("config/geodns.yaml")
 

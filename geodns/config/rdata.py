@@ -11,8 +11,8 @@ import re
 from typing import Any
 
 from geodns.config.fields import Invalid, type_name
-from geodns.names import Name, NameSyntaxError, parse_name, to_text
-from geodns.zone import CAA, MX, SRV, TXT, Address, RData, RType, Target
+from geodns.zone.names import Name, NameSyntaxError, parse_name, to_text
+from geodns.zone.zone import CAA, MX, SRV, TXT, Address, RData, RType, Target
 
 TXT_CHUNK = 255
 SUPPORTED = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "CAA", "PTR")

@@ -9,7 +9,7 @@ from geodns.config.fields import Ctx, Fields, Invalid, mapping, to_duration, to_
 from geodns.config.model import Pool, Route53Config, Route53Record
 from geodns.config.yamlload import YList
 from geodns.errors import Location
-from geodns.names import Name, NameSyntaxError, parse_name, to_text
+from geodns.zone.names import Name, NameSyntaxError, parse_name, to_text
 
 
 def _abs_name(value: Any) -> Name:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from geodns import __version__
 from geodns.config.model import Pool
-from geodns.zone import Zone
+from geodns.zone.zone import Zone
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from geodns.config.model import Pool
 from geodns.config.rdata import SUPPORTED, parse_rdata, rtype_number, target_name
 from geodns.config.yamlload import YList, YMap
 from geodns.errors import Location
-from geodns.names import Name, NameSyntaxError, is_subdomain, parse_name, to_text
-from geodns.zone import SOA, Entry, PoolRRset, RData, RRset, RType, Zone, build_zone
+from geodns.zone.names import Name, NameSyntaxError, is_subdomain, parse_name, to_text
+from geodns.zone.zone import SOA, Entry, PoolRRset, RData, RRset, RType, Zone, build_zone
 
 DEFAULT_ZONE_TTL = 3600
 SOA_DEFAULTS = {"refresh": 7200, "retry": 3600, "expire": 1209600, "minimum": 300}

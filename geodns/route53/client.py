@@ -13,18 +13,33 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import botocore.config
 import botocore.exceptions
+from prometheus_client import Counter, Gauge, Histogram
 
 from geodns.config.model import Route53Config
 from geodns.errors import GeoDnsError
-from geodns.metrics import Metrics
 from geodns.route53.model import RecordSet
 
 log = logging.getLogger(__name__)
+
+
+class Route53Metrics(Protocol):
+    """The metrics Route53 sync feeds (api.metrics.Metrics is one); injected so that
+    route53 never imports the API layer."""
+
+    r53_calls: Counter
+    r53_throttles: Counter
+    r53_changes: Counter
+    r53_insync: Histogram
+    r53_last_success: Gauge
+    r53_drift: Counter
+    r53_fail_open: Gauge
+    r53_conflicts: Gauge
+
 
 THROTTLES = frozenset(
     {"Throttling", "ThrottlingException", "PriorRequestNotComplete", "RequestLimitExceeded"}
@@ -80,7 +95,7 @@ class Route53Client:
     def __init__(
         self,
         cfg: Route53Config,
-        metrics: Metrics | None = None,
+        metrics: Route53Metrics | None = None,
         api: Any = None,
         *,
         sleep: Callable[[float], None] = time.sleep,

@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from geodns.config.model import Config, Member, Route53Record
-from geodns.names import to_text
-from geodns.policy import MemberView, decide, member_views
+from geodns.health.snapshot import HealthSnapshot
 from geodns.route53.model import RecordKey, RecordSet
-from geodns.snapshot import HealthSnapshot
+from geodns.steering.policy import MemberView, decide, member_views
+from geodns.zone.names import to_text
 
 
 @dataclass(frozen=True)

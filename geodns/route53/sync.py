@@ -17,15 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from geodns.config.model import Config
-from geodns.metrics import Metrics
-from geodns.monitor import probe_all_once
-from geodns.overridestore import STATE_FILE as OVERRIDES_FILE
-from geodns.overridestore import load_overrides
-from geodns.route53.client import Route53Client, Route53Error
+from geodns.health.monitor import probe_all_once
+from geodns.health.snapshot import HealthSnapshot, SnapshotStore
+from geodns.route53.client import Route53Client, Route53Error, Route53Metrics
 from geodns.route53.desired import Desired, desired_records
 from geodns.route53.model import RecordSet
 from geodns.route53.plan import Change, Plan, apply_safety, batches, diff, to_change_batch
-from geodns.snapshot import HealthSnapshot, SnapshotStore
+from geodns.steering.overridestore import STATE_FILE as OVERRIDES_FILE
+from geodns.steering.overridestore import load_overrides
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class Result:
 class Reconciler:
     """Plan and apply, synchronously (the CLI calls it; the loop runs it in a thread)."""
 
-    def __init__(self, config: Config, client: Route53Client, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: Config, client: Route53Client, metrics: Route53Metrics | None = None) -> None:
         assert config.route53 is not None
         self.config = config
         self.client = client

@@ -1,39 +1,3 @@
-# ruff: noqa: E501 - an embedded HTML document, wrapped as HTML reads best
-"""The status page: one HTML document, no assets, readable at 3 a.m.
-
-Datacenters are tiles coloured by how many of their members answer; each tile
-lists its members with state, reason and since; forced states say who forced
-them. It polls /v1/status every two seconds.
-"""
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>geodns status</title>
-<style>
- body { font: 16px/1.4 system-ui, sans-serif; margin: 0; background: #111; color: #eee; }
- header { padding: 12px 20px; background: #222; display: flex; gap: 24px; align-items: baseline; }
- header h1 { font-size: 20px; margin: 0; }
- .ok { color: #5fd35f; } .bad { color: #ff5f5f; } .warn { color: #ffc04d; }
- #tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 16px; padding: 20px; }
- .tile { border-radius: 10px; padding: 14px 16px; background: #1c1c1c; border-left: 10px solid #666; }
- .tile.up { border-color: #2e9e2e; } .tile.partial { border-color: #d98f00; } .tile.down { border-color: #d02f2f; }
- .tile h2 { margin: 0 0 8px; font-size: 26px; display: flex; justify-content: space-between; }
- .tile h2 small { font-size: 15px; color: #aaa; font-weight: normal; }
- table { width: 100%; border-collapse: collapse; font-size: 14px; }
- td { padding: 3px 4px; vertical-align: top; border-top: 1px solid #2a2a2a; }
- .state { font-weight: bold; text-transform: uppercase; }
- .reason { color: #bbb; font-size: 13px; }
- #overrides { padding: 0 20px 20px; }
- #overrides li { color: #ffc04d; }
- #error { color: #ff5f5f; }
-</style></head>
-<body>
-<header><h1>geodns</h1><span id="ready"></span><span id="version"></span><span id="updated"></span>
-<span id="error"></span></header>
-<div id="tiles"></div>
-<div id="overrides"></div>
-<script>
 const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
 const ago = t => { if (!t) return ""; const s = Math.max(0, (Date.now() - Date.parse(t)) / 1000);
   return s < 90 ? Math.round(s) + "s ago" : s < 5400 ? Math.round(s / 60) + "m ago" : Math.round(s / 3600) + "h ago"; };
@@ -74,5 +38,3 @@ async function refresh() {
   }
 }
 refresh(); setInterval(refresh, 2000);
-</script></body></html>
-"""

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from geodns.names import Name
+from geodns.zone.names import Name
 
 
 class RType(IntEnum):

@@ -11,13 +11,13 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from geodns.answer import Client, PoolResult, resolve
 from geodns.config.model import Config
-from geodns.names import parse_name, to_text
-from geodns.policy import Decision, PolicySource
-from geodns.snapshot import HealthSnapshot
-from geodns.zone import PoolRRset, RType
-from geodns.zonetext import rdata_text
+from geodns.dns.answer import Client, PoolResult, resolve
+from geodns.dns.zonetext import rdata_text
+from geodns.health.snapshot import HealthSnapshot
+from geodns.steering.policy import Decision, PolicySource
+from geodns.zone.names import parse_name, to_text
+from geodns.zone.zone import PoolRRset, RType
 
 RCODES = {0: "NOERROR", 2: "SERVFAIL", 3: "NXDOMAIN", 5: "REFUSED"}
 

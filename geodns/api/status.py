@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from geodns.config.model import Config
-from geodns.health import Health, ProbeKey, probe_key
-from geodns.policy import member_views
-from geodns.snapshot import HealthSnapshot
+from geodns.health.health import Health, ProbeKey, probe_key
+from geodns.health.snapshot import HealthSnapshot
+from geodns.steering.policy import member_views
 from geodns.timefmt import iso
 
 

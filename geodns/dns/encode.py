@@ -1,7 +1,7 @@
 """Answer -> wire bytes. dnslib packs records (with name compression); the
 header, question and OPT are written by hand because their bits must mirror
 the query exactly (ID, RD, CD, the client's letter case) and dnslib's
-`reply()` copies bits it should not (PERF-NOTES: AD)."""
+`reply()` copies bits it should not (the AD bit among them)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from collections.abc import Iterable
 
 import dnslib
 
-from geodns.answer import Answer
-from geodns.names import Name
-from geodns.wire import AA, CD, HEADER, OPT_ECS, OPT_NSID, QR, RD, TC, Ecs, Edns, Header, Question
-from geodns.zone import CAA, MX, SOA, SRV, TXT, Address, RData, RRset, RType, Target
+from geodns.dns.answer import Answer
+from geodns.dns.wire import AA, CD, HEADER, OPT_ECS, OPT_NSID, QR, RD, TC, Ecs, Edns, Header, Question
+from geodns.zone.names import Name
+from geodns.zone.zone import CAA, MX, SOA, SRV, TXT, Address, RData, RRset, RType, Target
 
 MAX_TCP_MESSAGE = 65535
 OPT_HEADER = struct.Struct("!BHHBBHH")  # root name, type, udp size, ext-rcode, version, flags, rdlen

@@ -9,10 +9,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from geodns.api import statuspage
 from geodns.config.fields import Invalid, to_duration
 from geodns.config.model import ListenAddress
-from geodns.overrides import Override, OverrideError
-from geodns.statuspage import PAGE
+from geodns.health.overrides import Override, OverrideError
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,19 @@ def make_app(source: AdminSource) -> web.Application:
             headers={"X-Content-Type-Options": "nosniff"},
         )
 
+    # Read once per app: the files are package data and do not change under a running daemon.
+    page_html = statuspage.read("index.html")
+    assets = {name: (statuspage.read(name), kind) for name, kind in statuspage.ASSETS.items()}
+
     async def page(_request: web.Request) -> web.Response:
-        return web.Response(text=PAGE, content_type="text/html")
+        return web.Response(text=page_html, content_type="text/html")
+
+    async def asset(request: web.Request) -> web.Response:
+        found = assets.get(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        text, kind = found
+        return web.Response(text=text, content_type=kind)
 
     async def list_overrides(_request: web.Request) -> web.Response:
         return web.json_response({"overrides": [o.to_json() for o in source.overrides()]})
@@ -132,6 +143,7 @@ def make_app(source: AdminSource) -> web.Application:
 
     app = web.Application()
     app.router.add_get("/", page)
+    app.router.add_get("/static/{name}", asset)
     app.router.add_get("/v1/overrides", list_overrides)
     app.router.add_post("/v1/overrides", add_override)
     app.router.add_delete("/v1/overrides/{target}", remove_override)

@@ -10,8 +10,8 @@ import contextlib
 import os
 import signal
 
-from geodns.checks.base import OK, ProbeResult, Target, excerpt, failed
 from geodns.config.model import Check
+from geodns.health.checks.base import OK, ProbeResult, Target, excerpt, failed
 
 OUTPUT_TAIL = 4096
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from geodns.names import Name
-from geodns.zone import MX, SRV, Entry, Node, PoolRRset, RRset, RType, Target, Zone, ZoneSet
+from geodns.zone.names import Name
+from geodns.zone.zone import MX, SRV, Entry, Node, PoolRRset, RRset, RType, Target, Zone, ZoneSet
 
 NOERROR = 0
 FORMERR = 1

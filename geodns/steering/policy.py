@@ -23,12 +23,12 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from geodns.answer import DEPENDS_CLIENT, DEPENDS_RANDOM, Client, PoolResult
 from geodns.config.model import Config, Member, Pool, TopologyRule
-from geodns.health import Status, probe_key
-from geodns.overrides import Override, forced
-from geodns.snapshot import HealthSnapshot
-from geodns.zone import Address, PoolRRset, RRset, RType
+from geodns.dns.answer import DEPENDS_CLIENT, DEPENDS_RANDOM, Client, PoolResult
+from geodns.health.health import Status, probe_key
+from geodns.health.overrides import Override, forced
+from geodns.health.snapshot import HealthSnapshot
+from geodns.zone.zone import Address, PoolRRset, RRset, RType
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -12,8 +12,8 @@ import asyncio
 import ssl
 from typing import cast
 
-from geodns.checks.base import OK, ProbeResult, Target, excerpt, failed
 from geodns.config.model import Check
+from geodns.health.checks.base import OK, ProbeResult, Target, excerpt, failed
 
 MAX_BODY = 64 * 1024  # enough for any health page; a runaway body is not read further
 MAX_HEADER = 16 * 1024

@@ -7,9 +7,9 @@ Pool-backed records are written with the addresses `pools` gives them now.
 
 from __future__ import annotations
 
-from geodns.answer import Client, PoolSource
-from geodns.names import escape, to_text
-from geodns.zone import CAA, MX, SOA, SRV, TXT, Address, PoolRRset, RData, RType, Target, Zone
+from geodns.dns.answer import Client, PoolSource
+from geodns.zone.names import escape, to_text
+from geodns.zone.zone import CAA, MX, SOA, SRV, TXT, Address, PoolRRset, RData, RType, Target, Zone
 
 
 def _quote(data: bytes) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from geodns.answer import (
+from geodns.dns.answer import (
     FORMERR,
     NOTIMP,
     REFUSED,
@@ -18,10 +18,10 @@ from geodns.answer import (
     PoolSource,
     resolve,
 )
-from geodns.encode import MAX_TCP_MESSAGE, encode_answer, encode_simple
-from geodns.fastcache import AnswerCache
-from geodns.wire import OPT_ECS, Header, Malformed, parse_ecs, parse_header, parse_query, parse_question
-from geodns.zone import ZoneSet
+from geodns.dns.encode import MAX_TCP_MESSAGE, encode_answer, encode_simple
+from geodns.dns.fastcache import AnswerCache
+from geodns.dns.wire import OPT_ECS, Header, Malformed, parse_ecs, parse_header, parse_query, parse_question
+from geodns.zone.zone import ZoneSet
 
 log = logging.getLogger(__name__)
 

@@ -15,16 +15,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from geodns import statefile
-from geodns.checks import Probe, ProbeResult, Target, make_probe
-from geodns.checks.base import failed
+from prometheus_client import Counter, Gauge, Histogram
+
 from geodns.config.model import Check, Config, Member, Pool
-from geodns.health import Health, ProbeKey, Status, describe, probe_keys, restore, step
-from geodns.metrics import Metrics
-from geodns.overrides import describe_override, forced
-from geodns.snapshot import SnapshotStore
+from geodns.health import statefile
+from geodns.health.checks import Probe, ProbeResult, Target, make_probe
+from geodns.health.checks.base import failed
+from geodns.health.health import Health, ProbeKey, Status, describe, probe_keys, restore, step
+from geodns.health.overrides import describe_override, forced
+from geodns.health.snapshot import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,20 @@ async def run_probe(probe: Probe, target: Target, limit: float) -> ProbeResult:
         return failed("error", f"check raised {type(exc).__name__}: {exc}")
 
 
+class MonitorMetrics(Protocol):
+    """The metrics the monitor feeds (api.metrics.Metrics is one); injected so that
+    health never imports the API layer."""
+
+    member_up: Gauge
+    probes: Counter
+    probes_late: Counter
+    probe_duration: Histogram
+    probe_failures: Counter
+    state_changes: Counter
+    snapshot_version: Gauge
+    ready: Gauge
+
+
 @dataclass
 class _Target:
     key: ProbeKey
@@ -56,7 +71,7 @@ class Monitor:
         self,
         config: Config,
         store: SnapshotStore,
-        metrics: Metrics,
+        metrics: MonitorMetrics,
         *,
         wall: Callable[[], float] = time.time,
         persist: bool = True,

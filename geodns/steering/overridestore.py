@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from geodns.config.model import Config
-from geodns.health import Status
-from geodns.overrides import Override, OverrideError, check_target, describe_override, parse_target
-from geodns.policy import member_views
-from geodns.snapshot import HealthSnapshot, SnapshotStore
+from geodns.health.health import Status
+from geodns.health.overrides import Override, OverrideError, check_target, describe_override, parse_target
+from geodns.health.snapshot import HealthSnapshot, SnapshotStore
+from geodns.steering.policy import member_views
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from geodns.checks.base import OK, ProbeResult, Target, excerpt, failed
 from geodns.config.model import Check
+from geodns.health.checks.base import OK, ProbeResult, Target, excerpt, failed
 
 MAX_BANNER = 4096
 

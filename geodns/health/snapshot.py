@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from geodns.health import Health, ProbeKey, Status
-from geodns.overrides import Override
+from geodns.health.health import Health, ProbeKey, Status
+from geodns.health.overrides import Override
 
 log = logging.getLogger(__name__)
 

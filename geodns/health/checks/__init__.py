@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from geodns.checks.base import Probe, ProbeResult, Target
-from geodns.checks.exec import ExecProbe
-from geodns.checks.http import HttpProbe
-from geodns.checks.tcp import TcpProbe
 from geodns.config.model import Check
+from geodns.health.checks.base import Probe, ProbeResult, Target
+from geodns.health.checks.exec import ExecProbe
+from geodns.health.checks.http import HttpProbe
+from geodns.health.checks.tcp import TcpProbe
 
 REGISTRY: dict[str, Callable[[Check], Probe]] = {
     "http": HttpProbe,

@@ -8,10 +8,20 @@ only ever replays what the full path produced for the same bytes.
 
 from __future__ import annotations
 
-from geodns.answer import DEPENDS_CLIENT, DEPENDS_RANDOM
-from geodns.fastcache import VARIANTS, Entry, PerClient, Rotating
-from geodns.handler import Outcome, ServingState, Stats, handle
-from geodns.policy import PolicySource
+from typing import Protocol, runtime_checkable
+
+from geodns.dns.answer import DEPENDS_CLIENT, DEPENDS_RANDOM, PoolSource
+from geodns.dns.fastcache import VARIANTS, Entry, PerClient, Rotating
+from geodns.dns.handler import Outcome, ServingState, Stats, handle
+
+
+@runtime_checkable
+class StratifiedSource(PoolSource, Protocol):
+    """A pool source whose random draws can be pinned to a stratum of [0, 1), so
+    the cached variants of a random answer cover the weights evenly (the edge sees
+    pools only through protocols, never the steering code itself)."""
+
+    stratum: float | None
 
 
 def answer(data: bytes, source: str, udp: bool, state: ServingState, stats: Stats) -> bytes | None:
@@ -67,7 +77,7 @@ def _variants(data: bytes, source: str, udp: bool, state: ServingState) -> list[
     evenly, in an order where consecutive variants are far apart: served in turn
     they follow the pool's weights exactly, without runs of one member."""
     pools = state.pools
-    if not isinstance(pools, PolicySource):
+    if not isinstance(pools, StratifiedSource):
         return [r[2:] for r in [handle(data, source, udp, state, Stats(), Outcome())] if r is not None]
     variants = []
     try:

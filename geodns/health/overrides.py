@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from geodns.config.model import Config, Member, Pool
-from geodns.health import Status
+from geodns.health.health import Status
 from geodns.timefmt import iso
 
 KINDS = ("member", "dc", "pool")

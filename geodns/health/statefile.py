@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from geodns.health import Health, ProbeKey, Status
+from geodns.health.health import Health, ProbeKey, Status
 
 log = logging.getLogger(__name__)
 

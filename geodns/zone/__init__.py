@@ -1,0 +1,1 @@
+"""Zone data: names and the compiled, immutable zones that config builds and answers read (pure)."""

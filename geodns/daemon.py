@@ -20,6 +20,7 @@ from geodns.api.status import status_document
 from geodns.config import Config, load
 from geodns.config.model import ListenAddress
 from geodns.dns.answer import PoolSource
+from geodns.dns.fastcache import AnswerCache
 from geodns.dns.handler import ServingState, Stats
 from geodns.dns.server import DnsServer
 from geodns.errors import ConfigError, GeoDnsError
@@ -42,6 +43,7 @@ def serving_state(config: Config, snapshot: HealthSnapshot | None = None) -> Ser
         pools=pools,
         nsid=config.server.nsid,
         edns_udp_size=config.server.edns_udp_size,
+        cache=AnswerCache(config.server.answer_cache_size),
     )
 
 

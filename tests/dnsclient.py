@@ -11,6 +11,8 @@ import dns.asyncquery
 import dns.message
 import dns.rdatatype
 
+from geodns.dns.fastcache import VARIANTS
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -49,10 +51,13 @@ async def ask(
     if where.warm:
         global warm_queries  # noqa: PLW0603 - a test-suite counter, read by the server fixture
         warm_queries += 1
-        # First the same bytes with another ID: the reply below then comes from the cache.
+        # First the same bytes with other IDs: the reply below then comes from the cache.
+        # A random (weighted/all) answer draws one variant per query until it has
+        # VARIANTS of them; only then are its replies replayed.
         first = dns.message.from_wire(query.to_wire())
-        first.id = (query.id + 1) & 0xFFFF
-        await _send(first, where, tcp)
+        for i in range(VARIANTS):
+            first.id = (query.id + 1 + i) & 0xFFFF
+            await _send(first, where, tcp)
     return await _send(query, where, tcp)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import random
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import dns.edns
 import dns.flags
@@ -18,9 +20,10 @@ import pytest_asyncio
 
 from geodns.config import Config, load
 from geodns.daemon import Daemon, serving_state
-from geodns.dns.fastcache import AnswerCache
+from geodns.dns import fastpath
+from geodns.dns.fastcache import ENTRY_OVERHEAD, VARIANTS, AnswerCache, payload
 from geodns.dns.fastpath import answer
-from geodns.dns.handler import Stats
+from geodns.dns.handler import ServingState, Stats, handle
 from geodns.health.snapshot import HealthSnapshot
 from tests.configs import write_zone
 from tests.conftest import Running, start_daemon
@@ -139,7 +142,8 @@ async def test_weighted_answers_stay_random_and_weighted(pools: Running) -> None
     assert set(counts) == {"192.0.2.1", "192.0.2.2"}
     # 3:1 by weight, and no luck involved: the cached variants are stratified over the weights.
     assert 2.8 < counts["192.0.2.1"] / counts["192.0.2.2"] < 3.2
-    assert pools.daemon.stats.cache_hits >= 790
+    # The variants are drawn one per query (no query pays for 16 resolutions), then replayed.
+    assert pools.daemon.stats.cache_hits >= 800 - VARIANTS - 2
 
 
 @pytest.mark.asyncio
@@ -170,17 +174,115 @@ async def test_geo_answers_are_cached_per_client_rule(pools: Running) -> None:
     assert pools.daemon.stats.cache_hits >= 6
 
 
-def test_the_cache_is_bounded(test_config: Config) -> None:
+def test_the_cache_is_bounded_in_bytes_and_keeps_what_is_used(test_config: Config) -> None:
     state = serving_state(test_config, HealthSnapshot(1))
-    bounded = type(state)(
-        state.zones, state.pools, state.nsid, state.edns_udp_size, AnswerCache(max_entries=5)
-    )
+    budget = 4000
+    bounded = type(state)(state.zones, state.pools, state.nsid, state.edns_udp_size, AnswerCache(budget))
     stats = Stats()
-    for i in range(50):
+    hot = dns.message.make_query("mail.example.test.", "A").to_wire()
+    for i in range(200):
         wire = dns.message.make_query(f"n{i}.wild.example.test.", "A").to_wire()
         assert answer(wire, "127.0.0.1", True, bounded, stats) is not None
-    assert len(bounded.cache.udp) <= 5
+        assert answer(hot, "127.0.0.1", True, bounded, stats) is not None
+        assert bounded.cache.used <= budget
+    cache = bounded.cache
+    assert cache.evictions > 150 and 0 < cache.entries() < 20
+    # Least recently used goes first: the name asked after every flood query stays.
+    assert hot[2:] in cache.udp and stats.cache_hits >= 199
+    # The accounting matches what is held.
+    assert cache.used == sum(len(k) + ENTRY_OVERHEAD + payload(v) for k, v in cache.udp.items())
 
 
 def test_daemon_type(test_config: Config) -> None:
     assert Daemon(test_config).state.cache.udp == {}
+
+
+def _fresh(config: Config) -> ServingState:
+    return serving_state(config, HealthSnapshot(1))
+
+
+def _recase(name: str, rng: random.Random) -> str:
+    return "".join(c.upper() if rng.random() < 0.5 else c for c in name)
+
+
+# Deterministic answers of every shape: data, CNAME chains, NXDOMAIN, NODATA,
+# wildcards, referrals, a truncated TXT, refused.
+FOLD_CASES = [
+    ("mail.example.test.", "A"),
+    ("alias2.example.test.", "MX"),
+    ("nope.example.test.", "A"),
+    ("mail.example.test.", "AAAA"),
+    ("x.wild.example.test.", "A"),
+    ("deep.sub.example.test.", "A"),
+    ("big.example.test.", "TXT"),
+    ("longtxt.example.test.", "TXT"),
+    ("example.org.", "A"),
+    ("example.test.", "MX"),
+]
+
+
+def test_mixed_case_and_edns_sizes_replay_what_the_full_path_says(test_config: Config) -> None:
+    """0x20 resolvers and random EDNS sizes: every query, whatever its spelling and
+    size, gets from the cache byte for byte what a fresh full path answers it, and
+    the cache holds a handful of entries per name, not one per variation."""
+    rng = random.Random(20)
+    cached = _fresh(test_config)
+    stats = Stats()
+    for name, rdtype in FOLD_CASES:
+        for i in range(40):
+            size = rng.choice([None, 512, 700, 1232, 1400, 4096, rng.randrange(0, 65536)])
+            q = dns.message.make_query(
+                _recase(name, rng), rdtype, use_edns=0 if size is not None else False, payload=size or 512
+            )
+            q.id = i
+            wire = q.to_wire()
+            full = handle(wire, "127.0.0.1", True, _fresh(test_config), Stats())
+            assert answer(wire, "127.0.0.1", True, cached, stats) == full, (name, rdtype, size)
+    assert stats.internal_errors == 0
+    # Sizes at or above ours, and all sizes for replies under 512 bytes, share entries;
+    # raw-byte aliases add one per distinct lowercase query.
+    assert stats.cache_hits > 0.6 * 40 * len(FOLD_CASES)
+    assert cached.cache.entries() < 8 * len(FOLD_CASES)
+
+
+def test_folded_hits_splice_the_clients_own_spelling(test_config: Config) -> None:
+    state = _fresh(test_config)
+    stats = Stats()
+    for spelling in ("mail.example.test.", "MAIL.EXAMPLE.TEST.", "mAiL.ExAmPlE.tEsT."):
+        reply = answer(dns.message.make_query(spelling, "A").to_wire(), "127.0.0.1", True, state, stats)
+        assert reply is not None
+        msg = dns.message.from_wire(reply)
+        assert msg.question[0].name.to_text() == spelling  # dnspython keeps the case it read
+        assert [str(rr) for rr in msg.answer[0]] == ["192.0.2.25"]
+    assert stats.cache_hits == 2
+
+
+def test_a_random_answer_costs_one_resolution_per_query(
+    test_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weighted/all answers used to draw 16 variants on the first miss (17 full
+    resolutions in one query); now each query pays for at most one."""
+    calls = 0
+    real = handle
+
+    def counting(*args: Any, **kwargs: Any) -> bytes | None:
+        nonlocal calls
+        calls += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fastpath, "handle", counting)
+    state = _fresh(test_config)  # www is an `all` pool: a random order each time
+    stats = Stats()
+    wire = dns.message.make_query("www.example.test.", "A").to_wire()
+    for i in range(VARIANTS + 10):
+        before = calls
+        assert answer(wire, "127.0.0.1", True, state, stats) is not None
+        assert calls - before == (1 if i < VARIANTS else 0), i
+    # A new ECS subnet per query (no topology: the answer does not depend on it) is
+    # one resolution each, never 17.
+    for i in range(50):
+        ecs = dns.edns.ECSOption(f"198.{i}.{i}.0", 24)
+        q = dns.message.make_query("www.example.test.", "A", use_edns=0, options=[ecs])
+        before = calls
+        assert answer(q.to_wire(), "127.0.0.1", True, state, stats) is not None
+        assert calls - before == 1

@@ -196,6 +196,42 @@ def to_duration(value: Any) -> float:
     return total
 
 
+_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB|kB|KB|MB|GB)")
+_UNIT_BYTES = {
+    "B": 1,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+    "kB": 1000,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+}
+
+
+def to_size(lo: int, hi: int) -> Callable[[Any], int]:
+    """'64MiB', '512KiB', '1GB' -> bytes within lo..hi. Like durations, a bare number
+    is refused: bytes or megabytes? Users must say."""
+
+    def conv(value: Any) -> int:
+        match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
+        if match is None:
+            raise Invalid(f"bad size {value!r}: write it with a unit, e.g. 64MiB, 512KiB, 1GiB")
+        size = int(match.group(1)) * _UNIT_BYTES[match.group(2)]
+        if not lo <= size <= hi:
+            raise Invalid(f"size {value!r} is out of range {_human(lo)}..{_human(hi)}")
+        return size
+
+    return conv
+
+
+def _human(size: int) -> str:
+    for unit in ("GiB", "MiB", "KiB"):
+        if size >= _UNIT_BYTES[unit] and size % _UNIT_BYTES[unit] == 0:
+            return f"{size // _UNIT_BYTES[unit]}{unit}"
+    return f"{size}B"
+
+
 def to_ip(value: Any) -> str:
     if not isinstance(value, str):
         raise Invalid(f"expected an IP address, got {type_name(value)}")

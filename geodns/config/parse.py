@@ -22,6 +22,7 @@ from geodns.config.fields import (
     mapping,
     one_of,
     to_duration,
+    to_size,
     to_str,
     type_name,
 )
@@ -85,6 +86,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
     idle = f.get("tcp_idle_timeout", to_duration, d.tcp_idle_timeout)
     max_conn = f.get("tcp_max_connections", int_in(1, 100000), d.tcp_max_connections)
     max_probes = f.get("max_concurrent_probes", int_in(1, 100000), d.max_concurrent_probes)
+    cache_size = f.get("answer_cache_size", to_size(0, 64 * 1024**3), d.answer_cache_size)
     token_file = f.get("api_token_file", to_str)
     f.finish()
     if listen is not None and not listen and mode != "route53":
@@ -102,6 +104,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
         tcp_idle_timeout=idle or d.tcp_idle_timeout,
         tcp_max_connections=max_conn or d.tcp_max_connections,
         max_concurrent_probes=max_probes or d.max_concurrent_probes,
+        answer_cache_size=d.answer_cache_size if cache_size is None else cache_size,
         api_token_file=base / token_file if token_file else None,
     )
 

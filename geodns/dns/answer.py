@@ -23,6 +23,7 @@ NOTIMP = 4
 REFUSED = 5
 
 MAX_CNAME_CHAIN = 12
+_WITH_TARGETS = frozenset({int(RType.NS), int(RType.MX), int(RType.SRV)})  # additional-section addresses
 
 # What an answer depends on beyond the query's bytes (for the answer cache).
 DEPENDS_RANDOM = 1  # a random draw (weighted / all pools): cache several variants
@@ -232,7 +233,7 @@ def resolve(qname: Name, qtype: int, zones: ZoneSet, pools: PoolSource, client: 
             rr = b.concrete(entry, name)
             if rr is not None:
                 b.answer.append(rr)
-                if qtype != RType.ANY:
+                if qtype in _WITH_TARGETS:
                     _add_addresses(b, zones, [rr], glue=False)
                 break
         else:

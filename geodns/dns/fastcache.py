@@ -1,25 +1,45 @@
-"""The answer cache's storage: encoded replies keyed by the query's bytes after
-its ID. Kept apart from the code that fills it so a ServingState can own one.
+"""The answer cache's storage: encoded replies without their ID, bounded in bytes,
+least recently used first out. Kept apart from the code that fills it so a
+ServingState can own one.
 
-An entry is the reply without its ID (bytes), or, for answers that vary:
-- Rotating: several pre-drawn variants of a weighted/all answer, served in
-  turn, so answers stay spread across members by weight;
+Keys are the query's bytes after the ID with what cannot change the reply
+folded away (see `fold`): the letter case of the name, and the EDNS buffer size
+beyond what it does to truncation. Stored replies carry the question in lower
+case; the client's own spelling is spliced back in on the way out (0x20).
+
+An entry is the reply (bytes), or, for answers that vary:
+- Rotating: up to VARIANTS drawn variants of a weighted/all answer, served in
+  turn so answers follow the weights; drawn lazily, one per query, so no
+  single query pays for more than one resolution;
 - PerClient: replies per topology-rule key of the source address (geo pools
   answering without ECS).
 """
 
 from __future__ import annotations
 
-DEFAULT_MAX_ENTRIES = 100_000  # ~25 MB of typical replies; then start over
-VARIANTS = 16  # pre-drawn replies per random answer
+from collections import OrderedDict
+
+DEFAULT_SIZE = 64 * 1024 * 1024  # bytes, all transports together
+VARIANTS = 16  # drawn replies per random answer
+# Bytes an entry costs beyond its key and reply: the dict slot, the OrderedDict
+# link and two bytes objects' headers (measured with tracemalloc: bench/abuse.py).
+ENTRY_OVERHEAD = 200
+PER_CLIENT_OVERHEAD = 64  # one more slot in a PerClient's dict
+PLAIN_UDP = 512  # a reply this small fits every client: one entry for every EDNS size
+_HEADER = 12
+_OPT_TYPE = b"\x00\x29"
 
 
 class Rotating:
-    __slots__ = ("index", "replies")
+    __slots__ = ("index", "replies", "size")
 
-    def __init__(self, replies: list[bytes]) -> None:
-        self.replies = replies
+    def __init__(self, first: bytes) -> None:
+        self.replies = [first]
         self.index = 0
+        self.size = len(first)
+
+    def complete(self) -> bool:
+        return len(self.replies) >= VARIANTS
 
     def next(self) -> bytes:
         self.index = (self.index + 1) % len(self.replies)
@@ -32,24 +52,95 @@ class PerClient:
     def __init__(self) -> None:
         self.by_key: dict[int, bytes | Rotating] = {}
 
+    @property
+    def size(self) -> int:
+        # Summed when asked (rarely: on eviction), so a variant drawn later for one
+        # of its clients is counted without a link back to this entry.
+        return sum(payload(value) + PER_CLIENT_OVERHEAD for value in self.by_key.values())
+
 
 Entry = bytes | Rotating | PerClient
 
 
+def payload(value: Entry) -> int:
+    return len(value) if value.__class__ is bytes else value.size  # type: ignore[union-attr]
+
+
+class Folded:
+    """A query's cache keys: `universal` for replies that fit any client (small
+    and complete), `exact` for replies that depend on the client's size limit."""
+
+    __slots__ = ("end", "exact", "lowercase", "universal")
+
+    def __init__(self, universal: bytes, exact: bytes, end: int, lowercase: bool) -> None:
+        self.universal = universal
+        self.exact = exact
+        self.end = end  # offset of the question name's last byte (its root label)
+        self.lowercase = lowercase  # the client wrote the name in lower case already
+
+
+def fold(data: bytes, udp_cap: int | None) -> Folded | None:
+    """Cache keys for a query, or None when it is too odd to fold (the full path
+    decides). The name is lowercased; with `udp_cap` (UDP), the EDNS size becomes
+    the limit it implies, max(512, min(size, our size)), or 0 in `universal`."""
+    end = data.find(b"\0", _HEADER)
+    if end < 0 or len(data) < end + 5:
+        return None
+    name = data[_HEADER:end]
+    lower = name.lower()
+    head = data[2:_HEADER] + lower
+    rest = data[end:]
+    universal = exact = head + rest
+    opt = end + 5
+    if (
+        udp_cap is not None
+        and len(data) >= opt + 11
+        and data[6:12] == b"\0\0\0\0\0\1"  # no answer/authority records, one additional: the OPT
+        and data[opt] == 0
+        and data[opt + 1 : opt + 3] == _OPT_TYPE
+    ):
+        size = (data[opt + 3] << 8) | data[opt + 4]
+        limit = max(PLAIN_UDP, min(size, udp_cap))
+        before, after = head + data[end : opt + 3], data[opt + 5 :]
+        exact = before + limit.to_bytes(2, "big") + after
+        universal = before + b"\0\0" + after
+    return Folded(universal, exact, end, lower == name)
+
+
 class AnswerCache:
-    __slots__ = ("client_keys", "max_entries", "tcp", "udp")
+    """UDP and TCP replies (they differ: truncation) in two LRU tables sharing one
+    byte budget."""
 
-    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
-        # UDP and TCP replies differ (truncation), so they never share entries.
-        self.udp: dict[bytes, Entry] = {}
-        self.tcp: dict[bytes, Entry] = {}
+    __slots__ = ("budget", "client_keys", "evictions", "tcp", "udp", "used")
+
+    def __init__(self, budget: int = DEFAULT_SIZE) -> None:
+        self.udp: OrderedDict[bytes, Entry] = OrderedDict()
+        self.tcp: OrderedDict[bytes, Entry] = OrderedDict()
         self.client_keys: dict[str, int] = {}  # source address -> topology key
-        self.max_entries = max_entries
+        self.budget = budget
+        self.used = 0
+        self.evictions = 0
 
-    def table(self, udp: bool) -> dict[bytes, Entry]:
-        table = self.udp if udp else self.tcp
-        if len(table) >= self.max_entries:
-            # A flood of distinct names (random subdomains) must not grow memory without
-            # bound; starting over is cheap and the hot names come straight back.
-            table.clear()
-        return table
+    def table(self, udp: bool) -> OrderedDict[bytes, Entry]:
+        return self.udp if udp else self.tcp
+
+    def put(self, table: OrderedDict[bytes, Entry], key: bytes, value: Entry) -> None:
+        old = table.pop(key, None)
+        if old is not None:
+            self.used -= len(key) + ENTRY_OVERHEAD + payload(old)
+        table[key] = value
+        self.grew(len(key) + ENTRY_OVERHEAD + payload(value))
+
+    def grew(self, size: int) -> None:
+        """Account for `size` more bytes, then evict the least recently used
+        entries (from the bigger table first) until within budget."""
+        self.used += size
+        udp, tcp = self.udp, self.tcp
+        while self.used > self.budget and (udp or tcp):
+            table = udp if len(udp) >= len(tcp) else tcp
+            key, value = table.popitem(last=False)
+            self.used -= len(key) + ENTRY_OVERHEAD + payload(value)
+            self.evictions += 1
+
+    def entries(self) -> int:
+        return len(self.udp) + len(self.tcp)

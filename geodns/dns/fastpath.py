@@ -1,18 +1,38 @@
 """The DNS hot path: answer from the cache, fall back to the full path.
 
-A hit costs a dict lookup and one bytes concatenation (the client's ID in
-front of the cached reply). Anything not seen before, or not cacheable, goes
-through `handler.handle`, which stays the single source of truth: the cache
-only ever replays what the full path produced for the same bytes.
+A hit on the query's exact bytes costs a dict lookup and one bytes
+concatenation (the client's ID in front of the cached reply). A query whose
+name is in mixed case (0x20) or whose EDNS size differs only in what cannot
+change the reply is found under its folded key (`fastcache.fold`), and gets its
+own spelling of the question spliced back. Anything not seen before, or not
+cacheable, goes through `handler.handle`, which stays the single source of
+truth: the cache only ever replays what the full path produced.
+
+Work per query is bounded: a miss costs one resolution, whatever the answer
+depends on; the variants of a random (weighted/all) answer are drawn one per
+later query, not all at once.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Protocol, runtime_checkable
 
 from geodns.dns.answer import DEPENDS_CLIENT, DEPENDS_RANDOM, PoolSource
-from geodns.dns.fastcache import VARIANTS, Entry, PerClient, Rotating
+from geodns.dns.fastcache import (
+    PER_CLIENT_OVERHEAD,
+    PLAIN_UDP,
+    VARIANTS,
+    Entry,
+    Folded,
+    PerClient,
+    Rotating,
+    fold,
+    payload,
+)
 from geodns.dns.handler import Outcome, ServingState, Stats, handle
+
+_TC = 0x02  # in the first flags byte
 
 
 @runtime_checkable
@@ -25,31 +45,69 @@ class StratifiedSource(PoolSource, Protocol):
 
 
 def answer(data: bytes, source: str, udp: bool, state: ServingState, stats: Stats) -> bytes | None:
-    cache = state.cache
-    return answer_entry((cache.udp if udp else cache.tcp).get(data[2:]), data, source, udp, state, stats)
+    table = state.cache.table(udp)
+    key = data[2:]
+    entry = table.get(key)
+    if entry is not None:
+        table.move_to_end(key)
+    return answer_entry(entry, data, source, udp, state, stats)
 
 
 def answer_entry(
     entry: Entry | None, data: bytes, source: str, udp: bool, state: ServingState, stats: Stats
 ) -> bytes | None:
-    """Reply from an entry the caller already looked up (the UDP loop inlines the
-    lookup and the plain-bytes case), or from the full path on a miss."""
+    """Reply from an entry the caller already looked up under the query's exact
+    bytes (the UDP loop inlines that lookup and the plain-bytes case), else from
+    the folded keys, else from the full path."""
     if entry is not None:
-        if entry.__class__ is bytes:
-            stats.queries += 1
-            stats.cache_hits += 1
-            return data[:2] + entry
-        if entry.__class__ is Rotating:
-            stats.queries += 1
-            stats.cache_hits += 1
-            return data[:2] + entry.next()
-        assert isinstance(entry, PerClient)
+        reply = _replay(entry, data, source, udp, state, stats)
+        if reply is not None:
+            return reply
+    folded = fold(data, state.edns_udp_size if udp else None)
+    if folded is None:
+        return handle(data, source, udp, state, stats)
+    cache = state.cache
+    table = cache.table(udp)
+    for key in (folded.universal, folded.exact):
+        entry = table.get(key)
+        if entry is None:
+            continue
+        table.move_to_end(key)
+        reply = _replay(entry, data, source, udp, state, stats)
+        if reply is None:
+            break  # a per-client entry without this client's answer yet
+        if folded.lowercase:
+            if entry.__class__ is bytes:
+                # The next identical query hits on its exact bytes.
+                cache.put(table, data[2:], entry)
+            return reply
+        end = folded.end
+        return reply[:12] + data[12:end] + reply[end:]  # the client's own spelling
+    return _miss(data, folded, source, udp, state, stats)
+
+
+def _replay(
+    entry: Entry, data: bytes, source: str, udp: bool, state: ServingState, stats: Stats
+) -> bytes | None:
+    if entry.__class__ is bytes:
+        stats.queries += 1
+        stats.cache_hits += 1
+        return data[:2] + entry
+    if entry.__class__ is PerClient:
         found = entry.by_key.get(_client_key(state, source))
-        if found is not None:
+        if found is None:
+            return None
+        if found.__class__ is bytes:
             stats.queries += 1
             stats.cache_hits += 1
-            return data[:2] + (found if found.__class__ is bytes else found.next())  # type: ignore[union-attr]
-    return _miss(data, source, udp, state, stats)
+            return data[:2] + found
+        entry = found
+    assert isinstance(entry, Rotating)
+    if not entry.complete():
+        return _draw_more(entry, data, source, udp, state, stats)
+    stats.queries += 1
+    stats.cache_hits += 1
+    return data[:2] + entry.next()
 
 
 def _client_key(state: ServingState, source: str) -> int:
@@ -72,39 +130,83 @@ def _van_der_corput(j: int) -> float:
     return out
 
 
-def _variants(data: bytes, source: str, udp: bool, state: ServingState) -> list[bytes]:
-    """VARIANTS real answers from the full path whose first draws cover [0, 1)
-    evenly, in an order where consecutive variants are far apart: served in turn
-    they follow the pool's weights exactly, without runs of one member."""
+def _stratum(j: int) -> float:
+    return _van_der_corput(j) + 0.5 / VARIANTS
+
+
+def _resolve(
+    data: bytes, source: str, udp: bool, state: ServingState, stats: Stats, outcome: Outcome, j: int
+) -> bytes | None:
+    """The full path, with random draws pinned to stratum `j`: the variants'
+    first draws cover [0, 1) evenly, in an order where consecutive variants are
+    far apart, so served in turn they follow the pool's weights exactly."""
     pools = state.pools
     if not isinstance(pools, StratifiedSource):
-        return [r[2:] for r in [handle(data, source, udp, state, Stats(), Outcome())] if r is not None]
-    variants = []
+        return handle(data, source, udp, state, stats, outcome)
+    pools.stratum = _stratum(j)
     try:
-        for j in range(VARIANTS):
-            pools.stratum = _van_der_corput(j) + 0.5 / VARIANTS
-            extra = handle(data, source, udp, state, Stats(), Outcome())
-            if extra is not None:
-                variants.append(extra[2:])
+        return handle(data, source, udp, state, stats, outcome)
     finally:
         pools.stratum = None
-    return variants
 
 
-def _miss(data: bytes, source: str, udp: bool, state: ServingState, stats: Stats) -> bytes | None:
+def _draw_more(
+    entry: Rotating, data: bytes, source: str, udp: bool, state: ServingState, stats: Stats
+) -> bytes | None:
+    """One more variant of a random answer, drawn for this query and kept."""
     outcome = Outcome()
-    reply = handle(data, source, udp, state, stats, outcome)
+    reply = _resolve(data, source, udp, state, stats, outcome, len(entry.replies))
+    folded = fold(data, None)
+    if reply is not None and outcome.cacheable and folded is not None:
+        stored = _stored(reply, folded)
+        if stored is not None:
+            entry.replies.append(stored)
+            entry.size += len(stored)
+            state.cache.grew(len(stored))
+    return reply
+
+
+def _stored(reply: bytes, folded: Folded) -> bytes | None:
+    """The reply as kept: without its ID, the question in lower case. None when the
+    reply does not carry the query's question where the key says (never cached)."""
+    end = folded.end
+    if len(reply) <= end:
+        return None
+    name = reply[12:end].lower()
+    if name != folded.universal[10 : 10 + len(name)]:
+        return None
+    return reply[2:12] + name + reply[end:]
+
+
+def _miss(
+    data: bytes, folded: Folded, source: str, udp: bool, state: ServingState, stats: Stats
+) -> bytes | None:
+    outcome = Outcome()
+    reply = _resolve(data, source, udp, state, stats, outcome, 0)
     if reply is None or not outcome.cacheable:
         return reply
-    value: bytes | Rotating = reply[2:]
+    stored = _stored(reply, folded)
+    if stored is None:
+        return reply
+    # A small, complete UDP reply fits every client's size; TCP never truncates.
+    fits_all = not udp or (len(reply) <= PLAIN_UDP and not reply[2] & _TC)
+    key = folded.universal if fits_all else folded.exact
+    value: bytes | Rotating = stored
     if outcome.depends & DEPENDS_RANDOM:
-        value = Rotating(_variants(data, source, udp, state))
-    table = state.cache.table(udp)
+        value = Rotating(stored)
+    cache = state.cache
+    table: OrderedDict[bytes, Entry] = cache.table(udp)
     if outcome.depends & DEPENDS_CLIENT:
-        entry = table.get(data[2:])
+        entry = table.get(key)
         if not isinstance(entry, PerClient):
-            entry = table[data[2:]] = PerClient()
-        entry.by_key[_client_key(state, source)] = value
+            entry = PerClient()
+            cache.put(table, key, entry)
+        client = _client_key(state, source)
+        old = entry.by_key.get(client)
+        if old is not None:
+            cache.used -= payload(old) + PER_CLIENT_OVERHEAD
+        entry.by_key[client] = value
+        cache.grew(len(stored) + PER_CLIENT_OVERHEAD)
     else:
-        table[data[2:]] = value
+        cache.put(table, key, value)
     return reply

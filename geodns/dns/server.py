@@ -47,12 +47,16 @@ class UdpListener:
                 log.debug("UDP receive error: %s", exc)
                 continue
             # The common case inline: a cached, client-independent reply.
-            entry = table.get(data[2:])
+            key = data[2:]
+            entry = table.get(key)
             if entry.__class__ is bytes:
+                table.move_to_end(key)  # least recently used goes first
                 stats.queries += 1
                 stats.cache_hits += 1
                 reply: bytes | None = data[:2] + entry
             else:
+                if entry is not None:
+                    table.move_to_end(key)
                 reply = answer_entry(entry, data, addr[0], True, state, stats)  # no second lookup
             if reply is None:
                 continue

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from geodns.config.model import Check, Config, Member, Pool
 
@@ -22,9 +23,10 @@ class Status(StrEnum):
     DOWN = "down"
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeKey:
-    """One probe target: members of several pools sharing it are probed once."""
+class ProbeKey(NamedTuple):
+    """One probe target: members of several pools sharing it are probed once.
+    A named tuple: hashed and compared in C, as every pool decision looks up
+    every member's state by it."""
 
     check: str
     address: str
@@ -46,6 +48,9 @@ class Health:
     @property
     def fresh(self) -> bool:
         return self.checked is not None and not self.restored
+
+
+UNKNOWN_HEALTH = Health()
 
 
 def step(

@@ -105,3 +105,76 @@ class BannerServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+class HostileServer:
+    """A backend that misbehaves on purpose, over raw TCP, bounded in time:
+    - endless-chunk: a chunked 200 whose chunk-size line never ends;
+    - endless-headers: a status line, then one header that never ends;
+    - trickle: a valid response, one byte per `pace` seconds;
+    - huge: a 200 with a 100 MB body, as fast as the socket takes it;
+    - interim: 103 Early Hints and 100 Continue before a real 200 OK.
+    Each connection stops by itself after `seconds` or when the client goes."""
+
+    def __init__(self, host: str, mode: str, *, pace: float = 1.0, seconds: float = 10.0) -> None:
+        self.host = host
+        self.mode = mode
+        self.pace = pace
+        self.seconds = seconds
+        self.port = 0
+        self.sent = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> HostileServer:
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def _script(self) -> tuple[bytes, bytes]:
+        """(what is sent first, what is then repeated)."""
+        if self.mode == "endless-chunk":
+            return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;", b"a" * 8192
+        if self.mode == "endless-headers":
+            return b"HTTP/1.1 200 OK\r\nX-Forever: ", b"a" * 8192
+        if self.mode == "huge":
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\nOK", b"x" * 65536
+        if self.mode == "interim":
+            return (
+                b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                b"HTTP/1.1 100 Continue\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK",
+                b"",
+            )
+        assert self.mode == "trickle"
+        return b"", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first, repeated = self._script()
+        deadline = asyncio.get_running_loop().time() + self.seconds
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(first)
+            self.sent += len(first)
+            await writer.drain()
+            if self.mode == "trickle":
+                for byte in repeated:
+                    await asyncio.sleep(self.pace)
+                    writer.write(bytes([byte]))
+                    self.sent += 1
+                    await writer.drain()
+            while repeated and self.mode != "trickle" and asyncio.get_running_loop().time() < deadline:
+                writer.write(repeated)
+                self.sent += len(repeated)
+                await writer.drain()
+            if not repeated:
+                await asyncio.sleep(min(self.seconds, 0.5))
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)

@@ -18,7 +18,7 @@ from geodns.config.model import Check
 from geodns.health.checks import Target, make_probe
 from geodns.health.checks.base import ProbeResult
 from geodns.health.monitor import run_probe
-from tests.backends import BannerServer, HttpBackend
+from tests.backends import BannerServer, HostileServer, HttpBackend
 
 HOST = "127.0.0.41"
 
@@ -259,3 +259,66 @@ async def test_http_against_something_that_is_not_http() -> None:
         assert result.reason == "bad HTTP response: not an HTTP/1.x status line: 'SSH-2.0-OpenSSH_9.2'"
     finally:
         await server.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("mode", "kind", "reason"),
+    [
+        ("endless-chunk", "protocol", "bad HTTP response: no complete response within 256 KiB"),
+        ("endless-headers", "protocol", "bad HTTP response: response headers longer than 16 KiB"),
+        ("trickle", "timeout", "no answer within 1s"),
+    ],
+)
+async def test_hostile_backends_fail_fast_and_cost_a_bounded_read(mode: str, kind: str, reason: str) -> None:
+    server = await HostileServer("127.0.0.47", mode, pace=0.2, seconds=5).start()
+    try:
+        result = await probe(http_check(), Target("127.0.0.47", server.port), limit=1.0)
+        assert (result.ok, result.kind, result.reason) == (False, kind, reason)
+    finally:
+        await server.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_huge_body_is_read_only_up_to_its_bound() -> None:
+    server = await HostileServer("127.0.0.47", "huge", seconds=5).start()
+    try:
+        result = await probe(http_check(expect_body=matcher("OK")), Target("127.0.0.47", server.port))
+        assert (result.ok, result.reason) == (True, "ok")  # the body starts with OK; the rest is never read
+    finally:
+        await server.stop()
+
+
+@pytest.mark.asyncio
+async def test_interim_1xx_responses_are_skipped() -> None:
+    """A backend that sends 103 Early Hints (or 100 Continue) before its 200 is up:
+    the interim status is not the answer."""
+    server = await HostileServer("127.0.0.47", "interim").start()
+    try:
+        result = await probe(http_check(expect_body=matcher("OK")), Target("127.0.0.47", server.port))
+        assert (result.ok, result.reason) == (True, "ok")
+    finally:
+        await server.stop()
+
+
+def test_the_reader_looks_at_each_byte_once_and_stops_at_its_bounds() -> None:
+    """10 MB of an endless chunk extension, fed in 8 KiB segments: the reader gives
+    up after MAX_WIRE bytes (the old parser rescanned its whole, ever-growing
+    buffer on every segment: quadratic CPU and memory without bound)."""
+    from geodns.health.checks.http import MAX_WIRE, HttpError, ResponseReader
+
+    reader = ResponseReader(head_only=False)
+    reader.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;")
+    fed = 0
+    with pytest.raises(HttpError, match="no complete response within 256 KiB"):
+        for _ in range(1280):
+            reader.feed(b"a" * 8192)
+            fed += 8192
+    assert fed <= MAX_WIRE
+    # A 100 MB body: complete once 64 KiB of it are in, whatever follows.
+    reader = ResponseReader(head_only=False)
+    assert not reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+    chunks = 0
+    while not reader.feed(b"x" * 8192):
+        chunks += 1
+    assert chunks < 10 and len(reader.body) == 64 * 1024

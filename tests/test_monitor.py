@@ -16,8 +16,8 @@ import pytest_asyncio
 
 from geodns.config import load
 from geodns.daemon import Daemon
-from geodns.health.health import Health, Status
-from tests.backends import HttpBackend
+from geodns.health.health import Health, ProbeKey, Status
+from tests.backends import HostileServer, HttpBackend
 from tests.configs import write_zone
 from tests.dnsclient import Endpoint, ask
 
@@ -280,3 +280,58 @@ async def test_a_monitor_bug_fails_the_target_loudly_and_probing_goes_on(
         await wait_for(lambda: _state(run, "127.0.0.51", "up"), within=5)
     finally:
         await run.daemon.stop()
+
+
+@pytest.mark.asyncio
+async def test_hostile_backends_cost_their_neighbours_nothing(tmp_path: Path) -> None:
+    """An endless chunk line, endless headers, a 100 MB body and a 1-byte-per-tick
+    trickle, probed every 400 ms beside a healthy backend: the hostile ones go down
+    with their reasons, the healthy one never leaves `up`, DNS keeps answering."""
+    healthy = await HttpBackend("127.0.0.51").start()
+    hostile = {
+        mode: await HostileServer(f"127.0.0.{53 + i}", mode, pace=0.05, seconds=4).start()
+        for i, mode in enumerate(("endless-chunk", "endless-headers", "huge", "trickle"))
+    }
+    write_zone(tmp_path, "  www: {type: A, pool: web}\n")
+    members = [f"{{address: 127.0.0.51, dc: par, check_port: {healthy.port}}}"] + [
+        f"{{address: {s.host}, dc: ams, check_port: {s.port}}}" for s in hostile.values()
+    ]
+    (tmp_path / "geodns.yaml").write_text(f"""\
+server: {{dns_listen: ["127.0.0.1:0"], http_listen: "127.0.0.1:0", state_dir: state}}
+datacenters: {{par: {{}}, ams: {{}}}}
+checks:
+  web: {{type: http, path: /health, expect_body: "OK", interval: 400ms, timeout: 300ms, rise: 2, fall: 2}}
+pools:
+  web:
+    check: web
+    policy: all
+    members: [{", ".join(members)}]
+""")
+    run = await start(tmp_path / "geodns.yaml")
+    try:
+        await wait_for(lambda: _ready(run), within=3)
+        answered = 0
+        for _ in range(60):  # ~3 s, seven probes of each backend
+            assert "127.0.0.51" in await run.www()
+            answered += 1
+            await asyncio.sleep(0.05)
+        assert answered == 60
+        assert run.daemon.monitor.states[_key(run, "127.0.0.51")].status is Status.UP
+        reasons = {
+            mode: str((await run.status_of(server.host))["reason"]) for mode, server in hostile.items()
+        }
+        assert reasons["endless-chunk"] == "bad HTTP response: no complete response within 256 KiB"
+        assert reasons["endless-headers"] == "bad HTTP response: response headers longer than 16 KiB"
+        assert reasons["trickle"] == "no answer within 0.3s"
+        assert (await run.status_of("127.0.0.55"))["state"] == "up"  # 100 MB, but its first 64 KiB say OK
+        _, metrics = await run.get("/metrics")
+        assert 'geodns_state_changes_total{member="127.0.0.51",pool="web",to="down"}' not in metrics
+    finally:
+        await run.daemon.stop()
+        await healthy.stop()
+        for server in hostile.values():
+            await server.stop()
+
+
+def _key(run: Running, address: str) -> ProbeKey:
+    return next(k for k in run.daemon.monitor.states if k.address == address)

@@ -4,6 +4,13 @@ The request is written and the response read over a plain asyncio protocol:
 one connection, `Connection: close`, at most 64 KiB of body. A client library
 built for pooled, redirecting, decompressing sessions spent ~4x the CPU per
 probe (bench/probe_capacity.py), and probes share a core with DNS answers.
+
+The response grammar is llhttp's (through httptools: the C parser behind
+uvicorn and Node.js), fed incrementally: each byte is looked at once, however
+the response trickles in. What a hostile or broken backend can make us hold is
+bounded: 16 KiB of headers, 64 KiB of body, 256 KiB on the wire in all (an
+endless chunk extension is cut there), and the probe's timeout bounds the time.
+Interim 1xx responses (100 Continue, 103 Early Hints) are skipped.
 """
 
 from __future__ import annotations
@@ -12,11 +19,14 @@ import asyncio
 import ssl
 from typing import cast
 
+import httptools
+
 from geodns.config.model import Check
 from geodns.health.checks.base import OK, ProbeResult, Target, excerpt, failed
 
 MAX_BODY = 64 * 1024  # enough for any health page; a runaway body is not read further
 MAX_HEADER = 16 * 1024
+MAX_WIRE = 256 * 1024  # all bytes of one exchange, framing included
 
 
 class HttpError(Exception):
@@ -27,72 +37,109 @@ def _status_text(ranges: tuple[tuple[int, int], ...]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
-def parse_response(buf: bytes, eof: bool, head_only: bool) -> tuple[int, bytes] | None:
-    """(status, body) once `buf` holds a whole response (or enough of it), else None.
+class ResponseReader:
+    """One HTTP/1.x response, read incrementally. `feed` returns True once the
+    response is complete (or its body reached MAX_BODY); `finish` says what the
+    response was when the connection ends. Both raise HttpError."""
 
-    Handles Content-Length, chunked and close-delimited bodies; stops at MAX_BODY."""
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        if len(buf) > MAX_HEADER:
+    def __init__(self, head_only: bool) -> None:
+        self.head_only = head_only
+        self.parser = httptools.HttpResponseParser(self)
+        self.wire = 0
+        self.before_body = 0  # bytes fed while no final response's headers were complete
+        self.first = b""  # the first bytes, to name what answered when it is not HTTP
+        self.status = 0
+        self.final = False  # the headers of a final (non-1xx) response are complete
+        self.complete = False
+        self.framed = False  # Content-Length or chunked: the end is known, not at close
+        self.chunked = False
+        self.body = bytearray()
+
+    # httptools callbacks: they only record; deciding happens in feed/finish.
+    def on_message_begin(self) -> None:
+        self.framed = self.chunked = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lowered = name.lower()
+        if lowered == b"content-length":
+            self.framed = True
+        elif lowered == b"transfer-encoding" and b"chunked" in value.lower():
+            self.framed = self.chunked = True
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # interim: the real answer follows
+        self.status = status
+        self.final = True
+        if self.head_only or status in (204, 304):
+            self.complete = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.final and len(self.body) < MAX_BODY:
+            self.body += body[: MAX_BODY - len(self.body)]
+
+    def on_message_complete(self) -> None:
+        if self.final:
+            self.complete = True
+
+    def feed(self, data: bytes) -> bool:
+        if self.complete:
+            return True
+        if len(self.first) < 64:
+            self.first += data[: 64 - len(self.first)]
+            if not b"HTTP/".startswith(self.first[:5]) and not self.first.startswith(b"HTTP/"):
+                raise HttpError(f"not an HTTP/1.x status line: {self._first_line()!r}")
+        self.wire += len(data)
+        if not self.final:
+            self.before_body += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            raise HttpError("the server switched protocols (101) instead of answering") from None
+        except httptools.HttpParserError as exc:
+            raise HttpError(_describe(exc, self._first_line())) from None
+        if self.complete or len(self.body) >= MAX_BODY:
+            self.complete = True
+            return True
+        if not self.final and self.before_body > MAX_HEADER:
             raise HttpError("response headers longer than 16 KiB")
-        if eof:
-            raise HttpError("connection closed before the response headers ended" if buf else "")
-        return None
-    lines = buf[:end].decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise HttpError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-    status = int(parts[1])
-    headers = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    body = buf[end + 4 :]
-    if head_only or status in (204, 304) or 100 <= status < 200:
-        return status, b""
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        decoded = _dechunk(body)
-        if decoded is not None:
-            return status, decoded
-        if eof:
+        if self.wire > MAX_WIRE:
+            raise HttpError(f"no complete response within {MAX_WIRE // 1024} KiB")
+        return False
+
+    def finish(self) -> tuple[int, bytes]:
+        """The connection ended: the response, if it was whole enough to judge."""
+        if self.complete:
+            return self.status, bytes(self.body)
+        if not self.final:
+            raise HttpError("connection closed before the response headers ended" if self.wire else "")
+        if self.chunked:
             raise HttpError("connection closed inside a chunked body")
-        return None
-    if "content-length" in headers:
-        try:
-            length = int(headers["content-length"])
-        except ValueError:
-            raise HttpError(f"bad Content-Length {headers['content-length']!r}") from None
-        if len(body) >= min(length, MAX_BODY) or eof:
-            return status, body[: min(length, MAX_BODY)]
-        return None
-    if eof or len(body) >= MAX_BODY:
-        return status, body[:MAX_BODY]
-    return None
+        # Close-delimited bodies end here; a short Content-Length body is judged as it is.
+        return self.status, bytes(self.body)
+
+    def _first_line(self) -> str:
+        return self.first.split(b"\r\n")[0].split(b"\n")[0][:80].decode("latin-1")
 
 
-def _dechunk(body: bytes) -> bytes | None:
-    """The decoded body when complete (or MAX_BODY reached), else None."""
-    out = bytearray()
-    pos = 0
-    while True:
-        line_end = body.find(b"\r\n", pos)
-        if line_end < 0:
-            return bytes(out) if len(out) >= MAX_BODY else None
-        try:
-            size = int(body[pos:line_end].split(b";")[0], 16)
-        except ValueError:
-            raise HttpError("bad chunk size in a chunked body") from None
-        if size == 0:
-            return bytes(out)
-        start = line_end + 2
-        if len(body) < start + size + 2:
-            out += body[start : start + size]
-            return bytes(out[:MAX_BODY]) if len(out) >= MAX_BODY else None
-        out += body[start : start + size]
-        if len(out) >= MAX_BODY:
-            return bytes(out[:MAX_BODY])
-        pos = start + size + 2
+def _describe(exc: Exception, first_line: str) -> str:
+    text = str(exc)
+    if isinstance(exc, httptools.HttpParserInvalidStatusError) or "status" in text.lower():
+        return f"not an HTTP/1.x status line: {first_line!r}"
+    if "content-length" in text.lower():
+        return f"bad Content-Length ({text})"
+    if "chunk" in text.lower():
+        return f"bad chunk size in a chunked body ({text})"
+    return text
+
+
+def parse_response(buf: bytes, eof: bool, head_only: bool) -> tuple[int, bytes] | None:
+    """(status, body) once `buf` holds a whole response (or enough of it), else None."""
+    reader = ResponseReader(head_only)
+    if buf and reader.feed(buf):
+        return reader.status, bytes(reader.body)
+    return reader.finish() if eof else None
 
 
 class _Exchange(asyncio.Protocol):
@@ -100,9 +147,8 @@ class _Exchange(asyncio.Protocol):
 
     def __init__(self, request: bytes, head_only: bool, done: asyncio.Future[tuple[int, bytes]]) -> None:
         self.request = request
-        self.head_only = head_only
         self.done = done
-        self.buf = bytearray()
+        self.reader = ResponseReader(head_only)
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -111,11 +157,18 @@ class _Exchange(asyncio.Protocol):
         self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        self._check(eof=False)
+        if self.done.done():
+            return
+        try:
+            if self.reader.feed(data):
+                self.done.set_result((self.reader.status, bytes(self.reader.body)))
+        except HttpError as exc:
+            self.done.set_exception(exc)
+        if self.done.done() and self.transport is not None:
+            self.transport.abort()  # the rest of a runaway body is never read
 
     def eof_received(self) -> bool:
-        self._check(eof=True)
+        self._finish()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -123,20 +176,15 @@ class _Exchange(asyncio.Protocol):
             if exc is not None:
                 self.done.set_exception(exc)
             else:
-                self._check(eof=True)
+                self._finish()
 
-    def _check(self, eof: bool) -> None:
+    def _finish(self) -> None:
         if self.done.done():
             return
         try:
-            result = parse_response(bytes(self.buf), eof, self.head_only)
+            self.done.set_result(self.reader.finish())
         except HttpError as exc:
             self.done.set_exception(exc)
-            result = None
-        if result is not None:
-            self.done.set_result(result)
-        if self.done.done() and self.transport is not None:
-            self.transport.abort()  # the rest of a runaway body is never read
 
 
 class HttpProbe:

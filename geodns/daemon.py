@@ -8,6 +8,7 @@ import dataclasses
 import gc
 import logging
 import os
+import resource
 import signal
 import threading
 from collections.abc import Coroutine
@@ -45,6 +46,44 @@ def serving_state(config: Config, snapshot: HealthSnapshot | None = None) -> Ser
         edns_udp_size=config.server.edns_udp_size,
         cache=AnswerCache(config.server.answer_cache_size),
     )
+
+
+FD_RESERVE = 64  # listeners, the state files, logs, the event loop's own
+
+
+def fd_budget(config: Config) -> dict[str, int]:
+    """The file descriptors the configuration may hold at once, by user."""
+    server = config.server
+    return {
+        "probes": server.max_concurrent_probes * 2,  # a socket, or an exec check's pipe pair
+        "DNS over TCP": server.tcp_max_connections,
+        "the HTTP API": server.api_max_connections if server.http_listen is not None else 0,
+        "listeners and files": FD_RESERVE + 2 * len(server.dns_listen),
+    }
+
+
+def claim_fds(config: Config) -> int:
+    """Raise the soft fd limit to the hard one (1,024 is a common soft default) and
+    refuse a configuration that cannot fit: running out of fds would make every
+    probe fail at once, which must never look like every backend dying."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-files limit from %d to %d: %s", soft, wanted, exc)
+    budget = fd_budget(config)
+    needed = sum(budget.values())
+    if needed > soft:
+        parts = ", ".join(f"{who} {n}" for who, n in budget.items())
+        raise GeoDnsError(
+            f"the configuration may need {needed} open files ({parts}) but this process may open {soft}: "
+            "raise the limit (LimitNOFILE= in a systemd unit, ulimit -n in a shell) or lower "
+            "server.max_concurrent_probes, server.tcp_max_connections or server.api_max_connections"
+        )
+    return soft
 
 
 def with_overrides(
@@ -110,8 +149,9 @@ class Daemon:
 
     # AdminSource: what the HTTP API reads.
     def ready(self) -> tuple[bool, list[str]]:
-        pending = [f"{k.check} {k.address}:{k.port}" for k in self.monitor.pending()]
-        return not pending, pending
+        reasons = [f"waiting for {k.check} {k.address}:{k.port}" for k in self.monitor.pending()]
+        reasons += self.monitor.checker_trouble()
+        return not reasons, reasons
 
     def status(self) -> dict[str, Any]:
         ready, _ = self.ready()
@@ -137,6 +177,8 @@ class Daemon:
         return explain(self.config, self.store.current(), name, qtype, client, ecs)
 
     async def start(self) -> None:
+        limit = claim_fds(self.config)
+        log.debug("open-files limit %d, budget %d", limit, sum(fd_budget(self.config).values()))
         _freeze_long_lived()
         self.override_store.start()
         await self.monitor.start()
@@ -146,7 +188,7 @@ class Daemon:
         if self.route53 is not None:
             self.route53.start()
         if self.config.server.http_listen is not None:
-            self.admin = AdminServer(make_app(self))
+            self.admin = AdminServer(make_app(self), max_connections=self.config.server.api_max_connections)
             await self.admin.start(self.config.server.http_listen)
         self.serving = True
         zones = ", ".join(sorted(".".join(o) + "." for o in self.config.zones.zones))

@@ -19,6 +19,7 @@ class Behaviour:
     require_host: str | None = None
     big_body: int = 0  # bytes of filler sent after the body
     flap: bool = False  # alternate between healthy and 503 on every request
+    delay: float = 0.0  # seconds before answering
 
 
 @dataclass
@@ -51,6 +52,8 @@ class HttpBackend:
         b = self.behaviour
         if b.hang:
             await asyncio.sleep(3600)
+        if b.delay:
+            await asyncio.sleep(b.delay)
         if b.require_host is not None and request.headers.get("Host") != b.require_host:
             return web.Response(status=421, text="wrong host")
         if b.flap and self.requests % 2 == 0:

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from geodns.api import statuspage
+from geodns.api.guard import GuardedSite
 from geodns.config.fields import Invalid, to_duration
 from geodns.config.model import ListenAddress
 from geodns.health.overrides import Override, OverrideError
@@ -60,12 +61,13 @@ def make_app(source: AdminSource) -> web.Application:
         return web.Response(status=503, text="not serving\n")
 
     async def readyz(_request: web.Request) -> web.Response:
-        # Not ready until every checked member has a fresh probe result: an
-        # orchestrator should not route to an instance answering from no information.
-        ready, pending = source.ready()
+        # Not ready until every checked member has a fresh probe result, nor while the
+        # checker itself is in trouble: an orchestrator should not route to an instance
+        # answering from no (or stale) information.
+        ready, reasons = source.ready()
         if ready and source.serving:
             return web.Response(text="ready\n")
-        lines = "".join(f"waiting for {p}\n" for p in pending[:50])
+        lines = "".join(f"{r}\n" for r in reasons[:50])
         return web.Response(status=503, text=f"not ready\n{lines}")
 
     async def status(_request: web.Request) -> web.Response:
@@ -155,16 +157,30 @@ def make_app(source: AdminSource) -> web.Application:
     return app
 
 
+API_IDLE_TIMEOUT = 15.0  # seconds without a byte either way (the status page polls every 2 s)
+API_LIFETIME = 120.0  # then the client reconnects: no connection is held forever
+
+
 class AdminServer:
-    def __init__(self, app: web.Application) -> None:
-        # Short grace: a SIGTERM must stop the daemon within a second.
-        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    def __init__(self, app: web.Application, *, max_connections: int = 64) -> None:
+        # Short grace: a SIGTERM must stop the daemon within a second. Keep-alive
+        # connections are dropped after 5 s of quiet (aiohttp's default is an hour).
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, keepalive_timeout=5.0)
+        self.max_connections = max_connections
+        self.site: GuardedSite | None = None
         self.bound: ListenAddress | None = None
 
     async def start(self, address: ListenAddress) -> None:
         await self.runner.setup()
-        site = web.TCPSite(self.runner, address.host, address.port, reuse_address=True)
-        await site.start()
+        self.site = GuardedSite(
+            self.runner,
+            address.host,
+            address.port,
+            max_connections=self.max_connections,
+            idle_timeout=API_IDLE_TIMEOUT,
+            lifetime=API_LIFETIME,
+        )
+        await self.site.start()
         port = self.runner.addresses[0][1] if self.runner.addresses else address.port
         self.bound = ListenAddress(address.host, port)
         log.info("HTTP listening on http://%s/", self.bound)

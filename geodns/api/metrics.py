@@ -60,6 +60,12 @@ class Metrics:
             ["check", "reason"],
             registry=r,
         )
+        self.checker_errors = Counter(
+            "geodns_checker_errors_total",
+            "Probes that failed because of this host (fds, buffers, a stalled loop, overload): states held",
+            ["check", "cause"],
+            registry=r,
+        )
         self.probes = Counter("geodns_probes_total", "Probes run", ["check"], registry=r)
         self.probes_late = Counter(
             "geodns_probes_late_total",

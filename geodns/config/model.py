@@ -45,6 +45,7 @@ class ServerConfig:
     tcp_max_connections: int = 256
     max_concurrent_probes: int = 256
     answer_cache_size: int = 64 * 1024 * 1024  # bytes, UDP and TCP replies together
+    api_max_connections: int = 64
     api_token_file: Path | None = None  # bearer token for writes; GEODNS_API_TOKEN also works
 
 

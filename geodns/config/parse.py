@@ -87,6 +87,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
     max_conn = f.get("tcp_max_connections", int_in(1, 100000), d.tcp_max_connections)
     max_probes = f.get("max_concurrent_probes", int_in(1, 100000), d.max_concurrent_probes)
     cache_size = f.get("answer_cache_size", to_size(0, 64 * 1024**3), d.answer_cache_size)
+    api_conns = f.get("api_max_connections", int_in(1, 10000), d.api_max_connections)
     token_file = f.get("api_token_file", to_str)
     f.finish()
     if listen is not None and not listen and mode != "route53":
@@ -105,6 +106,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
         tcp_max_connections=max_conn or d.tcp_max_connections,
         max_concurrent_probes=max_probes or d.max_concurrent_probes,
         answer_cache_size=d.answer_cache_size if cache_size is None else cache_size,
+        api_max_connections=api_conns or d.api_max_connections,
         api_token_file=base / token_file if token_file else None,
     )
 

@@ -22,14 +22,17 @@ from prometheus_client import Counter, Gauge, Histogram
 from geodns.config.model import Check, Config, Member, Pool
 from geodns.health import statefile
 from geodns.health.checks import Probe, ProbeResult, Target, make_probe
-from geodns.health.checks.base import failed
+from geodns.health.checks.base import checker_error, failed
 from geodns.health.health import Health, ProbeKey, Status, describe, probe_keys, restore, step
+from geodns.health.loopwatch import LoopWatch
 from geodns.health.overrides import describe_override, forced
 from geodns.health.snapshot import SnapshotStore
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "health.json"
+STALL_SHARE = 0.25  # a timeout is ours when the loop stalled this share of the timeout meanwhile
+TROUBLE_WINDOW = 30.0  # seconds a checker error keeps /readyz at 503
 
 
 async def run_probe(probe: Probe, target: Target, limit: float) -> ProbeResult:
@@ -53,6 +56,7 @@ class MonitorMetrics(Protocol):
     probes_late: Counter
     probe_duration: Histogram
     probe_failures: Counter
+    checker_errors: Counter
     state_changes: Counter
     snapshot_version: Gauge
     ready: Gauge
@@ -90,6 +94,9 @@ class Monitor:
         self._publish_scheduled = False
         self._check_metrics: dict[str, tuple[Any, Any]] = {}
         self._pending: set[ProbeKey] = set()  # targets without a fresh result: not ready
+        self.watch = LoopWatch()
+        self.trouble: dict[str, tuple[float, str]] = {}  # checker error class -> (loop time, reason)
+        self._trouble_logged: dict[str, float] = {}
         self.all_known = asyncio.Event()  # every target has a status (probed or restored)
         saved = statefile.load(self.state_path) if persist else {}
         self._plan(config, saved)
@@ -127,8 +134,19 @@ class Monitor:
     def pending(self) -> list[ProbeKey]:
         return sorted(self._pending, key=lambda k: (k.check, k.address, k.port or 0))
 
+    def checker_trouble(self) -> list[str]:
+        """Recent errors of the checker itself (ours, not the targets'): while there
+        are some, states may be stale and the instance says it is not ready."""
+        now = asyncio.get_running_loop().time()
+        return [
+            f"checker: {reason} ({now - when:.0f}s ago)"
+            for when, reason in self.trouble.values()
+            if now - when < TROUBLE_WINDOW
+        ]
+
     async def start(self) -> None:
         self._running = True
+        self.watch.start()
         if self.known():
             self.all_known.set()
         self.store.publish(self.states)
@@ -180,10 +198,35 @@ class Monitor:
     async def _probe_once(self, target: _Target) -> None:
         check = target.check
         probe = self._probe_for(check)
+        loop = asyncio.get_running_loop()
+        queued = loop.time()
         async with self._sem:
+            started = loop.time()
+            if started - queued > check.interval:
+                # More probes wanted than this host runs: skip, count late, hold the state.
+                self.metrics.probes_late.labels(check.name).inc()
+                self._checker_error(
+                    check.name,
+                    checker_error(
+                        "overload",
+                        f"probes wait {started - queued:.1f}s for a slot: more than this host runs",
+                    ),
+                )
+                return
             t0 = time.perf_counter()
             result = await run_probe(probe, Target(target.key.address, target.key.port), check.timeout)
             latency = time.perf_counter() - t0
+        if not result.ok and not result.ours and result.kind == "timeout":
+            stall = self.watch.worst(started, loop.time())
+            if stall > check.timeout * STALL_SHARE:
+                result = checker_error(
+                    "loop-stall",
+                    f"{result.reason}, but geodns itself stalled {stall * 1000:.0f} ms meanwhile"
+                    " (its event loop was busy): not held against the target",
+                )
+        if result.ours:
+            self._checker_error(check.name, result)
+            return
         counter, histogram = self._per_check_metrics(check.name)
         counter.inc()
         histogram.observe(latency)
@@ -191,6 +234,16 @@ class Monitor:
             self.metrics.probe_failures.labels(check.name, result.kind).inc()
             log.debug("%s failed: %s", self._label(target.key), result.reason)
         self.record(target.key, result, latency)
+
+    def _checker_error(self, check: str, result: ProbeResult) -> None:
+        """A probe that measured us, not the target: the target's state is held,
+        the error counted and said (once every 10 s per cause, not per probe)."""
+        now = asyncio.get_running_loop().time()
+        self.metrics.checker_errors.labels(check, result.kind).inc()
+        self.trouble[result.kind] = (now, result.reason)
+        if now - self._trouble_logged.get(result.kind, -1e9) >= 10.0:
+            self._trouble_logged[result.kind] = now
+            log.error("checker error, member states held: %s", result.reason)
 
     def _per_check_metrics(self, name: str) -> tuple[Any, Any]:
         """The labelled probe counter and histogram of a check, looked up once:
@@ -306,6 +359,7 @@ class Monitor:
 
     async def stop(self) -> None:
         self._running = False
+        await self.watch.stop()
         tasks = [t.task for t in self.targets.values() if t.task is not None]
         for task in tasks:
             task.cancel()

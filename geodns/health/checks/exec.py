@@ -11,7 +11,7 @@ import os
 import signal
 
 from geodns.config.model import Check
-from geodns.health.checks.base import OK, ProbeResult, Target, excerpt, failed
+from geodns.health.checks.base import OK, ProbeResult, Target, excerpt, failed, os_failure
 
 OUTPUT_TAIL = 4096
 
@@ -37,7 +37,7 @@ class ExecProbe:
                 start_new_session=True,
             )
         except OSError as exc:
-            return failed("exec", f"cannot run {self.check.command[0]!r}: {exc.strerror or exc}")
+            return os_failure(exc, "exec", f"cannot run {self.check.command[0]!r}")
         try:
             output = await _read_tail(proc)
             code = await proc.wait()

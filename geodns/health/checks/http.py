@@ -22,7 +22,7 @@ from typing import cast
 import httptools
 
 from geodns.config.model import Check
-from geodns.health.checks.base import OK, ProbeResult, Target, excerpt, failed
+from geodns.health.checks.base import OK, ProbeResult, Target, excerpt, failed, os_failure
 
 MAX_BODY = 64 * 1024  # enough for any health page; a runaway body is not read further
 MAX_HEADER = 16 * 1024
@@ -240,8 +240,10 @@ class HttpProbe:
         except (ConnectionResetError, BrokenPipeError):
             return failed("disconnect", "connection reset by the server")
         except OSError as exc:
-            return failed("connect", f"cannot connect to {target}: {(exc.strerror or str(exc)).lower()}")
+            return os_failure(exc, "connect", f"cannot connect to {target}")
         finally:
+            if not done.done():
+                done.cancel()  # a timeout: whatever the connection says later is not waited for
             if transport is not None:
                 cast(asyncio.Transport, transport).abort()
         if not any(lo <= status <= hi for lo, hi in check.expect_status):

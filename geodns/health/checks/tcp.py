@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 from geodns.config.model import Check
-from geodns.health.checks.base import OK, ProbeResult, Target, excerpt, failed
+from geodns.health.checks.base import OK, ProbeResult, Target, excerpt, failed, os_failure
 
 MAX_BANNER = 4096
 
@@ -21,7 +21,7 @@ class TcpProbe:
         except ConnectionRefusedError:
             return failed("refused", f"cannot connect to {target}: connection refused")
         except OSError as exc:
-            return failed("connect", f"cannot connect to {target}: {(exc.strerror or str(exc)).lower()}")
+            return os_failure(exc, "connect", f"cannot connect to {target}")
         try:
             if self.check.send is not None:
                 writer.write(self.check.send.encode())

@@ -1,0 +1,238 @@
+"""Our failures are not the backends' failures: a probe that failed because of
+this host (no fds left, a stalled event loop, more probes than it can run)
+holds the member's state, is counted and said, and turns /readyz to 503 while it
+lasts. Real backends, real sockets, a real fd limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from geodns.config import load
+from geodns.config.model import Check
+from geodns.daemon import Daemon, claim_fds
+from geodns.health.checks import Target, make_probe
+from geodns.health.health import Status
+from tests.backends import HttpBackend
+from tests.configs import write_zone
+from tests.conftest import REPO
+
+
+@contextlib.contextmanager
+def no_fds_left() -> Iterator[None]:
+    """Every file descriptor taken: the next socket() fails with EMFILE (a real one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
+    try:
+        with contextlib.suppress(OSError):
+            while len(held) < 5000:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", ["http", "tcp"])
+async def test_emfile_is_a_checker_error_not_a_down_backend(kind: str) -> None:
+    backend = await HttpBackend("127.0.0.61").start()
+    probe = make_probe(Check(name="t", type=kind, port=backend.port))
+    try:
+        assert (await probe.probe(Target("127.0.0.61", backend.port))).ok
+        with no_fds_left():
+            result = await probe.probe(Target("127.0.0.61", backend.port))
+        assert not result.ok and result.ours and result.kind == "emfile"
+        assert result.reason.endswith("too many open files in geodns (EMFILE)")
+    finally:
+        await probe.close()
+        await backend.stop()
+
+
+def _config(
+    tmp: Path, backends: list[HttpBackend], *, interval: str, timeout: str, members: int = 1, extra: str = ""
+) -> Path:
+    write_zone(tmp, "  www: {type: A, pool: web}\n")
+    listed = ", ".join(f"{{address: {b.host}, dc: par, check_port: {b.port}}}" for b in backends[:members])
+    (tmp / "geodns.yaml").write_text(f"""\
+server: {{dns_listen: ["127.0.0.1:0"], http_listen: "127.0.0.1:0", state_dir: state{extra}}}
+datacenters: {{par: {{}}}}
+checks:
+  web: {{type: http, interval: {interval}, timeout: {timeout}, rise: 2, fall: 2, jitter: 0s}}
+pools:
+  web: {{check: web, policy: all, members: [{listed}]}}
+""")
+    return tmp / "geodns.yaml"
+
+
+@pytest_asyncio.fixture
+async def backends() -> AsyncIterator[list[HttpBackend]]:
+    started = [await HttpBackend(f"127.0.0.{61 + i}").start() for i in range(6)]
+    try:
+        yield started
+    finally:
+        for b in started:
+            await b.stop()
+
+
+async def _until(condition: object, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def _statuses(daemon: Daemon) -> set[Status]:
+    return {h.status for h in daemon.monitor.states.values()}
+
+
+async def _metrics(daemon: Daemon) -> str:
+    return daemon.metrics().decode()
+
+
+@pytest.mark.asyncio
+async def test_no_fds_holds_states_and_says_so(tmp_path: Path, backends: list[HttpBackend]) -> None:
+    daemon = Daemon(load(_config(tmp_path, backends, interval="200ms", timeout="150ms", members=3)))
+    await daemon.start()
+    try:
+        await _until(lambda: _statuses(daemon) == {Status.UP} and daemon.monitor.ready(), 3)
+        with no_fds_left():
+            await asyncio.sleep(1.0)  # five probes of each member, every one failing with EMFILE
+            assert _statuses(daemon) == {Status.UP}
+            ready, reasons = daemon.ready()
+        assert not ready and any("too many open files in geodns (EMFILE)" in r for r in reasons)
+        assert 'geodns_checker_errors_total{cause="emfile",check="web"}' in await _metrics(daemon)
+        assert 'to="down"' not in await _metrics(daemon)
+        await asyncio.sleep(0.5)
+        assert _statuses(daemon) == {Status.UP}
+    finally:
+        await daemon.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_stalled_event_loop_is_not_a_dead_backend(
+    tmp_path: Path, backends: list[HttpBackend]
+) -> None:
+    """Every loop turn held 150 ms (as a saturated host would): probes that need a
+    few turns time out, and the stall, not the backend, takes the blame."""
+    daemon = Daemon(load(_config(tmp_path, backends, interval="300ms", timeout="200ms")))
+    await daemon.start()
+    loop = asyncio.get_running_loop()
+    hogging = True
+
+    def hog() -> None:
+        time.sleep(0.15)
+        if hogging:
+            loop.call_soon(hog)
+
+    try:
+        await _until(lambda: _statuses(daemon) == {Status.UP}, 3)
+        loop.call_soon(hog)
+        await asyncio.sleep(2.5)
+        hogging = False
+        await asyncio.sleep(0.2)
+        assert _statuses(daemon) == {Status.UP}
+        metrics = await _metrics(daemon)
+        assert 'geodns_checker_errors_total{cause="loop-stall",check="web"}' in metrics
+        assert 'to="down"' not in metrics
+        assert any("stalled" in r for r in daemon.ready()[1])
+    finally:
+        hogging = False
+        await daemon.stop()
+
+
+@pytest.mark.asyncio
+async def test_more_probes_than_the_host_runs_are_skipped_not_failed(
+    tmp_path: Path, backends: list[HttpBackend]
+) -> None:
+    """One probe at a time, each taking 250 ms, six targets every 300 ms: most
+    probes cannot be run in time. They are skipped and counted late; nobody goes
+    down, and the instance says why its states are stale."""
+    for b in backends:
+        b.behaviour.delay = 0.25
+    slow = ", max_concurrent_probes: 1"
+    path = _config(tmp_path, backends, interval="300ms", timeout="280ms", members=6, extra=slow)
+    daemon = Daemon(load(path))
+    await daemon.start()
+    try:
+        await asyncio.sleep(3.0)
+        assert Status.DOWN not in _statuses(daemon)
+        metrics = await _metrics(daemon)
+        assert 'geodns_checker_errors_total{cause="overload",check="web"}' in metrics
+        assert 'geodns_probes_late_total{check="web"}' in metrics
+        assert any("more than this host runs" in r for r in daemon.ready()[1])
+    finally:
+        await daemon.stop()
+
+
+@pytest.mark.asyncio
+async def test_idle_api_connections_cannot_take_every_slot(
+    tmp_path: Path, backends: list[HttpBackend]
+) -> None:
+    """300 idle connections against a cap of 20: the API holds at most 20, evicting
+    the idlest, so a real request still gets in and probes still have fds."""
+    capped = ", api_max_connections: 20"
+    path = _config(tmp_path, backends, interval="200ms", timeout="150ms", extra=capped)
+    daemon = Daemon(load(path))
+    await daemon.start()
+    assert daemon.admin is not None and daemon.admin.bound is not None and daemon.admin.site is not None
+    bound = daemon.admin.bound
+    idle: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(300):
+            _, writer = await asyncio.open_connection(bound.host, bound.port)
+            idle.append(writer)
+        await asyncio.sleep(0.2)
+        guard = daemon.admin.site.guard
+        assert guard is not None and len(guard.open) <= 20 and guard.evicted >= 280
+        async with aiohttp.ClientSession() as session, session.get(f"http://{bound}/healthz") as resp:
+            assert resp.status == 200
+        assert _statuses(daemon) == {Status.UP}
+    finally:
+        for writer in idle:
+            writer.close()
+        await daemon.stop()
+
+
+def test_a_configuration_that_cannot_fit_the_fd_limit_is_refused(tmp_path: Path) -> None:
+    """With a hard limit of 300 open files, 256 concurrent probes (each up to two
+    fds) cannot fit: geodns says so and what to change, instead of failing every
+    probe with EMFILE at the first busy moment."""
+    write_zone(tmp_path, "")
+    (tmp_path / "geodns.yaml").write_text(
+        'server: {dns_listen: ["127.0.0.1:0"], http_listen: null, state_dir: state}\n'
+    )
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "geodns", "serve", "-c", "geodns.yaml"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    needs = "may need 834 open files (probes 512, DNS over TCP 256, the HTTP API 0, listeners and files 66)"
+    assert needs in result.stderr and "but this process may open 300" in result.stderr
+    # The soft limit is raised to the hard one, so the same config starts where that is enough.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert claim_fds(load(tmp_path / "geodns.yaml")) == (hard if hard != resource.RLIM_INFINITY else 1 << 20)

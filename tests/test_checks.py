@@ -17,6 +17,7 @@ from geodns.config.checks import matcher
 from geodns.config.model import Check
 from geodns.health.checks import Target, make_probe
 from geodns.health.checks.base import ProbeResult
+from geodns.health.checks.reaper import REAPER
 from geodns.health.monitor import run_probe
 from tests.backends import BannerServer, HostileServer, HttpBackend
 
@@ -322,3 +323,56 @@ def test_the_reader_looks_at_each_byte_once_and_stops_at_its_bounds() -> None:
     while not reader.feed(b"x" * 8192):
         chunks += 1
     assert chunks < 10 and len(reader.body) == 64 * 1024
+
+
+async def _gone(pid: int, within: float = 2.0) -> bool:
+    for _ in range(int(within / 0.02)):
+        if not alive(pid):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+@pytest.mark.asyncio
+async def test_exec_is_done_when_the_command_exits_not_when_its_output_ends(tmp_path: Path) -> None:
+    """A script that starts a background child holding stdout, then exits 0: up at
+    once (waiting for EOF made it a timeout), and the child left behind is killed."""
+    REAPER.enable_subreaper()
+    pidfile = tmp_path / "bg.pid"
+    leaves = script(tmp_path, "leaves.sh", f"sleep 30 & echo $! > {pidfile}\necho fine\nexit 0\n")
+    result = await probe(
+        Check(name="t", type="exec", command=(leaves,)), Target("127.0.0.44", None), limit=2.0
+    )
+    assert (result.ok, result.reason) == (True, "ok")
+    assert await _gone(int(pidfile.read_text())), "the background child survived its check"
+
+
+@pytest.mark.asyncio
+async def test_exec_descendants_that_setsid_away_are_killed(tmp_path: Path) -> None:
+    REAPER.enable_subreaper()
+    pidfile = tmp_path / "escaped.pid"
+    escapes = script(tmp_path, "escapes.sh", f"setsid sleep 30 & echo $! > {pidfile}\nsleep 30\n")
+    result = await probe(
+        Check(name="t", type="exec", command=(escapes,)), Target("127.0.0.44", None), limit=0.5
+    )
+    assert (result.ok, result.kind) == (False, "timeout")
+    escaped = int(pidfile.read_text())
+    assert _session_of(escaped) == escaped or not alive(escaped)  # it really left the check's session
+    assert await _gone(escaped), "a descendant that called setsid() escaped the timeout"
+
+
+@pytest.mark.asyncio
+async def test_exec_output_is_read_within_a_bound(tmp_path: Path) -> None:
+    noisy = script(tmp_path, "noisy.sh", "yes 'all work and no play'\n")
+    result = await probe(
+        Check(name="t", type="exec", command=(noisy,)), Target("127.0.0.44", None), limit=5.0
+    )
+    assert not result.ok and result.reason.startswith("wrote more than 1024 KiB of output: ")
+    assert result.reason.endswith("all work and no play")
+
+
+def _session_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+    except (OSError, IndexError):
+        return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from geodns.config.model import Check, Config, Member, Pool
 from geodns.health import statefile
 from geodns.health.checks import Probe, ProbeResult, Target, make_probe
 from geodns.health.checks.base import checker_error, failed
+from geodns.health.checks.reaper import REAPER
 from geodns.health.health import Health, ProbeKey, Status, describe, probe_keys, restore, step
 from geodns.health.loopwatch import LoopWatch
 from geodns.health.overrides import describe_override, forced
@@ -95,6 +97,7 @@ class Monitor:
         self._check_metrics: dict[str, tuple[Any, Any]] = {}
         self._pending: set[ProbeKey] = set()  # targets without a fresh result: not ready
         self.watch = LoopWatch()
+        self._sweeps: asyncio.Task[None] | None = None
         self.trouble: dict[str, tuple[float, str]] = {}  # checker error class -> (loop time, reason)
         self._trouble_logged: dict[str, float] = {}
         self.all_known = asyncio.Event()  # every target has a status (probed or restored)
@@ -147,6 +150,10 @@ class Monitor:
     async def start(self) -> None:
         self._running = True
         self.watch.start()
+        if os.getpid() == 1 or any(c.type == "exec" for c in self.config.checks.values()):
+            # Exec checks' orphans come to us, and PID 1 must reap whatever the kernel hands it.
+            REAPER.enable_subreaper()
+            self._sweeps = asyncio.get_running_loop().create_task(REAPER.sweep_every(1.0), name="reaper")
         if self.known():
             self.all_known.set()
         self.store.publish(self.states)
@@ -360,6 +367,11 @@ class Monitor:
     async def stop(self) -> None:
         self._running = False
         await self.watch.stop()
+        if self._sweeps is not None:
+            self._sweeps.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeps
+            self._sweeps = None
         tasks = [t.task for t in self.targets.values() if t.task is not None]
         for task in tasks:
             task.cancel()

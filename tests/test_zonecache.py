@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
 
 from geodns.config import load
 from geodns.config import parse as parse_module
-from geodns.zone.zone import RRset
+from geodns.zone.zone import Address, RRset
 from tests.conftest import DATA
 
 
@@ -75,3 +76,56 @@ def test_invalid_zones_are_never_cached(cfg: Path) -> None:
         load(cfg, use_cache=True)
     with pytest.raises(Exception, match="unsupported record type"):
         load(cfg, use_cache=True)  # the error again, not a cached half-zone
+
+
+def test_the_cache_is_data_only_a_planted_pickle_never_runs(cfg: Path, tmp_path: Path) -> None:
+    """The cache used to be a pickle: a planted file ran a command on the next
+    start. Now a cache file is JSON read field by field; a pickle in its place is
+    just an unreadable cache, and the YAML is read instead."""
+    import os
+    import pickle
+
+    load(cfg, use_cache=True)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {marker}",))
+
+    for entry in (cfg.parent / "state" / "zonecache").glob("*.zone"):
+        entry.write_bytes(pickle.dumps(Payload()))
+    assert mail_ttl(cfg) == 3600
+    assert not marker.exists()
+
+
+def test_a_tampered_cache_fails_its_checksum(cfg: Path, caplog: pytest.LogCaptureFixture) -> None:
+    load(cfg, use_cache=True)
+    for entry in (cfg.parent / "state" / "zonecache").glob("*.zone"):
+        entry.write_text(entry.read_text().replace("192.0.2.25", "203.0.113.66"))
+    zone = load(cfg, use_cache=True).zones.zones[("example", "test")]
+    assert zone.nodes[("mail", "example", "test")][1] == RRset(
+        ("mail", "example", "test"), 1, 3600, (Address("192.0.2.25"),)
+    )
+    assert "checksum mismatch" in caplog.text
+
+
+def test_cache_files_are_private_and_others_writable_ones_are_not_used(
+    cfg: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    load(cfg, use_cache=True)
+    folder = cfg.parent / "state" / "zonecache"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = list(folder.glob("*.zone"))
+    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+    # Someone else could have written this one: it is not trusted (the YAML is read).
+    files[0].chmod(0o666)
+    load(cfg, use_cache=True)
+    assert "is writable by others (mode 0666)" in caplog.text
+
+
+def test_every_record_type_survives_the_cache(cfg: Path) -> None:
+    from geodns.config import zonecache
+
+    zones = load(cfg).zones.zones
+    for zone in zones.values():
+        assert zonecache.decode(zonecache.encode(zone)) == zone

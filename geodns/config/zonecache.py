@@ -1,33 +1,60 @@
 """Compiled zones on disk, so a restart does not re-read YAML it has read before.
 
-Reading a 100,000-record zone from YAML takes ~10 s (libyaml plus building the
+Reading a 100,000-record zone from YAML takes seconds (libyaml plus building the
 located tree); a restart during an outage should not wait for that. After a
-zone file loads cleanly, its built Zone is pickled under state_dir/zonecache,
-keyed by a hash of everything it was built from: the file's bytes and mtime
-(the default SOA serial), the pools it references, and the geodns version. A
-key that matches means the same input was already validated, so the result is
-the same; anything else is a miss and the YAML is read again.
+zone file loads cleanly, its records are written under state_dir/zonecache,
+keyed by a hash of everything the zone was built from: the file's bytes and
+mtime (the default SOA serial), the pools it references, and the geodns
+version. A key that matches means the same input was already validated, so the
+result is the same; anything else is a miss and the YAML is read again.
 
-The cache is as trusted as the rest of state_dir (pickle runs code when
-loaded): keep state_dir writable by the geodns user only.
+The file is data only: JSON, one record set per line, a SHA-256 of the lines
+at the end, every value type-checked as it is read. A planted or damaged file
+can only fail to load (the YAML is read instead, and the reason logged); it can
+never run code, as the pickle this replaced could. Files are 0600 in a 0700
+folder, and a cache file or folder that others may write is not used.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
-import pickle
-from collections.abc import Mapping
+import stat
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from geodns import __version__
 from geodns.config.model import Pool
-from geodns.zone.zone import Zone
+from geodns.zone.names import Name
+from geodns.zone.zone import (
+    CAA,
+    MX,
+    SOA,
+    SRV,
+    TXT,
+    Address,
+    Entry,
+    PoolRRset,
+    RData,
+    RRset,
+    RType,
+    Target,
+    Zone,
+    build_zone,
+)
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
+MAGIC = "geodns zone cache"
+SUFFIX = ".zone"
+
+
+class BadCache(ValueError):
+    """A cache file that does not hold what we wrote."""
 
 
 def cache_key(data: bytes, mtime: int, pools: Mapping[str, Pool]) -> str:
@@ -38,29 +65,192 @@ def cache_key(data: bytes, mtime: int, pools: Mapping[str, Pool]) -> str:
     return h.hexdigest()
 
 
-def load(cache_dir: Path, key: str) -> Zone | None:
-    path = cache_dir / f"{key}.zone"
+# --- encoding: Zone <-> lines of JSON ------------------------------------------------
+
+
+def _rdata(rtype: int, rdata: RData) -> Any:
+    if isinstance(rdata, Address):
+        return rdata.text
+    if isinstance(rdata, Target):
+        return list(rdata.name)
+    if isinstance(rdata, MX):
+        return [rdata.preference, list(rdata.exchange)]
+    if isinstance(rdata, TXT):
+        return [s.decode("latin-1") for s in rdata.strings]
+    if isinstance(rdata, SRV):
+        return [rdata.priority, rdata.weight, rdata.port, list(rdata.target)]
+    if isinstance(rdata, CAA):
+        return [rdata.flags, rdata.tag, rdata.value]
+    if isinstance(rdata, SOA):
+        times = [rdata.serial, rdata.refresh, rdata.retry, rdata.expire, rdata.minimum]
+        return [list(rdata.mname), list(rdata.rname), *times]
+    raise TypeError(f"cannot cache {type(rdata).__name__} in type {rtype}")
+
+
+def _entry(entry: Entry) -> str:
+    if isinstance(entry, PoolRRset):
+        body: Any = {"pool": entry.pool}
+    else:
+        body = [_rdata(entry.rtype, r) for r in entry.rdatas]
+    return json.dumps([list(entry.name), entry.rtype, entry.ttl, body], separators=(",", ":"))
+
+
+def encode(zone: Zone) -> Iterator[str]:
+    """The zone as lines: a header, one line per record set, a checksum trailer."""
+    entries = [e for name, node in zone.nodes.items() for e in node.values() if e is not zone.soa]
+    yield json.dumps({"magic": MAGIC, "format": FORMAT, "origin": list(zone.origin), "entries": len(entries)})
+    digest = hashlib.sha256()
+    for line in [_entry(zone.soa), *(_entry(e) for e in entries)]:
+        digest.update(line.encode())
+        yield line
+    yield json.dumps({"sha256": digest.hexdigest()})
+
+
+def _name(value: Any) -> Name:
+    if not isinstance(value, list) or not all(isinstance(label, str) and label for label in value):
+        raise BadCache(f"not a name: {value!r}")
+    return tuple(value)
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFFFFFF:
+        raise BadCache(f"not a 32-bit unsigned number: {value!r}")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise BadCache(f"not a string: {value!r}")
+    return value
+
+
+def _fields(value: Any, n: int) -> list[Any]:
+    if not isinstance(value, list) or len(value) != n:
+        raise BadCache(f"expected {n} fields, got {value!r}")
+    return value
+
+
+def _decode_rdata(rtype: int, value: Any) -> RData:
+    if rtype in (RType.A, RType.AAAA):
+        return Address(_str(value))
+    if rtype in (RType.CNAME, RType.NS, RType.PTR):
+        return Target(_name(value))
+    if rtype == RType.MX:
+        pref, exchange = _fields(value, 2)
+        return MX(_int(pref), _name(exchange))
+    if rtype == RType.TXT:
+        if not isinstance(value, list) or not value:
+            raise BadCache(f"not TXT strings: {value!r}")
+        return TXT(tuple(_str(s).encode("latin-1") for s in value))
+    if rtype == RType.SRV:
+        priority, weight, port, target = _fields(value, 4)
+        return SRV(_int(priority), _int(weight), _int(port), _name(target))
+    if rtype == RType.CAA:
+        flags, tag, text = _fields(value, 3)
+        return CAA(_int(flags), _str(tag), _str(text))
+    if rtype == RType.SOA:
+        mname, rname, *times = _fields(value, 7)
+        return SOA(_name(mname), _name(rname), *(_int(t) for t in times))
+    raise BadCache(f"unknown record type {rtype}")
+
+
+def _decode_entry(line: str) -> Entry:
     try:
-        with path.open("rb") as f:
-            zone = pickle.load(f)  # noqa: S301 - our own file in state_dir, see the module docstring
-    except FileNotFoundError:
+        raw = json.loads(line)
+    except ValueError as exc:
+        raise BadCache(f"not JSON: {exc}") from None
+    name_raw, rtype_raw, ttl_raw, body = _fields(raw, 4)
+    name, rtype, ttl = _name(name_raw), _int(rtype_raw), _int(ttl_raw)
+    if isinstance(body, dict):
+        if set(body) != {"pool"} or rtype not in (RType.A, RType.AAAA):
+            raise BadCache(f"bad pool record: {body!r}")
+        return PoolRRset(name, rtype, ttl, _str(body["pool"]))
+    if not isinstance(body, list) or not body:
+        raise BadCache(f"no record data: {body!r}")
+    return RRset(name, rtype, ttl, tuple(_decode_rdata(rtype, r) for r in body))
+
+
+def decode(lines: Iterable[str]) -> Zone:
+    """Lines written by `encode` -> the zone; BadCache on anything else."""
+    it = iter(lines)
+    try:
+        header = json.loads(next(it))
+    except (StopIteration, ValueError) as exc:
+        raise BadCache(f"no header: {exc}") from None
+    if not isinstance(header, dict) or header.get("magic") != MAGIC or header.get("format") != FORMAT:
+        raise BadCache("not a zone cache of this format")
+    origin = _name(header.get("origin"))
+    count = _int(header.get("entries"))
+    digest = hashlib.sha256()
+    entries: list[Entry] = []
+    soa: RRset | None = None
+    for i, raw_line in enumerate(it):
+        line = raw_line.rstrip("\n")
+        if i == count + 1:
+            trailer = json.loads(line)
+            if not isinstance(trailer, dict) or trailer.get("sha256") != digest.hexdigest():
+                raise BadCache("checksum mismatch")
+            if soa is None:
+                raise BadCache("no SOA")
+            return build_zone(origin, soa, entries)
+        digest.update(line.encode())
+        entry = _decode_entry(line)
+        if i == 0:
+            if not isinstance(entry, RRset) or entry.rtype != RType.SOA or entry.name != origin:
+                raise BadCache("the first record set is not the zone's SOA")
+            soa = entry
+        else:
+            entries.append(entry)
+    raise BadCache("truncated")
+
+
+# --- the files ----------------------------------------------------------------------
+
+
+def _private(path: Path, *, folder: bool) -> str | None:
+    """Why `path` must not be trusted, or None: writable by group or others, or not ours."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return str(exc)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        what = "folder" if folder else "file"
+        return f"{what} is writable by others (mode {stat.S_IMODE(st.st_mode):04o})"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"owned by uid {st.st_uid}, not by this process"
+    return None
+
+
+def load(cache_dir: Path, key: str) -> Zone | None:
+    path = cache_dir / f"{key}{SUFFIX}"
+    if not path.exists():
         return None
-    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file: read the YAML instead
-        log.warning("ignoring unreadable zone cache %s: %s", path, exc)
+    distrust = _private(cache_dir, folder=True) or _private(path, folder=False)
+    if distrust is not None:
+        log.warning("not using zone cache %s: %s; reading the YAML instead", path, distrust)
         return None
-    return zone if isinstance(zone, Zone) else None
+    try:
+        with path.open(encoding="utf-8") as f:
+            return decode(f)
+    except (OSError, UnicodeDecodeError, BadCache, ValueError) as exc:
+        log.warning("ignoring unreadable zone cache %s: %s; reading the YAML instead", path, exc)
+        return None
 
 
 def save(cache_dir: Path, key: str, zone: Zone, keep: set[str]) -> None:
-    """Write atomically; drop entries no zone file maps to any more."""
+    """Write atomically (0600 in a 0700 folder); drop entries no zone file maps to any more."""
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(cache_dir, 0o700)  # a folder made by an older version may be wider
         tmp = cache_dir / f"{key}.tmp"
-        with tmp.open("wb") as f:
-            pickle.dump(zone, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, cache_dir / f"{key}.zone")
-        for old in cache_dir.glob("*.zone"):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for line in encode(zone):
+                f.write(line)
+                f.write("\n")
+        os.replace(tmp, cache_dir / f"{key}{SUFFIX}")
+        for old in cache_dir.glob(f"*{SUFFIX}"):
             if old.stem not in keep and old.stem != key:
                 old.unlink(missing_ok=True)
-    except OSError as exc:
+    except (OSError, TypeError) as exc:
         log.debug("cannot write zone cache in %s: %s", cache_dir, exc)

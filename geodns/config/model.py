@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,3 +188,6 @@ class Config:
     zones_dir: Path | None = None
     zones: ZoneSet = field(default_factory=lambda: ZoneSet({}))
     route53: Route53Config | None = None
+    # zone cache key (a hash of everything a zone was built from) -> its origin: a reload
+    # reuses the zones whose key did not change instead of building them again
+    zone_keys: Mapping[str, Name] = field(default_factory=dict)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,12 @@ def _datacenters(ctx: Ctx, raw: Any, where: Location) -> tuple[Datacenter, ...]:
 
 
 def _zone_file(
-    ctx: Ctx, path: Path, pools: dict[str, Pool], cache_dir: Path | None, keys: set[str]
+    ctx: Ctx,
+    path: Path,
+    pools: dict[str, Pool],
+    cache_dir: Path | None,
+    keys: dict[str, Name],
+    reuse: Mapping[str, Zone],
 ) -> Zone | None:
     try:
         data = path.read_bytes()
@@ -139,8 +145,11 @@ def _zone_file(
         ctx.error(Location(str(path), 1, 1), f"cannot read file: {exc}")
         return None
     key = zonecache.cache_key(data, mtime, pools)
-    keys.add(key)
+    if (known := reuse.get(key)) is not None:
+        keys[key] = known.origin
+        return known  # the same input as a zone already built: the same zone
     if cache_dir is not None and (cached := zonecache.load(cache_dir, key)) is not None:
+        keys[key] = cached.origin
         return cached
     before = len(ctx.issues)
     try:
@@ -154,22 +163,29 @@ def _zone_file(
             ctx.error(Location(str(path), 1, 1), "zone file is empty")
         return None
     zone = parse_zone(ctx, doc, str(path), pools, default_serial=mtime)
-    if zone is not None and cache_dir is not None and len(ctx.issues) == before:
-        zonecache.save(cache_dir, key, zone, keys)
+    if zone is not None and len(ctx.issues) == before:
+        keys[key] = zone.origin
+        if cache_dir is not None:
+            zonecache.save(cache_dir, key, zone, set(keys))
     return zone
 
 
 def _zones(
-    ctx: Ctx, zones_dir: Path, where: Location, pools: dict[str, Pool], cache_dir: Path | None
+    ctx: Ctx,
+    zones_dir: Path,
+    where: Location,
+    pools: dict[str, Pool],
+    cache_dir: Path | None,
+    keys: dict[str, Name],
+    reuse: Mapping[str, Zone],
 ) -> ZoneSet:
     if not zones_dir.is_dir():
         ctx.error(where, f"zones_dir: {str(zones_dir)!r} is not a directory")
         return ZoneSet({})
     zones: dict[Name, Zone] = {}
     files: dict[Name, str] = {}
-    keys: set[str] = set()
     for path in sorted([*zones_dir.glob("*.yaml"), *zones_dir.glob("*.yml")]):
-        zone = _zone_file(ctx, path, pools, cache_dir, keys)
+        zone = _zone_file(ctx, path, pools, cache_dir, keys, reuse)
         if zone is None:
             continue
         if zone.origin in files:
@@ -183,7 +199,9 @@ def _zones(
     return ZoneSet(zones)
 
 
-def parse(ctx: Ctx, doc: Any, source: Path, *, use_cache: bool = False) -> Config | None:
+def parse(
+    ctx: Ctx, doc: Any, source: Path, *, use_cache: bool = False, reuse: Mapping[str, Zone] | None = None
+) -> Config | None:
     """Located YAML of the main file -> Config; zone files are read from zones_dir."""
     top = mapping(ctx, doc, Location(str(source), 1, 1), "config file")
     if top is None:
@@ -206,9 +224,11 @@ def parse(ctx: Ctx, doc: Any, source: Path, *, use_cache: bool = False) -> Confi
         ctx.error(top.value_loc("server"), f"server.datacenter: unknown datacenter {server.datacenter!r}")
     zones_dir = base / (zones_dir_text or "zones")
     zones = ZoneSet({})
+    keys: dict[str, Name] = {}
     if server.mode != "route53" or "zones_dir" in top:
         where = top.value_loc("zones_dir") if "zones_dir" in top else top.loc
-        zones = _zones(ctx, zones_dir, where, pools, server.state_dir / "zonecache" if use_cache else None)
+        cache_dir = server.state_dir / "zonecache" if use_cache else None
+        zones = _zones(ctx, zones_dir, where, pools, cache_dir, keys, reuse or {})
         if server.mode != "route53" and not zones.zones and zones_dir.is_dir():
             ctx.error(top.loc, f"no zone files (*.yaml) found in {str(zones_dir)!r}")
     if server.mode in ("route53", "both") and (route53 is None or not route53.records):
@@ -223,34 +243,36 @@ def parse(ctx: Ctx, doc: Any, source: Path, *, use_cache: bool = False) -> Confi
         zones_dir=zones_dir,
         zones=zones,
         route53=route53,
+        zone_keys=keys,
     )
 
 
-def load(path: Path, *, use_cache: bool = False) -> Config:
+def load(path: Path, *, use_cache: bool = False, reuse: Mapping[str, Zone] | None = None) -> Config:
     """Load and validate everything; raise ConfigError listing every problem.
 
     With use_cache, zones whose input is unchanged since a clean load come from
-    state_dir/zonecache instead of their YAML (the daemon's start-up and reloads)."""
+    state_dir/zonecache instead of their YAML (the daemon's start-up and reloads);
+    zones in `reuse` (cache key -> zone, from the running config) are taken as they are."""
     # Loading builds hundreds of thousands of small objects and frees none: the
     # cyclic GC's passes over the growing heap were pure cost (~1 s per 100,000
     # records). Reference counting still frees what is dropped.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _load(path, use_cache)
+        return _load(path, use_cache, reuse)
     finally:
         if collecting:
             gc.enable()
 
 
-def _load(path: Path, use_cache: bool) -> Config:
+def _load(path: Path, use_cache: bool, reuse: Mapping[str, Zone] | None) -> Config:
     ctx = Ctx()
     doc = load_file(path, ctx.issues)
     config = None
     if doc is None and not ctx.issues:
         ctx.error(Location(str(path), 1, 1), "config file is empty")
     elif doc is not None:
-        config = parse(ctx, doc, path, use_cache=use_cache)
+        config = parse(ctx, doc, path, use_cache=use_cache, reuse=reuse)
     if ctx.issues or config is None:
         raise ConfigError(ctx.issues)
     return config

@@ -199,3 +199,107 @@ def _session(pid: int) -> int | None:
 
 
 REAPER = Reaper()  # one per process: subreaping and PID 1 duties are process-wide
+POLL = 0.02  # seconds between exit checks where pidfds are missing
+
+
+async def run_command(
+    argv: Sequence[str], env: Mapping[str, str], *, keep: int = 4096, limit: int = 1024 * 1024
+) -> Watch:
+    """Run a command to its exit (not its output's end); cancelling kills its whole
+    session. The returned Watch holds the exit code, the output kept and whether
+    there was more than `limit`. Raises OSError when it cannot be started."""
+    pid, output_fd = REAPER.spawn(argv, env)
+    watch = Watch(pid, output_fd, keep=keep, limit=limit)
+    done = False
+    try:
+        watch.code = await watch.exit()
+        done = True
+    finally:
+        watch.close()
+        REAPER.finished(pid, kill=not done)
+    return watch
+
+
+class Watch:
+    """One running command: its output read as it comes, its exit awaited."""
+
+    code: int | None = None
+
+    def __init__(self, pid: int, output_fd: int, *, keep: int = 4096, limit: int = 1024 * 1024) -> None:
+        self.pid = pid
+        self.fd: int | None = output_fd
+        self.keep = keep  # bytes of output kept: the last ones
+        self.limit = limit  # bytes read at most; then the pipe is closed on the command
+        self.tail = bytearray()
+        self.read = 0
+        self.overflow = False
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(output_fd, self._on_output)
+
+    def _on_output(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._stop_reading()
+            return
+        self.read += len(data)
+        self.tail += data
+        del self.tail[: -self.keep]
+        if self.read > self.limit:
+            self.overflow = True
+            self._stop_reading()  # the command's next write fails: it cannot make us read forever
+
+    def _stop_reading(self) -> None:
+        if self.fd is not None:
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = None
+
+    async def exit(self) -> int:
+        code = REAPER.exit_code(self.pid)
+        if code is None:
+            try:
+                pidfd: int | None = os.pidfd_open(self.pid)
+            except OSError:
+                pidfd = None  # no pidfds here, or already reaped by a PID 1 sweep
+            if pidfd is not None:
+                exited: asyncio.Future[None] = self.loop.create_future()
+                self.loop.add_reader(pidfd, _resolve, exited)
+                try:
+                    await exited
+                finally:
+                    self.loop.remove_reader(pidfd)
+                    os.close(pidfd)
+            code = await _reaped(self.pid)
+        # What the command wrote before exiting and is already in the pipe: not a byte more.
+        for _ in range(self.limit // 65536 + 1):
+            if self.fd is None:
+                break
+            before = self.read
+            self._on_output()
+            if self.read == before:
+                break
+        return code
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._stop_reading()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _reaped(pid: int) -> int:
+    """The exit code of a process that exited (or will): reaping may trail the
+    pidfd by a moment, and without pidfds there is nothing to wait on but time."""
+    while (code := REAPER.exit_code(pid)) is None:  # noqa: ASYNC110 - a kernel state, no event to await
+        await asyncio.sleep(POLL)
+    return code

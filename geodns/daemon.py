@@ -20,7 +20,8 @@ from typing import Any, cast
 
 from geodns.api.admin import AdminServer, make_app
 from geodns.api.metrics import Metrics
-from geodns.api.status import status_document
+from geodns.api.render import Rendered, Steps, joined, metrics_steps
+from geodns.api.status import status_document, status_steps
 from geodns.config import Config, load, zonecache
 from geodns.config.model import ListenAddress
 from geodns.dns.answer import PoolSource
@@ -43,6 +44,7 @@ from geodns.zone.zone import Zone
 log = logging.getLogger(__name__)
 
 COMPILER_OUTPUT = 4 * 1024 * 1024  # what a reload's zone compiler may say: every problem of a big config
+API_CACHE_TTL = 0.5  # seconds a rendered /v1/status or /metrics is reused within one snapshot
 RELOAD_SLICE = 0.0002  # seconds of zone reading per event-loop turn: a query waits at most this
 RELEASE_GRACE = 2.0  # seconds before the previous generation is freed, in steps
 RELEASE_STEP = 2000  # objects freed per loop turn
@@ -173,6 +175,14 @@ class Daemon:
             tcp_max_connections=self.config.server.tcp_max_connections,
         )
         self.admin: AdminServer | None = None
+        # Rendered in steps, kept half a second or until the next snapshot: a dozen
+        # status tabs and a scraper cost one rendering, never a stall.
+        self._status_cache = Rendered(self._status_steps, lambda: self.store.current().version, API_CACHE_TTL)
+        self._metrics_cache = Rendered(
+            lambda: metrics_steps(self.metrics_registry.registry),
+            lambda: self.store.current().version,
+            API_CACHE_TTL,
+        )
         self.serving = False
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
@@ -203,6 +213,17 @@ class Daemon:
 
     def metrics(self) -> bytes:
         return self.metrics_registry.render()
+
+    async def status_json(self) -> bytes:
+        return await self._status_cache.get()
+
+    async def metrics_text(self) -> bytes:
+        return await self._metrics_cache.get()
+
+    def _status_steps(self) -> Steps:
+        ready, _ = self.ready()
+        live = dict(self.monitor.states)  # a copy: probes keep writing the monitor's table
+        return joined(status_steps(self.config, self.store.current(), live, ready))
 
     @property
     def api_token(self) -> str | None:

@@ -26,9 +26,9 @@ class AdminSource(Protocol):
 
     def ready(self) -> tuple[bool, list[str]]: ...
 
-    def status(self) -> dict[str, Any]: ...
+    async def status_json(self) -> bytes: ...
 
-    def metrics(self) -> bytes: ...
+    async def metrics_text(self) -> bytes: ...
 
     @property
     def api_token(self) -> str | None: ...
@@ -71,11 +71,11 @@ def make_app(source: AdminSource) -> web.Application:
         return web.Response(status=503, text=f"not ready\n{lines}")
 
     async def status(_request: web.Request) -> web.Response:
-        return web.json_response(source.status())
+        return web.Response(body=await source.status_json(), content_type="application/json")
 
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(
-            body=source.metrics(),
+            body=await source.metrics_text(),
             content_type="text/plain",
             charset="utf-8",
             headers={"X-Content-Type-Options": "nosniff"},

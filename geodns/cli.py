@@ -24,6 +24,7 @@ from geodns.daemon import load_api_token, uvloop_run, with_overrides
 from geodns.demo import run_demo
 from geodns.dns.zonetext import zone_text
 from geodns.errors import ConfigError, GeoDnsError
+from geodns.health.capacity import capacity_warnings, probe_load
 from geodns.health.health import Health, Status, probe_keys
 from geodns.health.overrides import Override, OverrideError, check_target, parse_target
 from geodns.health.snapshot import HealthSnapshot
@@ -281,10 +282,13 @@ def setup_logging(level: str) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     config = load(args.config)
     records = sum(len(node) for z in config.zones.zones.values() for node in z.nodes.values())
+    wanted = probe_load(config)
     print(
         f"{args.config}: OK ({len(config.zones.zones)} zone(s), {records} record set(s), "
-        f"{len(config.pools)} pool(s), {len(config.checks)} check(s))"
+        f"{len(config.pools)} pool(s), {len(config.checks)} check(s), {wanted.rate:,.0f} probes/s)"
     )
+    for warning in capacity_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 

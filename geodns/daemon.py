@@ -29,6 +29,7 @@ from geodns.dns.fastcache import AnswerCache
 from geodns.dns.handler import ServingState, Stats
 from geodns.dns.server import DnsServer
 from geodns.errors import ConfigError, GeoDnsError
+from geodns.health.capacity import capacity_warnings
 from geodns.health.checks.reaper import run_command
 from geodns.health.monitor import Monitor
 from geodns.health.overrides import Override
@@ -244,6 +245,8 @@ class Daemon:
     async def start(self) -> None:
         limit = claim_fds(self.config)
         log.debug("open-files limit %d, budget %d", limit, sum(fd_budget(self.config).values()))
+        for warning in capacity_warnings(self.config):
+            log.warning("%s", warning)
         _freeze_long_lived()
         self.override_store.start()
         await self.monitor.start()

@@ -27,6 +27,7 @@ from geodns.health.health import Status
 from tests.backends import HttpBackend
 from tests.configs import write_zone
 from tests.conftest import REPO
+from tests.daemonproc import run_geodns
 
 
 @contextlib.contextmanager
@@ -236,3 +237,25 @@ def test_a_configuration_that_cannot_fit_the_fd_limit_is_refused(tmp_path: Path)
     # The soft limit is raised to the hard one, so the same config starts where that is enough.
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     assert claim_fds(load(tmp_path / "geodns.yaml")) == (hard if hard != resource.RLIM_INFINITY else 1 << 20)
+
+
+def test_check_says_when_the_probe_rate_is_more_than_a_host_runs(tmp_path: Path) -> None:
+    """2,000 members probed every 100 ms want 20,000 probes/s: accepted (late probes
+    are skipped, never failed) but said plainly, with the arithmetic."""
+    write_zone(tmp_path, "  www: {type: A, pool: web}\n")
+    members = ", ".join(f"{{address: 10.2.{i // 250}.{i % 250 + 1}, dc: par}}" for i in range(2000))
+    (tmp_path / "geodns.yaml").write_text(
+        "datacenters: {par: {}}\n"
+        "checks: {web: {type: tcp, port: 9, interval: 100ms, timeout: 90ms}}\n"
+        f"pools:\n  web: {{check: web, members: [{members}]}}\n"
+    )
+    result = run_geodns("check", "-c", "geodns.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "20,000 probes/s)" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2, result.stderr
+    assert warnings[0].startswith("warning: 2000 probe targets want 20,000 probes/s;")
+    assert "1,800 probes would be in flight at once but server.max_concurrent_probes is 256" in warnings[1]
+    # A modest configuration says nothing.
+    small = run_geodns("check", cwd=REPO)
+    assert small.returncode == 0 and "warning" not in small.stderr

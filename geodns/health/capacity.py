@@ -1,0 +1,53 @@
+"""What a configuration asks of the checker, against what one host can do (pure).
+
+bench/probe_capacity.py measured one core of this project's machine running
+2,000 HTTP probes per second on time (half the core); beyond that probes start
+late, and with a saturated loop a probe measures us rather than the backend.
+Late probes are skipped and counted, never failed (see monitor.py), so an
+oversized configuration does not take members down: their states just update
+slower. Saying so before it runs is kinder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from geodns.config.model import Config
+from geodns.health.health import probe_keys
+
+# Probes per second one core ran on time here (bench/probe_capacity.py); warn early.
+COMFORTABLE_RATE = 1000.0
+MEASURED_RATE = 2000.0
+
+
+@dataclass(frozen=True)
+class ProbeLoad:
+    targets: int
+    rate: float  # probes per second wanted
+    worst_concurrency: float  # probes in flight if every target hangs until its timeout
+
+
+def probe_load(config: Config) -> ProbeLoad:
+    targets = probe_keys(config)
+    rate = sum(1.0 / config.checks[key.check].interval for key in targets)
+    worst = sum(config.checks[key.check].timeout / config.checks[key.check].interval for key in targets)
+    return ProbeLoad(len(targets), rate, worst)
+
+
+def capacity_warnings(config: Config) -> list[str]:
+    load = probe_load(config)
+    out = []
+    if load.rate > COMFORTABLE_RATE:
+        out.append(
+            f"{load.targets} probe targets want {load.rate:,.0f} probes/s; one core of the reference"
+            f" machine ran {MEASURED_RATE:,.0f}/s on time. Beyond what this host runs, probes are skipped"
+            " and counted late (states update slower, /readyz says why); lengthen intervals or share"
+            " targets between pools"
+        )
+    limit = config.server.max_concurrent_probes
+    if load.worst_concurrency > limit:
+        out.append(
+            f"if backends hang, {load.worst_concurrency:,.0f} probes would be in flight at once but"
+            f" server.max_concurrent_probes is {limit}: the rest wait, start late and are skipped"
+        )
+    return out

@@ -1,6 +1,11 @@
 """The bad day, measured: what one hostile query, a huge pool or a flood costs.
 
 Sections (all by default):
+- attacks: a legitimate client asks 2,000 q/s of a static name while each attack
+  of the load-hardening issue runs (a daemon of its own per case, pinned to core 0;
+  clients and attackers on core 1); its p50/p99/loss beside a quiet run of the same
+  invocation, the daemon's worst event-loop stall, resident memory and false state
+  changes (members that are healthy but were marked down);
 - block: the worst single query for pools of 10, 100 and 1,000 members: the time
   the event loop is held by one cache miss (fresh serving state, so even the
   pool decision is computed), per policy and transport, with and without
@@ -10,29 +15,35 @@ Sections (all by default):
 
 Every loop is bounded; nothing leaves the process.
 
-    python bench/abuse.py [--section block,memory] [--repeat 30]
+    python bench/abuse.py [--section attacks,block,memory] [--seconds 5] [--repeat 30]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
+import os
 import random
 import resource
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import aiohttp  # noqa: E402
 import dns.edns  # noqa: E402
 import dns.message  # noqa: E402
 
-from bench.common import write_zone  # noqa: E402
+from bench.common import BACKEND, DNS_CLIENT, free_port, write_zone  # noqa: E402
 from geodns.config import Config, load  # noqa: E402
 from geodns.daemon import serving_state  # noqa: E402
 from geodns.dns.fastcache import AnswerCache  # noqa: E402
@@ -41,6 +52,7 @@ from geodns.dns.handler import ServingState, Stats  # noqa: E402
 from geodns.health.health import Health, Status, probe_keys  # noqa: E402
 from geodns.health.snapshot import HealthSnapshot  # noqa: E402
 
+LEGIT_RATE = 2000
 SIZES = (10, 100, 1000)
 POLICIES = ("all", "weighted", "failover")
 
@@ -157,15 +169,361 @@ def memory(entries: int) -> None:
         print(f"default budget 64 MiB holds ~{64 * 2**20 / (cache.used / cache.entries()):,.0f} such entries")
 
 
+# --- attacks ---------------------------------------------------------------------------
+
+UDP_ATTACK = r"""
+import os, random, socket, sys, time
+os.sched_setaffinity(0, {1})
+port, rate, seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+name, mode = sys.argv[4], sys.argv[5]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setblocking(False)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+def label(l):
+    flip = lambda c: c ^ 0x20 if 97 <= c <= 122 and random.getrandbits(1) else c
+    return bytes([len(l)]) + bytes(flip(c) for c in l.encode())
+def query(i):
+    q = (i & 0xFFFF).to_bytes(2, "big") + bytes.fromhex("0000000100000000") + b"\0\1"
+    q += b"".join(label(l) for l in name.split(".")) + b"\0\0\1\0\1"
+    opts = b""
+    if mode == "ecs":
+        opts = bytes.fromhex("0008000700011800") + bytes(random.getrandbits(8) for _ in range(3))
+    size = random.randrange(512, 1233)
+    return q + b"\0\0\x29" + size.to_bytes(2, "big") + b"\0\0\0\0" + len(opts).to_bytes(2, "big") + opts
+start = time.perf_counter(); i = 0
+while time.perf_counter() - start < seconds:
+    due = int((time.perf_counter() - start) * rate)
+    while i < due:
+        try: s.sendto(query(i), ("127.0.0.1", port))
+        except BlockingIOError: pass
+        i += 1
+    try:
+        while True: s.recv(65535)
+    except BlockingIOError: pass
+    time.sleep(0.002)
+print(i)
+"""
+
+
+def _members(n: int, base_port: int | None, dcs: tuple[str, ...] = ("par", "ams")) -> str:
+    def one(i: int) -> str:
+        probe = f", check_address: 127.0.0.1, check_port: {base_port + i}" if base_port is not None else ""
+        return f"{{address: 10.{i // 250}.{i % 250}.7, dc: {dcs[i % len(dcs)]}{probe}}}"
+
+    return "[" + ", ".join(one(i) for i in range(n)) + "]"
+
+
+def _attack_config(
+    folder: Path, dns_port: int, http_port: int, *, pools: str, checks: str = "", records: str = ""
+) -> Path:
+    (folder / "geodns.yaml").write_text(
+        f"server: {{dns_listen: ['127.0.0.1:{dns_port}'], http_listen: '127.0.0.1:{http_port}',"
+        " state_dir: state}\n"
+        "datacenters: {par: {}, ams: {}}\n"
+        f"checks: {{{checks}}}\n"
+        f"pools:\n{pools}"
+    )
+    write_zone(folder, "  www: {type: A, value: 192.0.2.80}\n" + records)
+    return folder / "geodns.yaml"
+
+
+@dataclass
+class Case:
+    name: str
+    what: str
+    pools: str = "  none: {members: [{address: 192.0.2.9, dc: par}]}\n"
+    checks: str = ""
+    records: str = ""
+    backends: int = 0  # healthy HTTP backends on consecutive ports
+    hostile: int = 0  # members answered by a hostile backend (not counted as false downs)
+    fd_limit: int | None = None
+    zone_records: int = 0
+
+
+BACKEND_BASE = 21000
+HOSTILE_PORT = 20999
+HOSTILE = r"""
+import asyncio, os, sys
+os.sched_setaffinity(0, {1})
+async def serve(reader, writer):
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;")
+        end = asyncio.get_running_loop().time() + 2
+        while asyncio.get_running_loop().time() < end:
+            writer.write(b"a" * 8192); await writer.drain()
+    except Exception: pass
+    finally: writer.close()
+async def main():
+    await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]))
+    print("ready", flush=True); await asyncio.sleep(float(sys.argv[2]))
+asyncio.run(main())
+"""
+
+
+def _hostile_members(n: int) -> str:
+    return ", ".join(
+        f"{{address: 10.9.0.{i}, dc: ams, check_address: 127.0.0.{i + 2}, check_port: {HOSTILE_PORT}}}"
+        for i in range(n)
+    )
+
+
+CHECK = "web: {type: http, path: /health, expect_body: OK, interval: 2s, timeout: 1s}"
+CASES = [
+    Case("quiet", "nothing but the legitimate client"),
+    Case(
+        "truncation",
+        "2,000 q/s to an `all` pool of 1,000, random case and EDNS size",
+        pools=f"  big: {{policy: all, members: {_members(1000, None)}}}\n",
+        records="  big: {type: A, pool: big}\n",
+    ),
+    Case(
+        "weighted-ecs",
+        "500 q/s to a weighted pool of 100, a random ECS /24 each",
+        pools=f"  wt: {{policy: weighted, max_answers: 4, members: {_members(100, None)}}}\n",
+        records="  wt: {type: A, pool: wt}\n",
+    ),
+    Case("reload-100k", "a 100,000-record zone changed and reloaded every 1.5 s", zone_records=100_000),
+    Case(
+        "api-poll",
+        "20 clients polling /metrics and /v1/status, 2,000 members",
+        pools=f"  web: {{check: web, members: {_members(2000, BACKEND_BASE)}}}\n",
+        checks=CHECK.replace("2s", "10s").replace("1s}", "2s}"),
+        backends=2000,
+    ),
+    Case(
+        "hostile-backend",
+        "5 members behind an endless chunk-size line, 20 healthy beside them",
+        pools=f"  web: {{check: web, members: {_members(20, BACKEND_BASE)}}}\n"
+        f"  bad: {{check: web, members: [{_hostile_members(5)}]}}\n",
+        checks=CHECK.replace("2s", "500ms").replace("1s}", "400ms}"),
+        backends=20,
+        hostile=5,
+    ),
+    Case(
+        "idle-api",
+        "1,100 idle connections to the API, open-files limit 1,024",
+        pools=f"  web: {{check: web, members: {_members(50, BACKEND_BASE)}}}\n",
+        checks=CHECK.replace("2s", "500ms").replace("1s}", "400ms}"),
+        backends=50,
+        fd_limit=1024,
+    ),
+    Case(
+        "overload",
+        "2,000 members probed every 100 ms (20,000 probes/s wanted)",
+        pools=f"  web: {{check: web, members: {_members(2000, BACKEND_BASE)}}}\n",
+        checks=CHECK.replace("2s", "100ms").replace("1s}", "90ms}"),
+        backends=2000,
+    ),
+]
+
+
+async def _attacker(case: Case, folder: Path, dns: int, http: int, pid: int, seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    if case.name in ("truncation", "weighted-ecs"):
+        name, rate, mode = (
+            ("big.example.test", 2000, "case")
+            if case.name == "truncation"
+            else ("wt.example.test", 500, "ecs")
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            UDP_ATTACK,
+            str(dns),
+            str(rate),
+            str(seconds),
+            name,
+            mode,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        await proc.wait()
+    elif case.name == "reload-100k":
+        zone = folder / "zones" / "z.yaml"
+        while loop.time() < end:
+            await asyncio.sleep(0.5)
+            zone.write_text(zone.read_text() + "\n")
+            os.kill(pid, signal.SIGHUP)
+            await asyncio.sleep(1.0)
+    elif case.name == "api-poll":
+
+        async def poll(path: str) -> None:
+            async with aiohttp.ClientSession() as session:
+                while loop.time() < end:
+                    async with session.get(f"http://127.0.0.1:{http}{path}") as resp:
+                        await resp.read()
+
+        await asyncio.gather(*(poll("/metrics" if i % 2 else "/v1/status") for i in range(20)))
+    elif case.name == "idle-api":
+        held = []
+        for _ in range(1100):
+            try:
+                held.append(await asyncio.open_connection("127.0.0.1", http))
+            except OSError:
+                await asyncio.sleep(0.001)
+        await asyncio.sleep(max(0.0, end - loop.time()))
+        for _, writer in held:
+            writer.close()
+    else:
+        await asyncio.sleep(seconds)
+
+
+def _false_downs(metrics: str, hostile: int) -> int:
+    total = 0
+    for line in metrics.splitlines():
+        if (
+            line.startswith("geodns_state_changes_total{")
+            and 'to="down"' in line
+            and 'pool="bad"' not in line
+        ):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def _proc_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+async def _run_case(case: Case, seconds: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        dns, http = free_port(), free_port()
+        records = case.records
+        if case.zone_records:
+            records += "".join(
+                f"  h{i}: {{type: A, value: 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}}}\n"
+                for i in range(case.zone_records)
+            )
+        config = _attack_config(folder, dns, http, pools=case.pools, checks=case.checks, records=records)
+        helpers = []
+        if case.backends:
+            helpers.append(
+                subprocess.Popen(  # noqa: ASYNC220 - set-up, before anything is measured
+                    [sys.executable, "-c", BACKEND, str(BACKEND_BASE), str(case.backends), str(seconds + 60)],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        if case.hostile:
+            helpers.append(
+                subprocess.Popen(  # noqa: ASYNC220
+                    [sys.executable, "-c", HOSTILE, str(HOSTILE_PORT), str(seconds + 60)],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        for helper in helpers:
+            assert helper.stdout is not None and helper.stdout.readline().strip() == "ready"
+
+        def limits() -> None:
+            os.sched_setaffinity(0, {0})
+            if case.fd_limit:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (case.fd_limit, case.fd_limit))
+
+        daemon = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, "-m", "geodns", "--log-level", "error", "serve", "-c", str(config)],
+            preexec_fn=limits,  # noqa: PLW1509 - before any thread of the benchmark's own starts
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        try:
+            async with aiohttp.ClientSession() as session:
+                for _ in range(600):  # up to 60 s for a 100,000-record zone's first start
+                    try:
+                        async with session.get(f"http://127.0.0.1:{http}/readyz") as resp:
+                            if resp.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(2.5)  # past the start-up burst of probes
+                client = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-c",
+                    DNS_CLIENT,
+                    str(dns),
+                    str(LEGIT_RATE),
+                    str(seconds),
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                attack = asyncio.ensure_future(_attacker(case, folder, dns, http, daemon.pid, seconds))
+                out, _ = await client.communicate()
+                await attack
+                async with session.get(f"http://127.0.0.1:{http}/metrics") as resp:
+                    metrics = await resp.text()
+            got, sent, p50, p99 = out.decode().split()
+            lag = next(
+                (
+                    float(line.split()[1])
+                    for line in metrics.splitlines()
+                    if line.startswith("geodns_event_loop_lag_seconds ")
+                ),
+                float("nan"),
+            )
+            return {
+                "p50": float(p50) * 1000,
+                "p99": float(p99) * 1000,
+                "lost": 1 - int(got) / max(1, int(sent)),
+                "lag": lag * 1000,
+                "rss": _proc_kib(daemon.pid, "VmRSS") / 1024,
+                "false_downs": _false_downs(metrics, case.hostile),
+            }
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(10)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+            for helper in helpers:
+                helper.kill()
+                helper.wait()
+
+
+def attacks(seconds: float, runs: int, only: list[str] | None) -> None:
+    os.sched_setaffinity(0, {1})
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    print(
+        f"\n## Legitimate DNS under each attack ({LEGIT_RATE:,} q/s of a static name, {seconds:g} s,"
+        f" median of {runs})\n"
+    )
+    columns = ("attack", "what", "p50 ms", "p99 ms", "p99 vs quiet", "lost", "worst loop stall ms", "RSS MB")
+    print("| " + " | ".join((*columns, "false downs")) + " |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    quiet = None
+    for case in CASES:
+        if only and case.name not in only and case.name != "quiet":
+            continue
+        results = [asyncio.run(_run_case(case, seconds)) for _ in range(runs)]
+        med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+        if case.name == "quiet":
+            quiet = med["p99"]
+        ratio = med["p99"] / quiet if quiet else float("nan")
+        print(
+            f"| {case.name} | {case.what} | {med['p50']:.2f} | {med['p99']:.2f} | {ratio:.1f}x |"
+            f" {med['lost']:.2%} | {med['lag']:.1f} | {med['rss']:.0f} |"
+            f" {max(r['false_downs'] for r in results)} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--section", default="block,memory")
+    parser.add_argument("--section", default="attacks,block,memory")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--runs", type=int, default=1, help="runs per attack; medians are printed")
+    parser.add_argument("--only", default="", help="comma-separated attack names (the quiet run always runs)")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--entries", type=int, default=100_000)
     args = parser.parse_args()
     sections = args.section.split(",")
+    if "attacks" in sections:
+        attacks(args.seconds, args.runs, [n for n in args.only.split(",") if n] or None)
     if "block" in sections:
         block(args.repeat)
     if "memory" in sections:

@@ -28,36 +28,12 @@ sys.path.insert(0, str(REPO))
 
 import uvloop  # noqa: E402
 
-from bench.common import BACKEND, write_zone  # noqa: E402
+from bench.common import BACKEND, DNS_CLIENT, write_zone  # noqa: E402
 from geodns.config import load  # noqa: E402
 from geodns.daemon import Daemon  # noqa: E402
 
 INTERVAL = 2.0
 BASE_PORT = 20000
-
-
-DNS_CLIENT = r"""
-import os, socket, struct, sys, time, select
-os.sched_setaffinity(0, {1})
-port, rate, seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-q = bytes.fromhex("0000010000010000000000000377777707657861" "6d706c6504746573740000010001")
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setblocking(False)
-sent = {}; lat = []; i = 0; start = time.perf_counter(); gap = 1.0 / rate
-while True:
-    now = time.perf_counter()
-    if now - start > seconds: break
-    if now >= start + i * gap:
-        qid = i & 0xFFFF; sent[qid] = now
-        s.sendto(struct.pack("!H", qid) + q[2:], ("127.0.0.1", port)); i += 1
-    r, _, _ = select.select([s], [], [], max(0.0, start + i * gap - time.perf_counter()))
-    while r:
-        try: data = s.recv(2048)
-        except BlockingIOError: break
-        t = sent.pop(struct.unpack("!H", data[:2])[0], None)
-        if t is not None: lat.append(time.perf_counter() - t)
-lat.sort()
-print(len(lat), i, lat[len(lat)//2] if lat else -1, lat[int(len(lat)*0.99)] if lat else -1, flush=True)
-"""
 
 
 def write_config(tmp: Path, targets: int) -> Path:

@@ -158,6 +158,7 @@ class Daemon:
         self.metrics_registry = Metrics(self.stats)
         self.store = SnapshotStore()
         self.monitor = Monitor(self.config, self.store, self.metrics_registry)
+        self.metrics_registry.loop_lag.set_function(lambda: self.monitor.watch.recent(10.0))
         self.override_store = OverrideStore(self.config, self.store)
         self._stopping = threading.Event()  # wakes the Route53 thread out of its sleeps
         self.route53: Route53Sync | None = None

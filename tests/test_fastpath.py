@@ -24,6 +24,7 @@ from geodns.dns import fastpath
 from geodns.dns.fastcache import ENTRY_OVERHEAD, VARIANTS, AnswerCache, payload
 from geodns.dns.fastpath import answer
 from geodns.dns.handler import ServingState, Stats, handle
+from geodns.dns.wire import udp_limit
 from geodns.health.snapshot import HealthSnapshot
 from tests.configs import write_zone
 from tests.conftest import Running, start_daemon
@@ -286,3 +287,33 @@ def test_a_random_answer_costs_one_resolution_per_query(
         before = calls
         assert answer(q.to_wire(), "127.0.0.1", True, state, stats) is not None
         assert calls - before == 1
+
+
+@pytest.mark.parametrize(
+    ("requested", "limit"),
+    [
+        (0, 512),
+        (511, 512),
+        (512, 512),
+        (639, 512),
+        (640, 640),
+        (700, 640),
+        (1231, 1152),
+        (1232, 1232),
+        (4096, 1232),
+    ],
+)
+def test_udp_limits_come_in_classes(requested: int, limit: int) -> None:
+    assert udp_limit(requested, 1232) == limit
+
+
+def test_random_edns_sizes_make_a_handful_of_entries_for_a_big_answer(test_config: Config) -> None:
+    """A 600-byte TXT asked with every EDNS size from 512 to 1400: at most one entry per
+    size class, and every reply within the client's own size."""
+    state = _fresh(test_config)
+    stats = Stats()
+    for size in range(512, 1401, 7):
+        q = dns.message.make_query("big.example.test.", "TXT", use_edns=0, payload=size)
+        reply = answer(q.to_wire(), "127.0.0.1", True, state, stats)
+        assert reply is not None and len(reply) <= size
+    assert state.cache.entries() <= 8 and stats.cache_hits > 100

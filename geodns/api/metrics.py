@@ -86,6 +86,11 @@ class Metrics:
         self.state_changes = Counter(
             "geodns_state_changes_total", "Member health state changes", ["pool", "member", "to"], registry=r
         )
+        self.loop_lag = Gauge(
+            "geodns_event_loop_lag_seconds",
+            "Longest delay of the event loop in the last 10 s (a stalled loop answers nothing)",
+            registry=r,
+        )
         self.snapshot_version = Gauge("geodns_snapshot_version", "Version of the health snapshot", registry=r)
         self.ready = Gauge("geodns_ready", "1 once every checked member has a fresh probe result", registry=r)
         self.r53_calls = Counter(

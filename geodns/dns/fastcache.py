@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from geodns.dns.wire import udp_limit
+
 DEFAULT_SIZE = 64 * 1024 * 1024  # bytes, all transports together
 VARIANTS = 16  # drawn replies per random answer
 # Bytes an entry costs beyond its key and reply: the dict slot, the OrderedDict
@@ -26,6 +28,10 @@ VARIANTS = 16  # drawn replies per random answer
 ENTRY_OVERHEAD = 200
 PER_CLIENT_OVERHEAD = 64  # one more slot in a PerClient's dict
 PLAIN_UDP = 512  # a reply this small fits every client: one entry for every EDNS size
+# EDNS sizes resolvers send by default (BIND, Unbound, Knot, PowerDNS: 1232; older
+# ones 4096; some public resolvers 1400-1452, Windows 4000): their exact bytes get
+# an entry of their own; any other size is found through its folded key.
+COMMON_SIZES = frozenset({1220, 1232, 1280, 1400, 1410, 1452, 4000, 4096})
 _HEADER = 12
 _OPT_TYPE = b"\x00\x29"
 
@@ -70,19 +76,21 @@ class Folded:
     """A query's cache keys: `universal` for replies that fit any client (small
     and complete), `exact` for replies that depend on the client's size limit."""
 
-    __slots__ = ("end", "exact", "lowercase", "universal")
+    __slots__ = ("aliasable", "end", "exact", "universal")
 
-    def __init__(self, universal: bytes, exact: bytes, end: int, lowercase: bool) -> None:
+    def __init__(self, universal: bytes, exact: bytes, end: int, aliasable: bool) -> None:
         self.universal = universal
         self.exact = exact
         self.end = end  # offset of the question name's last byte (its root label)
-        self.lowercase = lowercase  # the client wrote the name in lower case already
+        # Worth an entry under its own exact bytes: written in lower case, with a
+        # common EDNS size (ours or more, or a class's own); random sizes are not.
+        self.aliasable = aliasable
 
 
 def fold(data: bytes, udp_cap: int | None) -> Folded | None:
     """Cache keys for a query, or None when it is too odd to fold (the full path
     decides). The name is lowercased; with `udp_cap` (UDP), the EDNS size becomes
-    the limit it implies, max(512, min(size, our size)), or 0 in `universal`."""
+    the limit it implies (`wire.udp_limit`: at most 7 classes), or 0 in `universal`."""
     end = data.find(b"\0", _HEADER)
     if end < 0 or len(data) < end + 5:
         return None
@@ -91,6 +99,7 @@ def fold(data: bytes, udp_cap: int | None) -> Folded | None:
     head = data[2:_HEADER] + lower
     rest = data[end:]
     universal = exact = head + rest
+    aliasable = lower == name
     opt = end + 5
     if (
         udp_cap is not None
@@ -100,11 +109,12 @@ def fold(data: bytes, udp_cap: int | None) -> Folded | None:
         and data[opt + 1 : opt + 3] == _OPT_TYPE
     ):
         size = (data[opt + 3] << 8) | data[opt + 4]
-        limit = max(PLAIN_UDP, min(size, udp_cap))
+        limit = udp_limit(size, udp_cap)
         before, after = head + data[end : opt + 3], data[opt + 5 :]
         exact = before + limit.to_bytes(2, "big") + after
         universal = before + b"\0\0" + after
-    return Folded(universal, exact, end, lower == name)
+        aliasable = aliasable and (size == limit or size in COMMON_SIZES)
+    return Folded(universal, exact, end, aliasable)
 
 
 class AnswerCache:

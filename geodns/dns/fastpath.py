@@ -68,6 +68,7 @@ def answer_entry(
         return handle(data, source, udp, state, stats)
     cache = state.cache
     table = cache.table(udp)
+    end = folded.end
     for key in (folded.universal, folded.exact):
         entry = table.get(key)
         if entry is None:
@@ -76,12 +77,10 @@ def answer_entry(
         reply = _replay(entry, data, source, udp, state, stats)
         if reply is None:
             break  # a per-client entry without this client's answer yet
-        if folded.lowercase:
-            if entry.__class__ is bytes:
-                # The next identical query hits on its exact bytes.
-                cache.put(table, data[2:], entry)
+        if folded.aliasable and entry.__class__ is bytes:
+            cache.put(table, data[2:], entry)  # the next identical query hits on its exact bytes
+        if data[12:end] == reply[12:end]:
             return reply
-        end = folded.end
         return reply[:12] + data[12:end] + reply[end:]  # the client's own spelling
     return _miss(data, folded, source, udp, state, stats)
 
@@ -192,7 +191,8 @@ def _miss(
     fits_all = not udp or (len(reply) <= PLAIN_UDP and not reply[2] & _TC)
     key = folded.universal if fits_all else folded.exact
     value: bytes | Rotating = stored
-    if outcome.depends & DEPENDS_RANDOM:
+    if outcome.depends & DEPENDS_RANDOM and not reply[2] & _TC:
+        # A truncated reply sends the resolver to TCP, its records unused: one is enough.
         value = Rotating(stored)
     cache = state.cache
     table: OrderedDict[bytes, Entry] = cache.table(udp)

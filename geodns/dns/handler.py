@@ -20,7 +20,16 @@ from geodns.dns.answer import (
 )
 from geodns.dns.encode import MAX_TCP_MESSAGE, encode_answer, encode_simple
 from geodns.dns.fastcache import AnswerCache
-from geodns.dns.wire import OPT_ECS, Header, Malformed, parse_ecs, parse_header, parse_query, parse_question
+from geodns.dns.wire import (
+    OPT_ECS,
+    Header,
+    Malformed,
+    parse_ecs,
+    parse_header,
+    parse_query,
+    parse_question,
+    udp_limit,
+)
 from geodns.zone.zone import ZoneSet
 
 log = logging.getLogger(__name__)
@@ -161,7 +170,7 @@ def _handle(
     elif edns is None:
         limit = PLAIN_UDP_LIMIT
     else:
-        limit = max(PLAIN_UDP_LIMIT, min(edns.udp_size, size))
+        limit = udp_limit(edns.udp_size, size)
     reply = encode_answer(header, q, answer, edns, limit, size, state.nsid, ecs)
     if outcome is not None and answer.rcode != SERVFAIL:
         # Everything that shaped this reply is in the query's bytes after the ID

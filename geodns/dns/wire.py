@@ -30,6 +30,21 @@ OPT_ECS = 8
 _LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 
 
+PLAIN_UDP = 512
+SIZE_CLASS = 128
+
+
+def udp_limit(requested: int, ours: int) -> int:
+    """The size a UDP reply must fit: the smaller of the client's EDNS size and
+    ours, never below 512, rounded down to a class of 128 bytes (512, 640, ...).
+    Any smaller size than the client's is allowed (RFC 6891 7); the classes keep a
+    client that sends random sizes from making every query a new cache entry."""
+    limit = max(PLAIN_UDP, min(requested, ours))
+    if limit >= ours:
+        return ours
+    return limit - (limit - PLAIN_UDP) % SIZE_CLASS
+
+
 class Malformed(Exception):
     """The packet cannot be parsed past its header (FORMERR when there is one)."""
 

@@ -31,6 +31,13 @@ class LoopWatch:
             now = loop.time()
             self.samples.append((now, max(0.0, now - before - PERIOD)))
 
+    def recent(self, seconds: float) -> float:
+        """The longest stall in the last `seconds` (for /metrics)."""
+        if not self.samples:
+            return 0.0
+        since = self.samples[-1][0] - seconds
+        return max((lag for when, lag in self.samples if when >= since), default=0.0)
+
     def worst(self, start: float, end: float) -> float:
         """The longest stall (seconds) that overlapped [start, end] (loop time)."""
         worst = 0.0

@@ -260,6 +260,9 @@ class Daemon:
             self.admin = AdminServer(make_app(self), max_connections=self.config.server.api_max_connections)
             await self.admin.start(self.config.server.http_listen)
         self.serving = True
+        # Again now that probe tasks, sockets and the first results exist: thousands of
+        # long-lived objects the collector would otherwise walk on every full pass.
+        gc.freeze()
         zones = ", ".join(sorted(".".join(o) + "." for o in self.config.zones.zones))
         log.info("serving %d zone(s): %s", len(self.config.zones.zones), zones or "none")
 
@@ -332,7 +335,10 @@ class Daemon:
         }
         argv = [sys.executable, "-m", "geodns.config.compile", str(path)]
         try:
-            run = await run_command(argv, dict(os.environ), keep=COMPILER_OUTPUT, limit=COMPILER_OUTPUT)
+            # Niced: on a busy host the compiler takes what the answers leave.
+            run = await run_command(
+                argv, dict(os.environ), keep=COMPILER_OUTPUT, limit=COMPILER_OUTPUT, nice=10
+            )
         except OSError as exc:
             log.warning("cannot start the zone compiler (%s); compiling in this process", exc)
             return running

@@ -254,8 +254,32 @@ def test_check_says_when_the_probe_rate_is_more_than_a_host_runs(tmp_path: Path)
     assert "20,000 probes/s)" in result.stdout
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 2, result.stderr
-    assert warnings[0].startswith("warning: 2000 probe targets want 20,000 probes/s;")
+    budget = "but server.max_probe_rate is 1,000"
+    assert warnings[0].startswith(f"warning: 2000 probe targets want 20,000 probes/s {budget}")
     assert "1,800 probes would be in flight at once but server.max_concurrent_probes is 256" in warnings[1]
     # A modest configuration says nothing.
     small = run_geodns("check", cwd=REPO)
     assert small.returncode == 0 and "warning" not in small.stderr
+
+
+@pytest.mark.asyncio
+async def test_probes_beyond_the_rate_budget_are_skipped_and_said(
+    tmp_path: Path, backends: list[HttpBackend]
+) -> None:
+    """Six targets every 100 ms want 60 probes/s; a budget of 10/s runs about that
+    many, skips the rest (counted late, states held) and says why."""
+    path = _config(
+        tmp_path, backends, interval="100ms", timeout="80ms", members=6, extra=", max_probe_rate: 10"
+    )
+    daemon = Daemon(load(path))
+    await daemon.start()
+    try:
+        before = sum(b.requests for b in backends)
+        await asyncio.sleep(2.0)
+        ran = sum(b.requests for b in backends) - before
+        assert 5 <= ran <= 40, ran  # ~20 within the budget, not ~120
+        assert _statuses(daemon) == {Status.UP}
+        assert 'geodns_checker_errors_total{cause="overload",check="web"}' in await _metrics(daemon)
+        assert any("more than server.max_probe_rate (10/s) probes wanted" in r for r in daemon.ready()[1])
+    finally:
+        await daemon.stop()

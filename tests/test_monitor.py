@@ -258,12 +258,12 @@ async def test_a_monitor_bug_fails_the_target_loudly_and_probing_goes_on(
     original = monitor._probe_once
     calls = 0
 
-    async def broken(target: object) -> None:
+    async def broken(target: object, *, first: bool = False) -> bool:
         nonlocal calls
         calls += 1
         if calls <= 8:
             raise RuntimeError("bug in the monitor")
-        await original(target)  # type: ignore[arg-type]
+        return await original(target, first=first)  # type: ignore[arg-type]
 
     try:
         await monitor.stop()

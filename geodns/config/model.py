@@ -45,6 +45,7 @@ class ServerConfig:
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 256
     max_concurrent_probes: int = 256
+    max_probe_rate: int = 1000  # probe starts per second; beyond it probes are skipped, states held
     answer_cache_size: int = 64 * 1024 * 1024  # bytes, UDP and TCP replies together
     api_max_connections: int = 64
     api_token_file: Path | None = None  # bearer token for writes; GEODNS_API_TOKEN also works

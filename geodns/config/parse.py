@@ -87,6 +87,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
     idle = f.get("tcp_idle_timeout", to_duration, d.tcp_idle_timeout)
     max_conn = f.get("tcp_max_connections", int_in(1, 100000), d.tcp_max_connections)
     max_probes = f.get("max_concurrent_probes", int_in(1, 100000), d.max_concurrent_probes)
+    probe_rate = f.get("max_probe_rate", int_in(1, 1000000), d.max_probe_rate)
     cache_size = f.get("answer_cache_size", to_size(0, 64 * 1024**3), d.answer_cache_size)
     api_conns = f.get("api_max_connections", int_in(1, 10000), d.api_max_connections)
     token_file = f.get("api_token_file", to_str)
@@ -106,6 +107,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
         tcp_idle_timeout=idle or d.tcp_idle_timeout,
         tcp_max_connections=max_conn or d.tcp_max_connections,
         max_concurrent_probes=max_probes or d.max_concurrent_probes,
+        max_probe_rate=probe_rate or d.max_probe_rate,
         answer_cache_size=d.answer_cache_size if cache_size is None else cache_size,
         api_max_connections=api_conns or d.api_max_connections,
         api_token_file=base / token_file if token_file else None,

@@ -28,6 +28,7 @@ _WITH_TARGETS = frozenset({int(RType.NS), int(RType.MX), int(RType.SRV)})  # add
 # What an answer depends on beyond the query's bytes (for the answer cache).
 DEPENDS_RANDOM = 1  # a random draw (weighted / all pools): cache several variants
 DEPENDS_CLIENT = 2  # the packet's source address (geo without ECS): cache per topology rule
+DEPENDS_ECS = 4  # the EDNS Client Subnet's address (geo with ECS): never replayed to another subnet
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,7 @@ class _Builder:
             if result.ecs_scope is not None:
                 # The narrowest scope any steering decision depended on wins.
                 self.ecs_scope = max(self.ecs_scope or 0, result.ecs_scope)
+                self.depends |= DEPENDS_ECS
             if result.servfail:
                 self.servfail = True
                 return None

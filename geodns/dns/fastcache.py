@@ -74,17 +74,22 @@ def payload(value: Entry) -> int:
 
 class Folded:
     """A query's cache keys: `universal` for replies that fit any client (small
-    and complete), `exact` for replies that depend on the client's size limit."""
+    and complete), `exact` for replies that depend on the client's size limit.
+    With an EDNS Client Subnet option, `ecs` is the length of its address (the
+    query's last bytes): answers that do not depend on the subnet are kept under
+    the keys without it and get the client's address spliced back into the ECS
+    option they echo (the reply's last bytes)."""
 
-    __slots__ = ("aliasable", "end", "exact", "universal")
+    __slots__ = ("aliasable", "ecs", "end", "exact", "universal")
 
-    def __init__(self, universal: bytes, exact: bytes, end: int, aliasable: bool) -> None:
+    def __init__(self, universal: bytes, exact: bytes, end: int, aliasable: bool, ecs: int = 0) -> None:
         self.universal = universal
         self.exact = exact
         self.end = end  # offset of the question name's last byte (its root label)
         # Worth an entry under its own exact bytes: written in lower case, with a
         # common EDNS size (ours or more, or a class's own); random sizes are not.
         self.aliasable = aliasable
+        self.ecs = ecs
 
 
 def fold(data: bytes, udp_cap: int | None) -> Folded | None:
@@ -101,20 +106,40 @@ def fold(data: bytes, udp_cap: int | None) -> Folded | None:
     universal = exact = head + rest
     aliasable = lower == name
     opt = end + 5
+    ecs = 0
     if (
-        udp_cap is not None
-        and len(data) >= opt + 11
+        len(data) >= opt + 11
         and data[6:12] == b"\0\0\0\0\0\1"  # no answer/authority records, one additional: the OPT
         and data[opt] == 0
         and data[opt + 1 : opt + 3] == _OPT_TYPE
     ):
-        size = (data[opt + 3] << 8) | data[opt + 4]
-        limit = udp_limit(size, udp_cap)
-        before, after = head + data[end : opt + 3], data[opt + 5 :]
-        exact = before + limit.to_bytes(2, "big") + after
-        universal = before + b"\0\0" + after
-        aliasable = aliasable and (size == limit or size in COMMON_SIZES)
-    return Folded(universal, exact, end, aliasable)
+        ecs = _ecs_address_length(data, opt + 11)
+        if udp_cap is not None:
+            size = (data[opt + 3] << 8) | data[opt + 4]
+            limit = udp_limit(size, udp_cap)
+            before, after = head + data[end : opt + 3], data[opt + 5 :]
+            exact = before + limit.to_bytes(2, "big") + after
+            universal = before + b"\0\0" + after
+            aliasable = aliasable and (size == limit or size in COMMON_SIZES)
+    return Folded(universal, exact, end, aliasable, ecs)
+
+
+def _ecs_address_length(data: bytes, rdata: int) -> int:
+    """The address length of a well-formed ECS option that is the OPT's only option
+    (then it ends the query), else 0. Well-formed as RFC 7871 6 says, or the full
+    path must see the query (it answers FORMERR)."""
+    length = len(data) - rdata  # the OPT's data runs to the end, and is this one option
+    if length < 8 or data[rdata - 2 : rdata + 4] != (
+        length.to_bytes(2, "big") + b"\0\x08" + (length - 4).to_bytes(2, "big")
+    ):
+        return 0
+    family, source, scope = data[rdata + 5], data[rdata + 6], data[rdata + 7]
+    n = len(data) - rdata - 8
+    if data[rdata + 4] != 0 or family not in (1, 2) or scope != 0 or source > (32 if family == 1 else 128):
+        return 0
+    if n != (source + 7) // 8 or n == 0 or data[-1] & (0xFF >> (source % 8 or 8)):
+        return 0
+    return n
 
 
 class AnswerCache:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Protocol, runtime_checkable
 
-from geodns.dns.answer import DEPENDS_CLIENT, DEPENDS_RANDOM, PoolSource
+from geodns.dns.answer import DEPENDS_CLIENT, DEPENDS_ECS, DEPENDS_RANDOM, PoolSource
 from geodns.dns.fastcache import (
     PER_CLIENT_OVERHEAD,
     PLAIN_UDP,
@@ -68,8 +68,12 @@ def answer_entry(
         return handle(data, source, udp, state, stats)
     cache = state.cache
     table = cache.table(udp)
-    end = folded.end
-    for key in (folded.universal, folded.exact):
+    end, ecs = folded.end, folded.ecs
+    keys = [(folded.universal, 0), (folded.exact, 0)]
+    if ecs:
+        # Answers that do not depend on the subnet: one entry for every client address.
+        keys += [(folded.universal[:-ecs], ecs), (folded.exact[:-ecs], ecs)]
+    for key, strip in keys:
         entry = table.get(key)
         if entry is None:
             continue
@@ -77,7 +81,9 @@ def answer_entry(
         reply = _replay(entry, data, source, udp, state, stats)
         if reply is None:
             break  # a per-client entry without this client's answer yet
-        if folded.aliasable and entry.__class__ is bytes:
+        if strip:
+            reply = reply[:-strip] + data[-strip:]  # the client's own subnet, echoed
+        elif folded.aliasable and entry.__class__ is bytes:
             cache.put(table, data[2:], entry)  # the next identical query hits on its exact bytes
         if data[12:end] == reply[12:end]:
             return reply
@@ -190,6 +196,10 @@ def _miss(
     # A small, complete UDP reply fits every client's size; TCP never truncates.
     fits_all = not udp or (len(reply) <= PLAIN_UDP and not reply[2] & _TC)
     key = folded.universal if fits_all else folded.exact
+    ecs = folded.ecs
+    if ecs and not outcome.depends & (DEPENDS_ECS | DEPENDS_CLIENT) and reply.endswith(data[-ecs:]):
+        # The subnet shaped nothing but the ECS option echoed at the reply's end.
+        key = key[:-ecs]
     value: bytes | Rotating = stored
     if outcome.depends & DEPENDS_RANDOM and not reply[2] & _TC:
         # A truncated reply sends the resolver to TCP, its records unused: one is enough.

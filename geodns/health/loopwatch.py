@@ -2,7 +2,7 @@
 
 A probe that timed out while the loop itself was stalled (a burst of queries, a
 slow callback, an overloaded host) has measured us, not the backend. The monitor
-asks `worst(start, end)` before it blames a target for a timeout.
+asks `stalled(start, end)` before it blames a target for a timeout.
 """
 
 from __future__ import annotations
@@ -38,16 +38,18 @@ class LoopWatch:
         since = self.samples[-1][0] - seconds
         return max((lag for when, lag in self.samples if when >= since), default=0.0)
 
-    def worst(self, start: float, end: float) -> float:
-        """The longest stall (seconds) that overlapped [start, end] (loop time)."""
-        worst = 0.0
+    def stalled(self, start: float, end: float) -> float:
+        """How long the loop was late (seconds, summed) during [start, end] (loop
+        time): a probe needs several turns of the loop, and a loop late by 15 ms on
+        every turn costs it as much as one long stall does."""
+        total = 0.0
         for when, lag in reversed(self.samples):
             if when - lag - PERIOD > end:
                 continue
             if when < start:
                 break
-            worst = max(worst, lag)
-        return worst
+            total += lag
+        return total
 
     async def stop(self) -> None:
         if self._task is not None:

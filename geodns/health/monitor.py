@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from geodns.config.model import Check, Config, Member, Pool
 from geodns.health import statefile
+from geodns.health.capacity import probe_load
 from geodns.health.checks import Probe, ProbeResult, Target, make_probe
 from geodns.health.checks.base import checker_error, failed
 from geodns.health.checks.reaper import REAPER
@@ -33,7 +34,7 @@ from geodns.health.snapshot import SnapshotStore
 log = logging.getLogger(__name__)
 
 STATE_FILE = "health.json"
-STALL_SHARE = 0.25  # a timeout is ours when the loop stalled this share of the timeout meanwhile
+STALL_SHARE = 0.25  # a timeout is ours when the loop was late this share of the timeout meanwhile
 TROUBLE_WINDOW = 30.0  # seconds a checker error keeps /readyz at 503
 
 
@@ -64,6 +65,25 @@ class MonitorMetrics(Protocol):
     ready: Gauge
 
 
+class ProbeBudget:
+    """A token bucket of probe starts: `rate` a second, in bursts of at most 10 ms worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate / 100)
+        self.tokens = self.burst
+        self.at: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self.at is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
 @dataclass
 class _Target:
     key: ProbeKey
@@ -92,6 +112,8 @@ class Monitor:
         self.targets: dict[ProbeKey, _Target] = {}
         self.probes: dict[str, Probe] = {}
         self._sem = asyncio.Semaphore(config.server.max_concurrent_probes)
+        self._budget = ProbeBudget(config.server.max_probe_rate)
+        self._overload = 1.0  # probes wanted per probe the budget allows (>= 1)
         self._running = False
         self._publish_scheduled = False
         self._check_metrics: dict[str, tuple[Any, Any]] = {}
@@ -106,6 +128,7 @@ class Monitor:
 
     def _plan(self, config: Config, saved: dict[ProbeKey, Health]) -> None:
         keys = probe_keys(config)
+        self._overload = max(1.0, probe_load(config).rate / config.server.max_probe_rate)
         self.targets = {key: _Target(key, config.checks[key.check], members) for key, members in keys.items()}
         for key in keys:
             if key not in self.states:
@@ -186,14 +209,19 @@ class Monitor:
             late = loop.time() - due
             if late > check.interval * 0.1:
                 self.metrics.probes_late.labels(check.name).inc()
+            ran = True
             try:
-                await self._probe_once(target)
+                ran = await self._probe_once(target, first=slot == 0)
             except Exception as exc:
                 # A bug of ours must neither kill this target's loop (its state would
                 # freeze and lie) nor pass silently: the target fails, loudly.
                 log.exception("monitor error probing %s", self._label(target.key))
                 self.record(target.key, failed("error", f"monitor error: {type(exc).__name__}: {exc}"))
             slot += 1
+            if not ran:
+                # Skipped for the budget: come back after about as many slots as the budget
+                # is short, so that skipping does not itself cost a wake-up per slot.
+                slot += random.randrange(max(1, round(self._overload)))
             due = start + phase + slot * check.interval + random.uniform(0, check.effective_jitter)
             now = loop.time()
             if due < now:  # overran: skip the missed slots
@@ -202,11 +230,23 @@ class Monitor:
                 due += missed * check.interval
             await asyncio.sleep(due - now)
 
-    async def _probe_once(self, target: _Target) -> None:
+    async def _probe_once(self, target: _Target, *, first: bool = False) -> bool:
+        """Probe `target` once; False when the probe was skipped (over budget, or too late)."""
         check = target.check
         probe = self._probe_for(check)
         loop = asyncio.get_running_loop()
         queued = loop.time()
+        if not first and not self._budget.take(queued):
+            # Probes share a core with DNS answers: beyond the budget they are skipped
+            # (counted late, states held), so answers keep their latency. Every
+            # target's first probe goes: start-up needs a state for each.
+            self.metrics.probes_late.labels(check.name).inc()
+            rate = self._budget.rate
+            self._checker_error(
+                check.name,
+                checker_error("overload", f"more than server.max_probe_rate ({rate:g}/s) probes wanted"),
+            )
+            return False
         async with self._sem:
             started = loop.time()
             if started - queued > check.interval:
@@ -219,12 +259,12 @@ class Monitor:
                         f"probes wait {started - queued:.1f}s for a slot: more than this host runs",
                     ),
                 )
-                return
+                return False
             t0 = time.perf_counter()
             result = await run_probe(probe, Target(target.key.address, target.key.port), check.timeout)
             latency = time.perf_counter() - t0
         if not result.ok and not result.ours and result.kind == "timeout":
-            stall = self.watch.worst(started, loop.time())
+            stall = self.watch.stalled(started, loop.time())
             if stall > check.timeout * STALL_SHARE:
                 result = checker_error(
                     "loop-stall",
@@ -233,7 +273,7 @@ class Monitor:
                 )
         if result.ours:
             self._checker_error(check.name, result)
-            return
+            return True
         counter, histogram = self._per_check_metrics(check.name)
         counter.inc()
         histogram.observe(latency)
@@ -241,6 +281,7 @@ class Monitor:
             self.metrics.probe_failures.labels(check.name, result.kind).inc()
             log.debug("%s failed: %s", self._label(target.key), result.reason)
         self.record(target.key, result, latency)
+        return True
 
     def _checker_error(self, check: str, result: ProbeResult) -> None:
         """A probe that measured us, not the target: the target's state is held,

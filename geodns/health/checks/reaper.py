@@ -203,12 +203,21 @@ POLL = 0.02  # seconds between exit checks where pidfds are missing
 
 
 async def run_command(
-    argv: Sequence[str], env: Mapping[str, str], *, keep: int = 4096, limit: int = 1024 * 1024
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    keep: int = 4096,
+    limit: int = 1024 * 1024,
+    nice: int = 0,
 ) -> Watch:
     """Run a command to its exit (not its output's end); cancelling kills its whole
     session. The returned Watch holds the exit code, the output kept and whether
-    there was more than `limit`. Raises OSError when it cannot be started."""
+    there was more than `limit`. `nice` lowers its CPU priority (background work
+    that must not compete with answers). Raises OSError when it cannot be started."""
     pid, output_fd = REAPER.spawn(argv, env)
+    if nice:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, pid, nice)
     watch = Watch(pid, output_fd, keep=keep, limit=limit)
     done = False
     try:

@@ -216,11 +216,11 @@ class Daemon:
     def metrics(self) -> bytes:
         return self.metrics_registry.render()
 
-    async def status_json(self) -> bytes:
-        return await self._status_cache.get()
+    async def status_json(self, *, gzipped: bool = False) -> bytes:
+        return await self._status_cache.get(gzipped=gzipped)
 
-    async def metrics_text(self) -> bytes:
-        return await self._metrics_cache.get()
+    async def metrics_text(self, *, gzipped: bool = False) -> bytes:
+        return await self._metrics_cache.get(gzipped=gzipped)
 
     def _status_steps(self) -> Steps:
         ready, _ = self.ready()

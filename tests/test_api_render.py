@@ -111,3 +111,13 @@ async def test_rendering_lets_the_loop_run_between_steps(big: Daemon) -> None:
     done = True
     await task
     assert turns > 20
+
+
+@pytest.mark.asyncio
+async def test_gzipped_documents_are_the_same_documents(big: Daemon) -> None:
+    import gzip
+
+    status, metrics = await big.status_json(), await big.metrics_text()
+    packed_status, packed_metrics = await big.status_json(gzipped=True), await big.metrics_text(gzipped=True)
+    assert gzip.decompress(packed_status) == status and gzip.decompress(packed_metrics) == metrics
+    assert len(packed_status) * 5 < len(status)  # what goes through the socket is a fraction

@@ -26,9 +26,9 @@ class AdminSource(Protocol):
 
     def ready(self) -> tuple[bool, list[str]]: ...
 
-    async def status_json(self) -> bytes: ...
+    async def status_json(self, *, gzipped: bool = False) -> bytes: ...
 
-    async def metrics_text(self) -> bytes: ...
+    async def metrics_text(self, *, gzipped: bool = False) -> bytes: ...
 
     @property
     def api_token(self) -> str | None: ...
@@ -40,6 +40,14 @@ class AdminSource(Protocol):
     def remove_override(self, target: str) -> list[Override]: ...
 
     def explain(self, name: str, qtype: str, client: str, ecs: str | None) -> dict[str, Any]: ...
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    return "gzip" in request.headers.get("Accept-Encoding", "").lower()
+
+
+def _encoding(gzipped: bool) -> dict[str, str]:
+    return {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzipped else {"Vary": "Accept-Encoding"}
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -70,15 +78,18 @@ def make_app(source: AdminSource) -> web.Application:
         lines = "".join(f"{r}\n" for r in reasons[:50])
         return web.Response(status=503, text=f"not ready\n{lines}")
 
-    async def status(_request: web.Request) -> web.Response:
-        return web.Response(body=await source.status_json(), content_type="application/json")
+    async def status(request: web.Request) -> web.Response:
+        gz = _accepts_gzip(request)
+        body = await source.status_json(gzipped=gz)
+        return web.Response(body=body, content_type="application/json", headers=_encoding(gz))
 
-    async def metrics(_request: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
+        gz = _accepts_gzip(request)
         return web.Response(
-            body=await source.metrics_text(),
+            body=await source.metrics_text(gzipped=gz),
             content_type="text/plain",
             charset="utf-8",
-            headers={"X-Content-Type-Options": "nosniff"},
+            headers={"X-Content-Type-Options": "nosniff", **_encoding(gz)},
         )
 
     # Read once per app: the files are package data and do not change under a running daemon.

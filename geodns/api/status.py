@@ -10,7 +10,7 @@ from typing import Any
 from geodns.config.model import Config, Pool
 from geodns.health.health import Health, ProbeKey, probe_key
 from geodns.health.snapshot import HealthSnapshot
-from geodns.steering.policy import member_views
+from geodns.steering.policy import iter_member_views
 from geodns.timefmt import iso
 
 MEMBERS_PER_STEP = 50
@@ -70,7 +70,7 @@ def _pool(pool: Pool) -> dict[str, Any]:
 def _members(
     pool: Pool, config: Config, snapshot: HealthSnapshot, live: Mapping[ProbeKey, Health]
 ) -> Iterator[dict[str, Any]]:
-    for view in member_views(pool, config, snapshot):
+    for view in iter_member_views(pool, config, snapshot):
         member = view.member
         key = probe_key(pool, member, config.checks)
         health = (live.get(key) or snapshot.health(key)) if key is not None else None

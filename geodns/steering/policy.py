@@ -23,7 +23,7 @@ import ipaddress
 import math
 import random
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -123,14 +123,17 @@ def _pool_keys(config: Config, pool: Pool) -> tuple[ProbeKey | None, ...]:
 
 
 def member_views(pool: Pool, config: Config, snapshot: HealthSnapshot) -> list[MemberView]:
-    views = []
+    return list(iter_member_views(pool, config, snapshot))
+
+
+def iter_member_views(pool: Pool, config: Config, snapshot: HealthSnapshot) -> Iterator[MemberView]:
+    """The views one at a time (the status document is rendered in steps)."""
     states, overrides = snapshot.states, snapshot.overrides
     up = Status.UP
     for member, key in zip(pool.members, _pool_keys(config, pool), strict=True):
         real = up if key is None else states.get(key, UNKNOWN_HEALTH).status
         override = forced(overrides, pool, member) if overrides else None
-        views.append(MemberView(member, real, override.state if override else real, override))
-    return views
+        yield MemberView(member, real, override.state if override else real, override)
 
 
 def match_rule(rules: Sequence[TopologyRule], address: IPAddress) -> tuple[TopologyRule | None, int]:

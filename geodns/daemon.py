@@ -13,7 +13,6 @@ import resource
 import signal
 import sys
 import threading
-import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, cast
@@ -39,6 +38,7 @@ from geodns.route53.sync import Reconciler, Route53Sync
 from geodns.steering.explain import explain
 from geodns.steering.overridestore import OverrideStore
 from geodns.steering.policy import AllMembers, PolicySource
+from geodns.steps import drive
 from geodns.zone.names import Name
 from geodns.zone.zone import Zone
 
@@ -62,20 +62,11 @@ async def _read_cached_zone(cache_dir: Path, key: str) -> Zone | None:
     gc.disable()
     try:
         with f:
-            steps = zonecache.decode_steps(f)
-            turn_ends = time.perf_counter() + RELOAD_SLICE
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    zone: Zone = done.value
-                    return zone
-                except (OSError, UnicodeDecodeError, ValueError) as exc:
-                    log.warning("ignoring unreadable zone cache %s: %s", f.name, exc)
-                    return None
-                if time.perf_counter() >= turn_ends:
-                    await asyncio.sleep(0)  # queries waiting go first
-                    turn_ends = time.perf_counter() + RELOAD_SLICE
+            try:
+                return await drive(zonecache.decode_steps(f), RELOAD_SLICE)  # queries go in between
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                log.warning("ignoring unreadable zone cache %s: %s", f.name, exc)
+                return None
     finally:
         gc.freeze()  # the zone is long-lived: out of the collector's passes before they resume
         if collecting:

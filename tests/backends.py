@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ssl
 from dataclasses import dataclass, field
+from typing import Self
 
 from aiohttp import web
 
@@ -77,19 +78,35 @@ class HttpBackend:
             self._runner = None
 
 
-class BannerServer:
-    """Says `banner` on connect; answers `PING\\r\\n` with `PONG\\r\\n`."""
+class TcpServer:
+    """A raw TCP server on `host`, any free port; subclasses say what `_serve` does."""
 
-    def __init__(self, host: str, banner: bytes) -> None:
+    def __init__(self, host: str) -> None:
         self.host = host
-        self.banner = banner
         self.port = 0
         self._server: asyncio.Server | None = None
 
-    async def start(self) -> BannerServer:
+    async def start(self) -> Self:
         self._server = await asyncio.start_server(self._serve, self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+
+class BannerServer(TcpServer):
+    """Says `banner` on connect; answers `PING\\r\\n` with `PONG\\r\\n`."""
+
+    def __init__(self, host: str, banner: bytes) -> None:
+        super().__init__(host)
+        self.banner = banner
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -104,13 +121,8 @@ class BannerServer:
         finally:
             writer.close()
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
 
-
-class HostileServer:
+class HostileServer(TcpServer):
     """A backend that misbehaves on purpose, over raw TCP, bounded in time:
     - endless-chunk: a chunked 200 whose chunk-size line never ends;
     - endless-headers: a status line, then one header that never ends;
@@ -120,18 +132,11 @@ class HostileServer:
     Each connection stops by itself after `seconds` or when the client goes."""
 
     def __init__(self, host: str, mode: str, *, pace: float = 1.0, seconds: float = 10.0) -> None:
-        self.host = host
+        super().__init__(host)
         self.mode = mode
         self.pace = pace
         self.seconds = seconds
-        self.port = 0
         self.sent = 0
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> HostileServer:
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
 
     def _script(self) -> tuple[bytes, bytes]:
         """(what is sent first, what is then repeated)."""
@@ -175,9 +180,3 @@ class HostileServer:
             pass
         finally:
             writer.close()
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)

@@ -30,6 +30,17 @@ def needs(*tools: str, root: bool = False) -> pytest.MarkDecorator:
     return pytest.mark.skipif(bool(missing) and not required, reason=f"needs {', '.join(missing)}")
 
 
+def copy_test_config(tmp_path: Path) -> Path:
+    """The test configuration copied under tmp_path, with a state_dir of its own."""
+    shutil.copytree(DATA, tmp_path / "cfg")
+    main = tmp_path / "cfg" / "geodns.yaml"
+    text = main.read_text()
+    main.write_text(
+        text.replace("  tcp_max_connections: 64\n", "  tcp_max_connections: 64\n  state_dir: state\n")
+    )
+    return main
+
+
 @dataclass
 class Running:
     daemon: Daemon

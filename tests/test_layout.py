@@ -18,12 +18,13 @@ PACKAGE = Path(geodns.__file__).parent
 # What each part of the package may import from geodns (itself always allowed;
 # the package root `geodns` for __version__ too). The shell (cli, daemon, demo,
 # __main__) may import anything and is not listed.
-_BASE = {"errors", "timefmt"}
+_BASE = {"errors", "timefmt", "steps"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "timefmt": set(),
-    "zone": set(),
-    "config": {"zone", "errors"},
+    "steps": set(),
+    "zone": {"steps"},
+    "config": {"zone", "errors", "steps"},
     "dns": {"zone", "config"} | _BASE,
     "health": {"zone", "config"} | _BASE,
     "cluster": {"zone", "config", "health"} | _BASE,

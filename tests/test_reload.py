@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest_asyncio
 from geodns.config import load, yamlload
 from geodns.config import parse as parse_module
 from geodns.daemon import Daemon
-from tests.conftest import DATA
+from tests.conftest import copy_test_config
 from tests.daemonproc import Proc, spawn
 from tests.dnsclient import Endpoint, ask
 
@@ -28,14 +27,7 @@ MAIL = "mail: {type: A, value: 192.0.2.25}"
 
 @pytest.fixture
 def config_copy(tmp_path: Path) -> Path:
-    shutil.copytree(DATA, tmp_path / "cfg")
-    main = tmp_path / "cfg" / "geodns.yaml"
-    main.write_text(
-        main.read_text().replace(
-            "  tcp_max_connections: 64\n", "  tcp_max_connections: 64\n  state_dir: state\n"
-        )
-    )
-    return main
+    return copy_test_config(tmp_path)
 
 
 def set_mail(config: Path, address: str) -> None:

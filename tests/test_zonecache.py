@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import stat
 from pathlib import Path
 
@@ -11,19 +10,12 @@ import pytest
 from geodns.config import load
 from geodns.config import parse as parse_module
 from geodns.zone.zone import Address, RRset
-from tests.conftest import DATA
+from tests.conftest import copy_test_config
 
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> Path:
-    shutil.copytree(DATA, tmp_path / "cfg")
-    main = tmp_path / "cfg" / "geodns.yaml"
-    main.write_text(
-        main.read_text().replace(
-            "  tcp_max_connections: 64\n", "  tcp_max_connections: 64\n  state_dir: state\n"
-        )
-    )
-    return main
+    return copy_test_config(tmp_path)
 
 
 def mail_ttl(path: Path) -> int:

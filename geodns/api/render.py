@@ -20,24 +20,17 @@ from prometheus_client.core import Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from geodns.steps import drive as steps_drive
+
 SLICE = 0.0002  # seconds of rendering per event-loop turn
 SAMPLES_PER_STEP = 50
 GZIP_STEP = 32 * 1024  # bytes compressed per step (~0.1 ms at level 1)
 
-Steps = Generator[None, None, bytes]
+Steps = Generator[None, None, bytes]  # a renderer's steps, returning the document
 
 
 async def drive(steps: Steps, slice_seconds: float = SLICE) -> bytes:
-    turn_ends = time.perf_counter() + slice_seconds
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            result: bytes = done.value
-            return result
-        if time.perf_counter() >= turn_ends:
-            await asyncio.sleep(0)
-            turn_ends = time.perf_counter() + slice_seconds
+    return await steps_drive(steps, slice_seconds)
 
 
 class _One(Collector):

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from geodns import __version__
 from geodns.config.model import Pool
+from geodns.steps import drain
 from geodns.zone.names import Name
 from geodns.zone.zone import (
     CAA,
@@ -173,13 +174,7 @@ def _decode_entry(line: str) -> Entry:
 
 def decode(lines: Iterable[str]) -> Zone:
     """Lines written by `encode` -> the zone; BadCache on anything else."""
-    steps = decode_steps(lines)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            zone: Zone = done.value
-            return zone
+    return drain(decode_steps(lines))
 
 
 def decode_steps(lines: Iterable[str]) -> Generator[None, None, Zone]:

@@ -12,6 +12,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from geodns.steps import drain
 from geodns.zone.names import Name
 
 
@@ -146,13 +147,7 @@ STEP = 16  # records per step of a stepped build: tens of microseconds of work
 
 def build_zone(origin: Name, soa: RRset, entries: Iterable[Entry]) -> Zone:
     """Assemble a zone from validated record sets (config has checked the rules)."""
-    steps = build_zone_steps(origin, soa, entries)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            zone: Zone = done.value
-            return zone
+    return drain(build_zone_steps(origin, soa, entries))
 
 
 def build_zone_steps(origin: Name, soa: RRset, entries: Iterable[Entry]) -> Generator[None, None, Zone]:

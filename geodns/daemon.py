@@ -11,6 +11,7 @@ import logging
 import os
 import resource
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Coroutine
@@ -296,6 +297,11 @@ class Daemon:
             )
             return False
         new = with_overrides(new, self.dns_override, self.http_override)
+        try:
+            token = load_api_token(new)  # rotated on reload: the old one stops working now
+        except GeoDnsError as exc:
+            log.error("reload failed, still serving the previous configuration: %s", exc)
+            return False
         if (
             new.server.dns_listen != self.config.server.dns_listen
             or new.server.http_listen != self.config.server.http_listen
@@ -303,6 +309,7 @@ class Daemon:
             log.warning("listen addresses changed in %s; restart geodns to apply them", path)
         old_state, old_zones = self.state, self.config.zones.zones
         self.config = new
+        self._api_token = token
         self.state = serving_state(new, self.store.current())  # one swap: each query sees old or new
         self.override_store.update(new)
         if self.route53 is not None and new.route53 is not None:
@@ -435,17 +442,26 @@ class Daemon:
 
 def load_api_token(config: Config) -> str | None:
     """The bearer token for writes: GEODNS_API_TOKEN, else server.api_token_file.
-    Never from the YAML itself, which often lives in a repository."""
+    Never from the YAML itself, which often lives in a repository. An empty token
+    or a token file others may read is an error, never a silent open door."""
     token = os.environ.get("GEODNS_API_TOKEN")
-    if token:
+    if token is not None:
+        if not token.strip():
+            raise GeoDnsError("GEODNS_API_TOKEN is set but empty: unset it, or give it a token")
         return token.strip()
     path = config.server.api_token_file
     if path is None:
         return None
     try:
+        mode = stat.S_IMODE(path.stat().st_mode)
         text = path.read_text().strip()
     except OSError as exc:
         raise GeoDnsError(f"cannot read server.api_token_file {path}: {exc}") from exc
+    if mode & 0o077:
+        raise GeoDnsError(
+            f"server.api_token_file {path} may be read or written by others (mode {mode:04o}):"
+            f" chmod 600 {path}"
+        )
     if not text:
         raise GeoDnsError(f"server.api_token_file {path} is empty")
     return text

@@ -54,12 +54,18 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def _authorized(source: AdminSource, request: web.Request) -> bool:
+def _refusal(source: AdminSource, request: web.Request) -> web.Response | None:
+    """None when the request may write; else the 401 that says why. The scheme is
+    case-insensitive (RFC 7235); the token is compared in constant time."""
     token = source.api_token
     if token is None:
-        return True
-    given = request.headers.get("Authorization", "")
-    return given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())
+        return None
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return _error(401, "a bearer token is required (Authorization: Bearer ...)")
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        return _error(401, "token rejected")
+    return None
 
 
 def make_app(source: AdminSource) -> web.Application:
@@ -110,8 +116,8 @@ def make_app(source: AdminSource) -> web.Application:
         return web.json_response({"overrides": [o.to_json() for o in source.overrides()]})
 
     async def add_override(request: web.Request) -> web.Response:
-        if not _authorized(source, request):
-            return _error(401, "a bearer token is required (Authorization: Bearer ...)")
+        if (refused := _refusal(source, request)) is not None:
+            return refused
         try:
             body = await request.json()
         except ValueError:
@@ -133,8 +139,8 @@ def make_app(source: AdminSource) -> web.Application:
         return web.json_response(override.to_json(), status=201)
 
     async def remove_override(request: web.Request) -> web.Response:
-        if not _authorized(source, request):
-            return _error(401, "a bearer token is required (Authorization: Bearer ...)")
+        if (refused := _refusal(source, request)) is not None:
+            return refused
         target = request.match_info["target"]
         try:
             gone = source.remove_override(target)

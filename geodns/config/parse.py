@@ -37,7 +37,7 @@ from geodns.config.model import (
 )
 from geodns.config.pools import parse_pools, parse_topology
 from geodns.config.route53 import parse_route53
-from geodns.config.yamlload import load_file, load_text
+from geodns.config.yamlload import MAX_ZONE_BYTES, load_file, load_text, too_big
 from geodns.config.zonefile import parse_zone
 from geodns.errors import ConfigError, Location
 from geodns.zone.names import Name, to_text
@@ -141,8 +141,12 @@ def _zone_file(
     reuse: Mapping[str, Zone],
 ) -> Zone | None:
     try:
+        info = path.stat()
+        if info.st_size > MAX_ZONE_BYTES:
+            ctx.error(Location(str(path), 1, 1), too_big(info.st_size, MAX_ZONE_BYTES))
+            return None
         data = path.read_bytes()
-        mtime = int(path.stat().st_mtime)
+        mtime = int(info.st_mtime)
     except OSError as exc:
         ctx.error(Location(str(path), 1, 1), f"cannot read file: {exc}")
         return None

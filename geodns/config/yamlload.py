@@ -113,6 +113,15 @@ def _scalar(tag: str, value: str) -> Any:
     raise _TagError(f"unsupported tag {tag!r}")
 
 
+MAX_DEPTH = 64  # no configuration needs more; libyaml's own limit comes after Python's stack
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+MAX_ZONE_BYTES = 1024 * 1024 * 1024  # a million records are ~50 MB of YAML
+
+
+def too_big(size: int, limit: int) -> str:
+    return f"file is {size:,} bytes, more than the {limit:,} a file may have"
+
+
 class _TagError(ValueError):
     pass
 
@@ -148,8 +157,10 @@ class _Builder:
             )
         return data
 
-    def node(self) -> Any:
+    def node(self, depth: int = 0) -> Any:
         event = self.loader.get_event()
+        if depth > MAX_DEPTH:
+            raise yaml.MarkedYAMLError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
         if isinstance(event, yaml.AliasEvent):
             if event.anchor not in self.anchors:
                 raise yaml.MarkedYAMLError(None, None, f"unknown alias *{event.anchor}", event.start_mark)  # type: ignore[arg-type]
@@ -173,15 +184,15 @@ class _Builder:
             while not self.loader.check_event(yaml.SequenceEndEvent):
                 item = self.loader.peek_event().start_mark
                 value.item_marks.append((item.line + 1, item.column + 1))
-                value.append(self.node())
+                value.append(self.node(depth + 1))
             self.loader.get_event()
         else:
-            value = self.mapping(event)
+            value = self.mapping(event, depth)
         if event.anchor:
             self.anchors[event.anchor] = value
         return value
 
-    def mapping(self, event: Any) -> YMap:
+    def mapping(self, event: Any, depth: int) -> YMap:
         mark = event.start_mark
         data = YMap()
         data.file, data.start, data.marks = self.filename, (mark.line + 1, mark.column + 1), {}
@@ -194,9 +205,9 @@ class _Builder:
             k = loader.peek_event()
             k_mark = k.start_mark
             merge = isinstance(k, yaml.ScalarEvent) and k.value == "<<" and k.implicit[0]
-            key = self.node()
+            key = self.node(depth + 1)
             v = loader.peek_event().start_mark
-            value = self.node()
+            value = self.node(depth + 1)
             where = Location(self.filename, k_mark.line + 1, k_mark.column + 1)
             if merge:
                 merged += value if isinstance(value, list) else [value]
@@ -243,13 +254,20 @@ def load_text(text: str, filename: str, issues: list[Issue]) -> Any:
     except yaml.YAMLError as exc:
         issues.append(Issue(Location(filename, 1, 1), f"YAML error: {exc}"))
         return None
+    except RecursionError:  # a last resort: MAX_DEPTH stops real documents well before
+        issues.append(Issue(Location(filename, 1, 1), "YAML error: nested too deeply to read"))
+        return None
     finally:
         loader.dispose()
 
 
 def load_file(path: Path, issues: list[Issue]) -> Any:
-    """Read and parse a YAML file; an unreadable file is an issue, not an exception."""
+    """Read and parse a YAML file; an unreadable or oversized file is an issue, not an exception."""
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            issues.append(Issue(Location(str(path), 1, 1), too_big(size, MAX_CONFIG_BYTES)))
+            return None
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         issues.append(Issue(Location(str(path), 1, 1), f"cannot read file: {exc}"))

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     undrain = sub.add_parser("undrain", help="remove the override on a target")
     _api_args(undrain)
     undrain.add_argument("target", help="dc=NAME, pool=NAME or member=ADDRESS")
+    ack = sub.add_parser("ack", help="acknowledge that saved drains could not all be read at start-up")
+    _api_args(ack)
 
     expl = sub.add_parser("explain", help="why a name answers what it answers")
     _api_args(expl)
@@ -176,6 +178,16 @@ def cmd_undrain(args: argparse.Namespace) -> int:
     gone = call(base, "DELETE", "/v1/overrides/" + urllib.parse.quote(args.target), token=token)
     for o in gone["removed"]:
         print(f"removed override {o['target']} (forced {o['state']}: {o['reason']})")
+    return EXIT_OK
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    base, token = _api(args)
+    said = call(base, "POST", "/v1/overrides/ack", {}, token=token)["acknowledged"]
+    for problem in said:
+        print(f"acknowledged: {problem}")
+    if not said:
+        print("nothing to acknowledge: every saved override was read")
     return EXIT_OK
 
 
@@ -326,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             "status": cmd_status,
             "drain": cmd_drain,
             "undrain": cmd_undrain,
+            "ack": cmd_ack,
             "explain": cmd_explain,
             "demo": cmd_demo,
             "plan": cmd_plan,

@@ -18,6 +18,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, cast
 
+from geodns import durable
 from geodns.api.admin import AdminServer, make_app
 from geodns.api.metrics import Metrics
 from geodns.api.render import Rendered, Steps, joined, metrics_steps
@@ -151,6 +152,7 @@ class Daemon:
         self.store = SnapshotStore()
         self.monitor = Monitor(self.config, self.store, self.metrics_registry)
         self.metrics_registry.loop_lag.set_function(lambda: self.monitor.watch.recent(10.0))
+        self.metrics_registry.overrides_unreadable.set_function(lambda: len(self.override_store.problems))
         self.override_store = OverrideStore(self.config, self.store)
         self._stopping = threading.Event()  # wakes the Route53 thread out of its sleeps
         self.route53: Route53Sync | None = None
@@ -199,6 +201,10 @@ class Daemon:
     def ready(self) -> tuple[bool, list[str]]:
         reasons = [f"waiting for {k.check} {k.address}:{k.port}" for k in self.monitor.pending()]
         reasons += self.monitor.checker_trouble()
+        reasons += [
+            f"drains may be missing: {problem} (acknowledge with `geodns ack` or any drain change)"
+            for problem in self.override_store.problems
+        ]
         return not reasons, reasons
 
     def status(self) -> dict[str, Any]:
@@ -232,10 +238,17 @@ class Daemon:
     def remove_override(self, target: str) -> list[Override]:
         return self.override_store.remove(target)
 
+    def acknowledge_override_problems(self) -> list[str]:
+        return self.override_store.acknowledge()
+
     def explain(self, name: str, qtype: str, client: str, ecs: str | None) -> dict[str, Any]:
         return explain(self.config, self.store.current(), name, qtype, client, ecs)
 
     async def start(self) -> None:
+        try:
+            durable.private_dir(self.config.server.state_dir)  # 0700; refused when others may write
+        except OSError as exc:
+            raise GeoDnsError(f"server.state_dir: {exc}") from exc
         limit = claim_fds(self.config)
         log.debug("open-files limit %d, budget %d", limit, sum(fd_budget(self.config).values()))
         for warning in capacity_warnings(self.config):

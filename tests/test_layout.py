@@ -18,11 +18,12 @@ PACKAGE = Path(geodns.__file__).parent
 # What each part of the package may import from geodns (itself always allowed;
 # the package root `geodns` for __version__ too). The shell (cli, daemon, demo,
 # __main__) may import anything and is not listed.
-_BASE = {"errors", "timefmt", "steps"}
+_BASE = {"errors", "timefmt", "steps", "durable"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "timefmt": set(),
     "steps": set(),
+    "durable": set(),
     "zone": {"steps"},
     "config": {"zone", "errors", "steps"},
     "dns": {"zone", "config"} | _BASE,

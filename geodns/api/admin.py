@@ -14,6 +14,7 @@ from geodns.api.guard import GuardedSite
 from geodns.config.fields import Invalid, to_duration
 from geodns.config.model import ListenAddress
 from geodns.health.overrides import Override, OverrideError
+from geodns.steering.overridestore import StateNotSaved
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class AdminSource(Protocol):
     def add_override(self, target: str, state: str, reason: str, duration: float | None) -> Override: ...
 
     def remove_override(self, target: str) -> list[Override]: ...
+
+    def acknowledge_override_problems(self) -> list[str]: ...
 
     def explain(self, name: str, qtype: str, client: str, ecs: str | None) -> dict[str, Any]: ...
 
@@ -136,6 +139,8 @@ def make_app(source: AdminSource) -> web.Application:
             )
         except OverrideError as exc:
             return _error(400, str(exc))
+        except StateNotSaved as exc:
+            return _error(503, str(exc))  # nothing applied: never acknowledge what a restart would undo
         return web.json_response(override.to_json(), status=201)
 
     async def remove_override(request: web.Request) -> web.Response:
@@ -146,9 +151,16 @@ def make_app(source: AdminSource) -> web.Application:
             gone = source.remove_override(target)
         except OverrideError as exc:
             return _error(400, str(exc))
+        except StateNotSaved as exc:
+            return _error(503, str(exc))
         if not gone:
             return _error(404, f"no override for {target}")
         return web.json_response({"removed": [o.to_json() for o in gone]})
+
+    async def acknowledge(request: web.Request) -> web.Response:
+        if (refused := _refusal(source, request)) is not None:
+            return refused
+        return web.json_response({"acknowledged": source.acknowledge_override_problems()})
 
     async def explain(request: web.Request) -> web.Response:
         q = request.query
@@ -166,6 +178,7 @@ def make_app(source: AdminSource) -> web.Application:
     app.router.add_get("/v1/overrides", list_overrides)
     app.router.add_post("/v1/overrides", add_override)
     app.router.add_delete("/v1/overrides/{target}", remove_override)
+    app.router.add_post("/v1/overrides/ack", acknowledge)
     app.router.add_get("/v1/explain", explain)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

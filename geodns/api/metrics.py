@@ -86,6 +86,11 @@ class Metrics:
         self.state_changes = Counter(
             "geodns_state_changes_total", "Member health state changes", ["pool", "member", "to"], registry=r
         )
+        self.overrides_unreadable = Gauge(
+            "geodns_overrides_unreadable",
+            "Saved overrides that could not be read at start-up (drains may be missing) until acknowledged",
+            registry=r,
+        )
         self.loop_lag = Gauge(
             "geodns_event_loop_lag_seconds",
             "Longest delay of the event loop in the last 10 s (a stalled loop answers nothing)",

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from geodns import durable
 from geodns.config.model import Check, Config, Member, Pool
 from geodns.health import statefile
 from geodns.health.capacity import probe_load
@@ -34,6 +35,7 @@ from geodns.health.snapshot import SnapshotStore
 log = logging.getLogger(__name__)
 
 STATE_FILE = "health.json"
+SAVE_EVERY = 1.0  # seconds: health.json is written at most this often
 STALL_SHARE = 0.25  # a timeout is ours when the loop was late this share of the timeout meanwhile
 TROUBLE_WINDOW = 30.0  # seconds a checker error keeps /readyz at 503
 
@@ -120,6 +122,8 @@ class Monitor:
         self._pending: set[ProbeKey] = set()  # targets without a fresh result: not ready
         self.watch = LoopWatch()
         self._sweeps: asyncio.Task[None] | None = None
+        self._save_pending = False
+        self._writes: set[asyncio.Task[None]] = set()
         self.trouble: dict[str, tuple[float, str]] = {}  # checker error class -> (loop time, reason)
         self._trouble_logged: dict[str, float] = {}
         self.all_known = asyncio.Event()  # every target has a status (probed or restored)
@@ -371,10 +375,24 @@ class Monitor:
             self._set_member_gauges(target)
 
     def _save(self) -> None:
-        if not self.persist:
+        """Coalesced and off the loop: at most one write a second whatever the flap
+        rate (each write fsyncs), the encoding of the latest states on the loop, the
+        disk work in a thread."""
+        if not self.persist or self._save_pending:
             return
+        self._save_pending = True
+        asyncio.get_running_loop().call_later(SAVE_EVERY, self._write_soon)
+
+    def _write_soon(self) -> None:
+        self._save_pending = False
+        data = statefile.encode(self.states)
+        task = asyncio.get_running_loop().create_task(self._write(data))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, data: bytes) -> None:
         try:
-            statefile.save(self.state_path, self.states)
+            await asyncio.to_thread(durable.write_file, self.state_path, data)
         except OSError as exc:
             log.error(
                 "cannot save health state to %s: %s (states still apply in memory)", self.state_path, exc
@@ -407,6 +425,12 @@ class Monitor:
 
     async def stop(self) -> None:
         self._running = False
+        if self.persist and self._save_pending:
+            self._save_pending = False
+            await self._write(statefile.encode(self.states))  # the latest states, before exiting
+        for task in list(self._writes):
+            with contextlib.suppress(Exception):
+                await task
         await self.watch.stop()
         if self._sweeps is not None:
             self._sweeps.cancel()

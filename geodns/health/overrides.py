@@ -54,17 +54,39 @@ class Override:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Override:
-        kind, name = parse_target(str(data["target"]))
+    def from_json(cls, data: Any) -> Override:
+        """One saved override; OverrideError says what is wrong with it. Every value
+        is checked, so nothing in a file can reach the code that uses it."""
+        if not isinstance(data, dict):
+            raise OverrideError(f"expected an object, got {type(data).__name__}")
+        target = data.get("target")
+        if not isinstance(target, str):
+            raise OverrideError("no target")
+        kind, name = parse_target(target)
+        state = data.get("state")
+        if state not in ("up", "down"):
+            raise OverrideError(f"state must be up or down, not {state!r}")
+        reason = data.get("reason", "")
+        if not isinstance(reason, str):
+            raise OverrideError("reason must be a string")
         expires = data.get("expires")
         return cls(
             kind,
             name,
-            Status(data["state"]),
-            str(data.get("reason", "")),
-            float(data["created"]),
-            float(expires) if expires is not None else None,
+            Status(state),
+            reason,
+            _timestamp(data.get("created"), "created"),
+            None if expires is None else _timestamp(expires, "expires"),
         )
+
+
+LATEST_TIME = 32503680000.0  # 3000-01-01: any later time in a file is a corruption
+
+
+def _timestamp(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= LATEST_TIME:
+        raise OverrideError(f"{field} must be a Unix time between 1970 and 3000, not {value!r}")
+    return float(value)  # NaN fails the range test above
 
 
 def describe_override(o: Override) -> str:

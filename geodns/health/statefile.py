@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from geodns import durable
 from geodns.health.health import Health, ProbeKey, Status
 
 log = logging.getLogger(__name__)
@@ -17,8 +17,11 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
-def save(path: Path, states: Mapping[ProbeKey, Health]) -> None:
-    """Write atomically (temp file + rename): a crash mid-write leaves the old file."""
+LATEST_TIME = 32503680000.0  # 3000-01-01: any later time in a file is a corruption
+
+
+def encode(states: Mapping[ProbeKey, Health]) -> bytes:
+    """The states worth keeping (not unknown), compact: written often in a flap storm."""
     rows = [
         {
             "check": key.check,
@@ -31,32 +34,57 @@ def save(path: Path, states: Mapping[ProbeKey, Health]) -> None:
         for key, h in states.items()
         if h.status is not Status.UNKNOWN
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"version": FORMAT_VERSION, "targets": rows}, indent=1))
-    os.replace(tmp, path)
+    return json.dumps({"version": FORMAT_VERSION, "targets": rows}, separators=(",", ":")).encode()
+
+
+def save(path: Path, states: Mapping[ProbeKey, Health]) -> None:
+    """Durably (temp file, fsync, rename, fsync the folder): a crash mid-write
+    leaves the old file. Raises OSError."""
+    durable.write_file(path, encode(states))
 
 
 def load(path: Path) -> dict[ProbeKey, Health]:
-    """Read what was saved; a missing or unreadable file means nothing is known."""
+    """Read what was saved, row by row: a bad row is skipped with a warning, the
+    rest kept; a missing or unreadable file means nothing is known. Every value is
+    range-checked: nothing in this file can crash a start-up."""
     try:
-        data: Any = json.loads(path.read_text())
+        data: Any = json.loads(path.read_bytes())
+        rows = data["targets"] if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise ValueError('no "targets" list')
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         log.warning("ignoring unreadable health state file %s: %s", path, exc)
         return {}
     out: dict[ProbeKey, Health] = {}
-    try:
-        for row in data["targets"]:
-            key = ProbeKey(str(row["check"]), str(row["address"]), row["port"])
-            since = row.get("since")
-            out[key] = Health(
-                status=Status(row["status"]),
-                reason=str(row.get("reason", "")),
-                since=float(since) if since is not None else None,
-            )
-    except (KeyError, TypeError, ValueError) as exc:
-        log.warning("ignoring malformed health state file %s: %s", path, exc)
-        return {}
+    for i, row in enumerate(rows):
+        try:
+            key, health = _row(row)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("ignoring entry %d of health state file %s: %s", i + 1, path, exc)
+            continue
+        out[key] = health
     return out
+
+
+def _row(row: Any) -> tuple[ProbeKey, Health]:
+    if not isinstance(row, dict):
+        raise TypeError("not an object")
+    check, address, port = row["check"], row["address"], row["port"]
+    if not isinstance(check, str) or not isinstance(address, str):
+        raise TypeError("check and address must be strings")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+        raise ValueError(f"bad port {port!r}")
+    status = Status(row["status"])
+    since = row.get("since")
+    if since is not None and (
+        isinstance(since, bool) or not isinstance(since, int | float) or not 0 <= since <= LATEST_TIME
+    ):
+        raise ValueError(f"since must be a Unix time between 1970 and 3000, not {since!r}")
+    reason = row.get("reason", "")
+    if not isinstance(reason, str):
+        raise TypeError("reason must be a string")
+    return ProbeKey(check, address, port), Health(
+        status=status, reason=reason[:1000], since=float(since) if since is not None else None
+    )

@@ -171,5 +171,7 @@ async def one_shot_snapshot(config: Config) -> HealthSnapshot:
     """Health for a one-shot command: every target probed once, plus the
     overrides a daemon using the same state_dir has saved."""
     states = await probe_all_once(config)
-    overrides = load_overrides(config.server.state_dir / OVERRIDES_FILE, time.time())
+    overrides = load_overrides(
+        config.server.state_dir / OVERRIDES_FILE, time.time(), move_aside=False
+    ).overrides
     return HealthSnapshot(1, states, tuple(overrides))

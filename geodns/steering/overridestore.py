@@ -14,9 +14,12 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from geodns import durable
 from geodns.config.model import Config
+from geodns.errors import GeoDnsError
 from geodns.health.health import Status
 from geodns.health.overrides import Override, OverrideError, check_target, describe_override, parse_target
 from geodns.health.snapshot import HealthSnapshot, SnapshotStore
@@ -27,18 +30,56 @@ log = logging.getLogger(__name__)
 STATE_FILE = "overrides.json"
 
 
-def load_overrides(path: Path, now: float) -> list[Override]:
-    """The unexpired overrides saved at `path` (none when there is no file)."""
+class StateNotSaved(GeoDnsError):
+    """Operator state could not be written: nothing was changed."""
+
+
+@dataclass
+class Loaded:
+    overrides: list[Override]
+    problems: list[str]  # what could not be read: drains may be missing
+
+
+def load_overrides(path: Path, now: float, *, move_aside: bool = True) -> Loaded:
+    """The unexpired overrides saved at `path`, entry by entry: a bad entry is
+    reported and skipped, every good one kept. A file that cannot be read at all is
+    moved aside as `overrides.json.corrupt-<UTC time>` (never overwritten: it is
+    the evidence; one-shot commands leave it) and said loudly; nothing here raises."""
+    if not path.exists() and not path.is_symlink():
+        return Loaded([], [])
     try:
-        rows = json.loads(path.read_text())["overrides"]
-        loaded = [Override.from_json(row) for row in rows]
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError, KeyError, TypeError, OverrideError) as exc:
-        # Losing a drain silently would send traffic back to a site ops took out: say it loudly.
-        log.error("cannot read overrides from %s (%s); starting with none", path, exc)
-        return []
-    return [o for o in loaded if o.expires is None or o.expires > now]
+        doc = json.loads(path.read_bytes())
+        rows = doc["overrides"] if isinstance(doc, dict) else None
+        if not isinstance(rows, list):
+            raise ValueError('no "overrides" list')
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        aside = _move_aside(path) if move_aside else "left as it is"
+        problem = f"{path} could not be read ({exc}); {aside}"
+        log.error("drains may be missing: %s", problem)
+        return Loaded([], [problem])
+    loaded, problems = [], []
+    for i, row in enumerate(rows):
+        try:
+            loaded.append(Override.from_json(row))
+        except OverrideError as exc:
+            problem = f"{path}: entry {i + 1} skipped: {exc}"
+            log.error("drains may be missing: %s", problem)
+            problems.append(problem)
+    return Loaded([o for o in loaded if o.expires is None or o.expires > now], problems)
+
+
+def _move_aside(path: Path) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    try:
+        os.rename(path, aside)
+    except OSError as exc:
+        return f"it could not be moved aside either ({exc}); it is left as it is"
+    return f"kept as {aside.name}"
 
 
 class OverrideStore:
@@ -49,27 +90,36 @@ class OverrideStore:
         self.store = store
         self.wall = wall
         self.path = config.server.state_dir / STATE_FILE
-        self.overrides: list[Override] = self._load()
+        loaded = load_overrides(self.path, self.wall())
+        for o in loaded.overrides:
+            log.warning("override restored from %s: %s", self.path, describe_override(o))
+        self.overrides: list[Override] = loaded.overrides
+        # Until an operator acts (a drain written, or `geodns ack`), say that drains may be missing.
+        self.problems: list[str] = loaded.problems
         self._timer: asyncio.TimerHandle | None = None
 
-    def _load(self) -> list[Override]:
-        active = load_overrides(self.path, self.wall())
-        for o in active:
-            log.warning("override restored from %s: %s", self.path, describe_override(o))
-        return active
-
-    def _save(self) -> None:
+    def _persist(self, overrides: list[Override]) -> None:
+        """Durably on disk before anything is applied or acknowledged: a write that
+        fails raises (the API answers 503) and changes nothing."""
+        data = json.dumps({"overrides": [o.to_json() for o in overrides]}, indent=1).encode()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"overrides": [o.to_json() for o in self.overrides]}, indent=1))
-            os.replace(tmp, self.path)
+            durable.write_file(self.path, data)
         except OSError as exc:
-            log.error(
-                "cannot save overrides to %s: %s (they apply now but will not survive a restart)",
-                self.path,
-                exc,
-            )
+            log.error("cannot save overrides to %s: %s; nothing was changed", self.path, exc)
+            raise StateNotSaved(f"cannot save overrides to {self.path}: {exc}; nothing was changed") from exc
+
+    def acknowledge(self) -> list[str]:
+        """An operator has seen that drains may be missing: stop saying it."""
+        said, self.problems = self.problems, []
+        if said:
+            log.warning("acknowledged: %d problem(s) reading saved overrides", len(said))
+        return said
+
+    def _save_quietly(self) -> None:
+        """Saving what expiry or a reload changed: nobody to answer 503 to, and the
+        change applies anyway (an expired drain is over whatever the disk says)."""
+        with contextlib.suppress(StateNotSaved):
+            self._persist(self.overrides)
 
     def start(self) -> None:
         self._publish(self.store.current())
@@ -89,8 +139,10 @@ class OverrideStore:
         override = Override(kind, name, Status(state), reason, now, now + duration if duration else None)
         before = self.store.current()
         # One override per target: a new drain of dc=par replaces the old one.
-        self.overrides = [o for o in self.overrides if o.target != override.target] + [override]
-        self._save()
+        wanted = [o for o in self.overrides if o.target != override.target] + [override]
+        self._persist(wanted)
+        self.overrides = wanted
+        self.problems = []  # an operator is acting on drains: they have seen them
         self._publish(before)
         return override
 
@@ -99,8 +151,10 @@ class OverrideStore:
         gone = [o for o in self.overrides if (o.kind, o.name) == (kind, name)]
         if gone:
             before = self.store.current()
-            self.overrides = [o for o in self.overrides if o not in gone]
-            self._save()
+            wanted = [o for o in self.overrides if o not in gone]
+            self._persist(wanted)
+            self.overrides = wanted
+            self.problems = []
             self._publish(before)
         return gone
 
@@ -116,7 +170,7 @@ class OverrideStore:
                 log.warning("dropping override %s after reload: %s", o.target, exc)
         if kept != self.overrides:
             self.overrides = kept
-            self._save()
+            self._save_quietly()
 
     def expire(self) -> None:
         now = self.wall()
@@ -126,7 +180,7 @@ class OverrideStore:
             for o in expired:
                 log.warning("override %s expired (%s)", o.target, o.reason)
             self.overrides = [o for o in self.overrides if o not in expired]
-            self._save()
+            self._save_quietly()
             self._publish(before)
         else:
             self._arm()

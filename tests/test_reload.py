@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import dns.message
 import pytest
 import pytest_asyncio
 
@@ -120,3 +121,56 @@ async def test_sighups_during_a_reload_lead_to_the_latest_files(config_copy: Pat
                 await asyncio.sleep(0.1)
     finally:
         await proc.kill()
+
+
+@pytest.mark.asyncio
+async def test_a_reload_during_an_outage_never_answers_the_dead_site(tmp_path: Path) -> None:
+    """par's backend answers 503 (down), ams's is fine. A reload that only changes
+    the check's timeout used to reset both to unknown: every member unknown, the pool
+    failed open and answered the dead site until new probes came back."""
+    from geodns.dns.fastpath import answer as cached_answer
+    from geodns.dns.handler import Stats
+    from tests.backends import HttpBackend
+    from tests.configs import write_zone
+
+    par, ams = await HttpBackend("127.0.0.71").start(), await HttpBackend("127.0.0.72").start()
+    par.behaviour.status = 503
+    write_zone(tmp_path, "  www: {type: A, pool: web}\n")
+    main = tmp_path / "geodns.yaml"
+
+    def write(timeout: str) -> None:
+        main.write_text(f"""\
+server: {{dns_listen: ["127.0.0.1:0"], http_listen: null, state_dir: state}}
+datacenters: {{par: {{}}, ams: {{}}}}
+checks: {{web: {{type: http, interval: 1s, timeout: {timeout}, rise: 2, fall: 2}}}}
+pools:
+  web:
+    check: web
+    datacenters: [par, ams]
+    members:
+      - {{address: 127.0.0.71, dc: par, check_port: {par.port}}}
+      - {{address: 127.0.0.72, dc: ams, check_port: {ams.port}}}
+""")
+
+    write("500ms")
+    daemon = Daemon(load(main, use_cache=True))
+    await daemon.start()
+    try:
+        wire = dns.message.make_query("www.example.test.", "A").to_wire()
+
+        def answered() -> set[str]:
+            reply = cached_answer(wire, "127.0.0.1", True, daemon.state, Stats())
+            assert reply is not None
+            return {rd.to_text() for rrset in dns.message.from_wire(reply).answer for rd in rrset}
+
+        assert answered() == {"127.0.0.72"}
+        for timeout in ("400ms", "300ms", "450ms"):
+            write(timeout)
+            assert await daemon.reload()
+            assert answered() == {"127.0.0.72"}  # at once, before any new probe has answered
+            await asyncio.sleep(0.05)
+            assert answered() == {"127.0.0.72"}
+    finally:
+        await daemon.stop()
+        await par.stop()
+        await ams.stop()

@@ -414,9 +414,10 @@ class Monitor:
             if old_checks.get(name) != config.checks.get(name):
                 del self.probes[name]
                 await probe.close()
-        for key in self.targets:
-            if old_checks.get(key.check) != config.checks.get(key.check):
-                self.states[key] = Health()  # a changed check's past results say nothing
+        # Every target that is still probed keeps its state, even when its check's
+        # settings changed (a new timeout is not a new target): resetting to unknown
+        # during an outage sent answers to the dead site until the first new probe.
+        # The new check's results move it with the usual rise/fall.
         self.metrics.member_up.clear()
         self.store.publish(self.states)
         self._update_gauges()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import ipaddress
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from geodns import durable
+from geodns.api import browser
 from geodns.api.admin import AdminServer, make_app
 from geodns.api.metrics import Metrics
 from geodns.api.render import Rendered, Steps, joined, metrics_steps
@@ -241,6 +243,12 @@ class Daemon:
     def acknowledge_override_problems(self) -> list[str]:
         return self.override_store.acknowledge()
 
+    def api_hosts(self) -> frozenset[str]:
+        bound = self.admin.bound if self.admin is not None else None
+        if bound is None:
+            return frozenset()
+        return browser.allowed_hosts(bound.host, bound.port, self.config.server.api_allowed_hosts)
+
     def explain(self, name: str, qtype: str, client: str, ecs: str | None) -> dict[str, Any]:
         return explain(self.config, self.store.current(), name, qtype, client, ecs)
 
@@ -264,12 +272,28 @@ class Daemon:
         if self.config.server.http_listen is not None:
             self.admin = AdminServer(make_app(self), max_connections=self.config.server.api_max_connections)
             await self.admin.start(self.config.server.http_listen)
+            self._say_who_may_write(self.config.server.http_listen)
         self.serving = True
         # Again now that probe tasks, sockets and the first results exist: thousands of
         # long-lived objects the collector would otherwise walk on every full pass.
         gc.freeze()
         zones = ", ".join(sorted(".".join(o) + "." for o in self.config.zones.zones))
         log.info("serving %d zone(s): %s", len(self.config.zones.zones), zones or "none")
+
+    def _say_who_may_write(self, listen: ListenAddress) -> None:
+        if self._api_token is not None:
+            return
+        if ipaddress.ip_address(listen.host).is_loopback:
+            log.warning(
+                "API writes (drains) need no token: only clients on this host may make them;"
+                " set server.api_token_file to require one"
+            )
+        else:
+            log.critical(
+                "the API listens on %s without a token: anyone who reaches it can read the status"
+                " (writes stay loopback-only); set server.api_token_file",
+                listen,
+            )
 
     async def _first_results(self) -> None:
         """Hold DNS back until every member has a state (probes start at once, so this

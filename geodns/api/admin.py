@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from geodns.api import statuspage
+from geodns.api import browser, statuspage
 from geodns.api.guard import GuardedSite
 from geodns.config.fields import Invalid, to_duration
 from geodns.config.model import ListenAddress
@@ -41,6 +41,8 @@ class AdminSource(Protocol):
     def remove_override(self, target: str) -> list[Override]: ...
 
     def acknowledge_override_problems(self) -> list[str]: ...
+
+    def api_hosts(self) -> frozenset[str]: ...
 
     def explain(self, name: str, qtype: str, client: str, ecs: str | None) -> dict[str, Any]: ...
 
@@ -172,7 +174,8 @@ def make_app(source: AdminSource) -> web.Application:
             return _error(400, f"cannot explain that question: {exc}")
         return web.json_response(doc)
 
-    app = web.Application()
+    app = web.Application(middlewares=[browser.guard(source.api_hosts, lambda: source.api_token is not None)])
+    app.on_response_prepare.append(browser.server_header)
     app.router.add_get("/", page)
     app.router.add_get("/static/{name}", asset)
     app.router.add_get("/v1/overrides", list_overrides)

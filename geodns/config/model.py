@@ -48,6 +48,7 @@ class ServerConfig:
     max_probe_rate: int = 1000  # probe starts per second; beyond it probes are skipped, states held
     answer_cache_size: int = 64 * 1024 * 1024  # bytes, UDP and TCP replies together
     api_max_connections: int = 64
+    api_allowed_hosts: tuple[str, ...] = ()  # Host names the API answers to beyond its address and loopback
     api_token_file: Path | None = None  # bearer token for writes; GEODNS_API_TOKEN also works
 
 

@@ -90,6 +90,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
     probe_rate = f.get("max_probe_rate", int_in(1, 1000000), d.max_probe_rate)
     cache_size = f.get("answer_cache_size", to_size(0, 64 * 1024**3), d.answer_cache_size)
     api_conns = f.get("api_max_connections", int_in(1, 10000), d.api_max_connections)
+    api_hosts = f.get_list("api_allowed_hosts", to_str, [])
     token_file = f.get("api_token_file", to_str)
     f.finish()
     if listen is not None and not listen and mode != "route53":
@@ -110,6 +111,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
         max_probe_rate=probe_rate or d.max_probe_rate,
         answer_cache_size=d.answer_cache_size if cache_size is None else cache_size,
         api_max_connections=api_conns or d.api_max_connections,
+        api_allowed_hosts=tuple(h.lower() for h in api_hosts or ()),
         api_token_file=base / token_file if token_file else None,
     )
 

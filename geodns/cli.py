@@ -20,7 +20,7 @@ from geodns.config import DEFAULT_CONFIG, load
 from geodns.config.fields import Invalid
 from geodns.config.model import ListenAddress
 from geodns.config.parse import to_listen
-from geodns.daemon import load_api_token, uvloop_run, with_overrides
+from geodns.daemon import load_api_token, load_read_token, uvloop_run, with_overrides
 from geodns.demo import run_demo
 from geodns.dns.zonetext import zone_text
 from geodns.errors import ConfigError, GeoDnsError
@@ -149,6 +149,8 @@ def _api(args: argparse.Namespace) -> tuple[str, str | None]:
     """The API base URL and the bearer token (GEODNS_API_TOKEN or server.api_token_file)."""
     config = load(args.config) if args.api is None or args.config.exists() else None
     token = load_api_token(config) if config is not None else os.environ.get("GEODNS_API_TOKEN")
+    if token is None:  # reads only, then: the read token opens them
+        token = load_read_token(config) if config is not None else os.environ.get("GEODNS_API_READ_TOKEN")
     return api_url(config, args.api), token
 
 

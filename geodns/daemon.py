@@ -163,6 +163,7 @@ class Daemon:
                 self.config, self.store, self._reconciler(self.config), self.monitor.known
             )
         self._api_token = load_api_token(self.config)
+        self._read_token = load_read_token(self.config)
         self.state = serving_state(self.config, self.store.current())
         # Every new snapshot (and only that) swaps the answers' view of health.
         self.store.subscribe(lambda snapshot: self._swap(serving_state(self.config, snapshot)))
@@ -231,6 +232,10 @@ class Daemon:
     def api_token(self) -> str | None:
         return self._api_token
 
+    @property
+    def read_token(self) -> str | None:
+        return self._read_token
+
     def overrides(self) -> list[Override]:
         return list(self.override_store.overrides)
 
@@ -281,9 +286,16 @@ class Daemon:
         log.info("serving %d zone(s): %s", len(self.config.zones.zones), zones or "none")
 
     def _say_who_may_write(self, listen: ListenAddress) -> None:
+        beyond = not ipaddress.ip_address(listen.host).is_loopback
+        if beyond and self._read_token is None and self._api_token is None:
+            log.critical(
+                "the API listens on %s with no read token: anyone who reaches it reads every member,"
+                " reason and drain; set server.api_read_token_file",
+                listen,
+            )
         if self._api_token is not None:
             return
-        if ipaddress.ip_address(listen.host).is_loopback:
+        if not beyond:
             log.warning(
                 "API writes (drains) need no token: only clients on this host may make them;"
                 " set server.api_token_file to require one"
@@ -336,6 +348,7 @@ class Daemon:
         new = with_overrides(new, self.dns_override, self.http_override)
         try:
             token = load_api_token(new)  # rotated on reload: the old one stops working now
+            read_token = load_read_token(new)
         except GeoDnsError as exc:
             log.error("reload failed, still serving the previous configuration: %s", exc)
             return False
@@ -346,7 +359,7 @@ class Daemon:
             log.warning("listen addresses changed in %s; restart geodns to apply them", path)
         old_state, old_zones = self.state, self.config.zones.zones
         self.config = new
-        self._api_token = token
+        self._api_token, self._read_token = token, read_token
         self.state = serving_state(new, self.store.current())  # one swap: each query sees old or new
         self.override_store.update(new)
         if self.route53 is not None and new.route53 is not None:
@@ -481,26 +494,36 @@ def load_api_token(config: Config) -> str | None:
     """The bearer token for writes: GEODNS_API_TOKEN, else server.api_token_file.
     Never from the YAML itself, which often lives in a repository. An empty token
     or a token file others may read is an error, never a silent open door."""
-    token = os.environ.get("GEODNS_API_TOKEN")
+    return _load_token("GEODNS_API_TOKEN", config.server.api_token_file, "server.api_token_file")
+
+
+def load_read_token(config: Config) -> str | None:
+    """The bearer token for reads (/v1/*, /metrics), when reads are not open:
+    GEODNS_API_READ_TOKEN, else server.api_read_token_file. The write token reads too."""
+    return _load_token(
+        "GEODNS_API_READ_TOKEN", config.server.api_read_token_file, "server.api_read_token_file"
+    )
+
+
+def _load_token(variable: str, path: Path | None, key: str) -> str | None:
+    token = os.environ.get(variable)
     if token is not None:
         if not token.strip():
-            raise GeoDnsError("GEODNS_API_TOKEN is set but empty: unset it, or give it a token")
+            raise GeoDnsError(f"{variable} is set but empty: unset it, or give it a token")
         return token.strip()
-    path = config.server.api_token_file
     if path is None:
         return None
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
         text = path.read_text().strip()
     except OSError as exc:
-        raise GeoDnsError(f"cannot read server.api_token_file {path}: {exc}") from exc
+        raise GeoDnsError(f"cannot read {key} {path}: {exc}") from exc
     if mode & 0o077:
         raise GeoDnsError(
-            f"server.api_token_file {path} may be read or written by others (mode {mode:04o}):"
-            f" chmod 600 {path}"
+            f"{key} {path} may be read or written by others (mode {mode:04o}): chmod 600 {path}"
         )
     if not text:
-        raise GeoDnsError(f"server.api_token_file {path} is empty")
+        raise GeoDnsError(f"{key} {path} is empty")
     return text
 
 

@@ -67,6 +67,27 @@ async def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
         await running.stop()
 
 
+async def _dump_dom(url: str) -> str:
+    """The page as headless Chromium leaves it once its scripts have run."""
+    profile = tempfile.mkdtemp(prefix="geodns-chromium-")
+    try:
+        browser = await asyncio.create_subprocess_exec(
+            shutil.which("chromium") or "chromium",
+            *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"),
+            *("--disable-background-networking", "--disable-component-update", "--disable-sync"),
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        dom, _ = await asyncio.wait_for(browser.communicate(), 60)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    return dom.decode()
+
+
 def _api(daemon: Daemon) -> str:
     assert daemon.admin is not None and daemon.admin.bound is not None
     return f"http://{daemon.admin.bound}"
@@ -87,30 +108,10 @@ async def test_a_hostile_page_cannot_drain_or_read(daemon: Daemon) -> None:
     site = web.TCPSite(runner, "127.0.0.2", 0)  # another origin than the API's
     await site.start()
     port = runner.addresses[0][1]
-    profile = tempfile.mkdtemp(prefix="geodns-chromium-")
     try:
-        browser = await asyncio.create_subprocess_exec(
-            shutil.which("chromium") or "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            f"http://127.0.0.2:{port}/",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        dom, _ = await asyncio.wait_for(browser.communicate(), 60)
+        text = await _dump_dom(f"http://127.0.0.2:{port}/")
     finally:
         await runner.cleanup()
-        shutil.rmtree(profile, ignore_errors=True)
-    text = dom.decode()
     assert "form-sent" in text, text  # the page ran to its end
     assert "json-post-blocked" in text and "read-blocked" in text, text
     assert daemon.overrides() == []  # nothing drained, by any of the four ways
@@ -143,3 +144,21 @@ async def test_rebinding_cross_origin_and_simple_writes_are_refused(daemon: Daem
 def test_the_status_page_has_no_inline_script_or_style() -> None:
     page = (Path(__file__).parent.parent / "geodns" / "api" / "statuspage" / "index.html").read_text()
     assert "<script>" not in page and "<style>" not in page and " style=" not in page
+
+
+@needs("chromium")
+@pytest.mark.asyncio
+async def test_the_status_page_reads_with_a_token_in_its_fragment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GEODNS_API_TOKEN", raising=False)
+    monkeypatch.setenv("GEODNS_API_READ_TOKEN", "reader")
+    running = Daemon(load(_config(tmp_path)))
+    await running.start()
+    try:
+        closed = await _dump_dom(_api(running) + "/")
+        assert "HTTP 401" in closed and "#token=" in closed
+        opened = await _dump_dom(_api(running) + "/#token=reader")
+        assert "HTTP 401" not in opened and ">par <small>" in opened, opened
+    finally:
+        await running.stop()

@@ -99,3 +99,31 @@ def test_empty_or_exposed_tokens_are_errors(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(GeoDnsError, match="is empty"):
         load_api_token(config)
     assert os.environ.get("GEODNS_API_TOKEN") is None
+
+
+@pytest.mark.asyncio
+async def test_a_read_token_closes_the_documents_not_the_probes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GEODNS_API_TOKEN", raising=False)
+    monkeypatch.setenv("GEODNS_API_READ_TOKEN", "reader")
+    path = _config(tmp_path)
+    daemon = Daemon(load(path))
+    await daemon.start()
+    assert daemon.admin is not None and daemon.admin.bound is not None
+    base = f"http://{daemon.admin.bound}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for doc in ("/v1/status", "/metrics", "/v1/overrides"):
+                async with session.get(base + doc) as resp:
+                    assert resp.status == 401, doc
+                for token in ("reader", "first-token"):  # the write token reads too
+                    async with session.get(base + doc, headers={"Authorization": f"Bearer {token}"}) as resp:
+                        assert resp.status == 200, (doc, token)
+                async with session.get(base + doc, headers={"Authorization": "Bearer nope"}) as resp:
+                    assert resp.status == 401
+            for open_path in ("/", "/healthz", "/readyz", "/static/status.js"):
+                async with session.get(base + open_path) as resp:
+                    assert resp.status == 200, open_path
+    finally:
+        await daemon.stop()

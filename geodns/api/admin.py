@@ -34,6 +34,9 @@ class AdminSource(Protocol):
     @property
     def api_token(self) -> str | None: ...
 
+    @property
+    def read_token(self) -> str | None: ...
+
     def overrides(self) -> list[Override]: ...
 
     def add_override(self, target: str, state: str, reason: str, duration: float | None) -> Override: ...
@@ -55,22 +58,40 @@ def _encoding(gzipped: bool) -> dict[str, str]:
     return {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzipped else {"Vary": "Accept-Encoding"}
 
 
+SOURCE: web.AppKey[AdminSource] = web.AppKey("source")
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def _refusal(source: AdminSource, request: web.Request) -> web.Response | None:
-    """None when the request may write; else the 401 that says why. The scheme is
-    case-insensitive (RFC 7235); the token is compared in constant time."""
-    token = source.api_token
-    if token is None:
+def _refusal(source: AdminSource, request: web.Request, *, read: bool = False) -> web.Response | None:
+    """None when the request may go on; else the 401 that says why. Writes need the
+    write token when one is set; reads need the read token (or the write token) when
+    a read token is set. The scheme is case-insensitive (RFC 7235); tokens are
+    compared in constant time."""
+    tokens = [t for t in (source.api_token, source.read_token if read else None) if t is not None]
+    if not tokens or (read and source.read_token is None):
         return None
     scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         return _error(401, "a bearer token is required (Authorization: Bearer ...)")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    offered = given.strip().encode()
+    if not any(hmac.compare_digest(offered, token.encode()) for token in tokens):
         return _error(401, "token rejected")
     return None
+
+
+@web.middleware
+async def _reads(request: web.Request, handler: browser.Handler) -> web.StreamResponse:
+    """With a read token, the documents (/v1/*, /metrics) need it; the page's shell,
+    /healthz and /readyz stay open for people and orchestrators."""
+    source: AdminSource = request.app[SOURCE]
+    if request.method == "GET" and (request.path.startswith("/v1/") or request.path == "/metrics"):
+        refused = _refusal(source, request, read=True)
+        if refused is not None:
+            return refused
+    return await handler(request)
 
 
 def make_app(source: AdminSource) -> web.Application:
@@ -174,7 +195,9 @@ def make_app(source: AdminSource) -> web.Application:
             return _error(400, f"cannot explain that question: {exc}")
         return web.json_response(doc)
 
-    app = web.Application(middlewares=[browser.guard(source.api_hosts, lambda: source.api_token is not None)])
+    guard = browser.guard(source.api_hosts, lambda: source.api_token is not None)
+    app = web.Application(middlewares=[guard, _reads])
+    app[SOURCE] = source
     app.on_response_prepare.append(browser.server_header)
     app.router.add_get("/", page)
     app.router.add_get("/static/{name}", asset)

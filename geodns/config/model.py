@@ -50,6 +50,7 @@ class ServerConfig:
     api_max_connections: int = 64
     api_allowed_hosts: tuple[str, ...] = ()  # Host names the API answers to beyond its address and loopback
     api_token_file: Path | None = None  # bearer token for writes; GEODNS_API_TOKEN also works
+    api_read_token_file: Path | None = None  # bearer token for /v1/* and /metrics; GEODNS_API_READ_TOKEN
 
 
 @dataclass(frozen=True)

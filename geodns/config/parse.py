@@ -92,6 +92,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
     api_conns = f.get("api_max_connections", int_in(1, 10000), d.api_max_connections)
     api_hosts = f.get_list("api_allowed_hosts", to_str, [])
     token_file = f.get("api_token_file", to_str)
+    read_token_file = f.get("api_read_token_file", to_str)
     f.finish()
     if listen is not None and not listen and mode != "route53":
         f.error("dns_listen", "needs at least one address when serving DNS")
@@ -113,6 +114,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
         api_max_connections=api_conns or d.api_max_connections,
         api_allowed_hosts=tuple(h.lower() for h in api_hosts or ()),
         api_token_file=base / token_file if token_file else None,
+        api_read_token_file=base / read_token_file if read_token_file else None,
     )
 
 

@@ -4,7 +4,11 @@ const ago = t => { if (!t) return ""; const s = Math.max(0, (Date.now() - Date.p
 const cls = st => st === "up" ? "ok" : st === "down" ? "bad" : "warn";
 async function refresh() {
   try {
-    const r = await fetch("v1/status", {cache: "no-store"});
+    // A read token, when the API asks for one, comes in the address's fragment
+    // (/#token=...): never sent to the server in the URL, never in its logs.
+    const token = new URLSearchParams(location.hash.slice(1)).get("token");
+    const r = await fetch("v1/status", {cache: "no-store", headers: token ? {Authorization: "Bearer " + token} : {}});
+    if (!r.ok) throw new Error("HTTP " + r.status + (r.status === 401 ? " (open the page as /#token=YOUR_READ_TOKEN)" : ""));
     const doc = await r.json();
     document.getElementById("error").textContent = "";
     document.getElementById("ready").innerHTML = doc.ready

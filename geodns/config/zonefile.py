@@ -131,10 +131,8 @@ def _parse_name_entry(
     if not is_subdomain(name, origin):
         ctx.error(records.key_loc(key), f"record name {key!r} is outside the zone {to_text(origin)}")
         return
-    if "*" in name[1:] or any("*" in label and label != "*" for label in name):
-        message = f"record name {key!r}: '*' is only allowed as the whole leftmost label"
-        ctx.error(records.key_loc(key), message)
-        return
+    # Only a leftmost label that is exactly '*' is a wildcard (RFC 4592 2.1.1); an
+    # asterisk anywhere else is an ordinary character: `host.*.sub` is a plain name.
     if isinstance(value, YList):
         items = [(v, value.item_loc(i)) for i, v in enumerate(value)]
     else:

@@ -196,14 +196,13 @@ def resolve(qname: Name, qtype: int, zones: ZoneSet, pools: PoolSource, client: 
         seen.add(name)
         cut = zone.find_cut(name)
         if cut is not None and not (cut == name and qtype == RType.DS):
-            if b.answer:
-                # A CNAME led below a delegation: the resolver follows from here.
-                return b.finish(NOERROR, True)
             ns = zone.nodes[cut][int(RType.NS)]
             assert isinstance(ns, RRset)
             b.authority.append(ns)
             _add_addresses(b, zones, [ns], glue=True)
-            return b.finish(NOERROR, False)
+            # A CNAME that led below a delegation: our CNAME is authoritative, and the
+            # referral tells the resolver where to follow (as Knot, NSD, PowerDNS do).
+            return b.finish(NOERROR, bool(b.answer))
 
         node, exists = _lookup_node(zone, name)
         if not exists:
@@ -214,7 +213,7 @@ def resolve(qname: Name, qtype: int, zones: ZoneSet, pools: PoolSource, client: 
             return b.finish(NOERROR, True)
 
         cname = node.get(int(RType.CNAME))
-        if cname is not None and qtype != RType.CNAME:
+        if cname is not None and qtype not in (RType.CNAME, RType.ANY):  # ANY: the CNAME alone (RFC 1034)
             rr = b.concrete(cname, name)
             assert rr is not None and isinstance(rr.rdatas[0], Target)
             b.answer.append(rr)

@@ -132,7 +132,8 @@ def _handle(
     except Malformed as exc:
         stats.formerr += 1
         log.debug("FORMERR to %s: %s", source, exc)
-        return encode_simple(header, None, FORMERR, None, size, None)
+        ok_opt = exc.edns if exc.edns is not None and exc.edns.version == 0 else None
+        return encode_simple(header, None, FORMERR, ok_opt, size, None)
 
     q, edns = query.question, query.edns
     if query.opt_count > 1:
@@ -142,6 +143,11 @@ def _handle(
         # RFC 6891 6.1.3: BADVERS, answered with the highest version we do (0).
         _replayable(outcome)
         return encode_simple(header, q, BADVERS, edns, size, state.nsid)
+    if q.qtype == TYPE_IXFR:
+        # An IXFR carries the client's SOA in the authority section: not a malformed
+        # query, a transfer we do not serve (REFUSED, like AXFR).
+        _replayable(outcome)
+        return encode_simple(header, q, REFUSED, edns, size, state.nsid)
     if header.ancount or header.nscount:
         stats.formerr += 1
         return encode_simple(header, q, FORMERR, edns, size, state.nsid)

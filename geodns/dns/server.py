@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 UDP_BATCH = 64  # datagrams per wake-up: enough to amortise the loop, short enough to stay fair
 UDP_RCVBUF = 4 * 1024 * 1024  # a 500-query burst overflows the 208 KiB default
 MAX_DATAGRAM = 65535
+DNS_HEADER = 12
 
 StateGetter = Callable[[], ServingState]
 
@@ -113,6 +114,11 @@ class TcpConnection(asyncio.Protocol):
         state = server.state()
         while len(buf) >= 2:
             length = (buf[0] << 8) | buf[1]
+            if length < DNS_HEADER:
+                # Shorter than a DNS header: nothing to answer, and no reason to wait for
+                # this client's idle timeout.
+                transport.close()
+                return
             if len(buf) < 2 + length:
                 break
             message = bytes(buf[2 : 2 + length])

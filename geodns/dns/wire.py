@@ -46,7 +46,13 @@ def udp_limit(requested: int, ours: int) -> int:
 
 
 class Malformed(Exception):
-    """The packet cannot be parsed past its header (FORMERR when there is one)."""
+    """The packet cannot be parsed past its header (FORMERR when there is one).
+    `edns` is the OPT record when one was read before the problem: the FORMERR
+    then carries an OPT too (RFC 6891 7)."""
+
+    def __init__(self, message: str, edns: Edns | None = None) -> None:
+        super().__init__(message)
+        self.edns = edns
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,29 +169,38 @@ def parse_query(data: bytes, header: Header) -> Query:
         raise Malformed(f"QDCOUNT is {header.qdcount}, not 1")
     question = parse_question(data)
     pos = question.end
+    return _records(data, header, question, pos)
+
+
+def _records(data: bytes, header: Header, question: Question, pos: int) -> Query:
     edns: Edns | None = None
     opt_count = 0
-    for index in range(header.ancount + header.nscount + header.arcount):
-        pos, is_root = _skip_name(data, pos)
-        if pos + RR_FIXED.size > len(data):
-            raise Malformed("record header runs past the end of the packet")
-        rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, pos)
-        pos += RR_FIXED.size
-        if pos + rdlength > len(data):
-            raise Malformed("record data runs past the end of the packet")
-        if rtype == TYPE_OPT:
-            if index < header.ancount + header.nscount or not is_root:
-                raise Malformed("OPT record outside the additional section or not at the root")
-            opt_count += 1
-            edns = Edns(
-                udp_size=rclass,
-                version=(ttl >> 16) & 0xFF,
-                flags=ttl & 0xFFFF,
-                options=_parse_options(data[pos : pos + rdlength]),
-            )
-        pos += rdlength
-    if pos != len(data):
-        raise Malformed(f"{len(data) - pos} bytes of trailing data")
+    try:
+        for index in range(header.ancount + header.nscount + header.arcount):
+            pos, is_root = _skip_name(data, pos)
+            if pos + RR_FIXED.size > len(data):
+                raise Malformed("record header runs past the end of the packet")
+            rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, pos)
+            pos += RR_FIXED.size
+            if pos + rdlength > len(data):
+                raise Malformed("record data runs past the end of the packet")
+            if rtype == TYPE_OPT:
+                if index < header.ancount + header.nscount or not is_root:
+                    raise Malformed("OPT record outside the additional section or not at the root")
+                opt_count += 1
+                edns = Edns(
+                    udp_size=rclass,
+                    version=(ttl >> 16) & 0xFF,
+                    flags=ttl & 0xFFFF,
+                    options=_parse_options(data[pos : pos + rdlength]),
+                )
+            pos += rdlength
+        if pos != len(data):
+            raise Malformed(f"{len(data) - pos} bytes of trailing data")
+    except Malformed as exc:
+        if edns is not None and exc.edns is None:
+            raise Malformed(str(exc), edns) from None  # the FORMERR can carry an OPT
+        raise
     return Query(header, question, edns, opt_count)
 
 

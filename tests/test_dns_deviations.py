@@ -12,6 +12,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
+import dns.tsig
 import pytest
 
 from tests.conftest import Running
@@ -82,3 +83,20 @@ async def test_an_asterisk_that_is_not_leftmost_is_a_plain_label(server: Running
     # ... and not a wildcard: other names under it do not exist.
     msg = await ask(server.v4, "host.x.literal.example.test.", "A")
     assert msg.rcode() == dns.rcode.NXDOMAIN
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("edns", [False, True])
+async def test_a_tsig_signed_query_gets_notauth_and_badkey(server: Running, edns: bool) -> None:
+    """RFC 8945 5.2: we hold no keys, so a signed query is answered NOTAUTH with an
+    unsigned TSIG saying BADKEY, never with data; dnspython, verifying the reply as
+    a signing client does, sees the peer's BADKEY."""
+    keyring = dns.tsig.Key("transfer-key.", "c2VjcmV0c2VjcmV0c2VjcmV0", "hmac-sha256")
+    q = dns.message.make_query("www.example.test.", "A", use_edns=0 if edns else False)
+    q.use_tsig(keyring)
+    reply = await udp_raw(server.v4, q.to_wire())
+    assert reply is not None
+    assert reply[3] & 0x0F == 9 and not struct.unpack("!H", reply[6:8])[0]  # NOTAUTH, no answers
+    assert reply.endswith(b"\x00\x11\x00\x00")  # error BADKEY, no other data
+    with pytest.raises(dns.tsig.PeerBadKey):
+        dns.message.from_wire(reply, keyring=keyring, request_mac=q.mac)

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from geodns.dns.answer import Answer
-from geodns.dns.wire import AA, CD, HEADER, OPT_ECS, OPT_NSID, QR, RD, TC, Ecs, Edns, Header, Question
+from geodns.dns.wire import AA, CD, HEADER, OPT_ECS, OPT_NSID, QR, RD, TC, Ecs, Edns, Header, Question, Tsig
 from geodns.zone.names import Name
 from geodns.zone.zone import CAA, MX, SOA, SRV, TXT, Address, RData, RRset, RType, Target
 
@@ -65,15 +65,31 @@ def encode_simple(
     edns_size: int,
     nsid: bytes | None,
     aa: bool = False,
+    tsig: bytes = b"",
 ) -> bytes:
-    """A response with no records: errors, REFUSED, BADVERS."""
-    arcount = 1 if edns is not None else 0
+    """A response with no records: errors, REFUSED, BADVERS (and a BADKEY TSIG)."""
+    arcount = (1 if edns is not None else 0) + (1 if tsig else 0)
     out = HEADER.pack(header.id, response_flags(header.flags, rcode, aa), 1 if question else 0, 0, 0, arcount)
     if question is not None:
         out += question.wire
     if edns is not None:
         out += opt_record(edns_size, rcode >> 4, edns.do, reply_options(edns, nsid))
-    return out
+    return out + tsig  # the TSIG goes last (RFC 8945 4.2)
+
+
+TSIG_BADKEY = 17
+_TSIG_FIXED = struct.Struct("!HHIH")  # type, class ANY, TTL 0, rdlength
+
+
+def badkey(tsig: Tsig, original_id: int) -> bytes:
+    """An unsigned TSIG record saying BADKEY (RFC 8945 5.2): the key name and
+    algorithm of the query, its time and fudge, no MAC."""
+    rdata = (
+        tsig.algorithm
+        + tsig.time_signed.to_bytes(6, "big")
+        + struct.pack("!HHHHH", tsig.fudge, 0, original_id, TSIG_BADKEY, 0)
+    )
+    return tsig.key + _TSIG_FIXED.pack(250, 255, 0, len(rdata)) + rdata
 
 
 CLASS_IN = 1

@@ -18,7 +18,7 @@ from geodns.dns.answer import (
     PoolSource,
     resolve,
 )
-from geodns.dns.encode import MAX_TCP_MESSAGE, encode_answer, encode_simple
+from geodns.dns.encode import MAX_TCP_MESSAGE, badkey, encode_answer, encode_simple
 from geodns.dns.fastcache import AnswerCache
 from geodns.dns.wire import (
     OPT_ECS,
@@ -39,6 +39,7 @@ BADVERS = 16
 TYPE_OPT = 41
 TYPE_IXFR = 251
 TYPE_AXFR = 252
+NOTAUTH = 9
 UNSUPPORTED_META = frozenset({249, 250, 253, 254})  # TKEY, TSIG, MAILB, MAILA
 PLAIN_UDP_LIMIT = 512
 
@@ -136,6 +137,10 @@ def _handle(
         return encode_simple(header, None, FORMERR, ok_opt, size, None)
 
     q, edns = query.question, query.edns
+    if query.tsig is not None:
+        # Signed with a key we do not have (we have none): NOTAUTH, and an unsigned
+        # TSIG saying BADKEY, never data (RFC 8945 5.2).
+        return encode_simple(header, q, NOTAUTH, edns, size, None, tsig=badkey(query.tsig, header.id))
     if query.opt_count > 1:
         stats.formerr += 1
         return encode_simple(header, q, FORMERR, None, size, None)

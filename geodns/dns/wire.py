@@ -23,6 +23,7 @@ TC = 0x0200
 RD = 0x0100
 CD = 0x0010
 TYPE_OPT = 41
+TYPE_TSIG = 250
 EDNS_DO = 0x8000
 OPT_NSID = 3
 OPT_ECS = 8
@@ -107,6 +108,17 @@ class Query:
     question: Question
     edns: Edns | None
     opt_count: int
+    tsig: Tsig | None = None  # a signature we cannot check: we hold no keys
+
+
+@dataclass(frozen=True, slots=True)
+class Tsig:
+    """What a BADKEY reply must echo of a query's TSIG record (RFC 8945 5.2)."""
+
+    key: bytes  # the owner name, as on the wire (uncompressed labels)
+    algorithm: bytes  # the algorithm name, as on the wire
+    time_signed: int  # 48 bits
+    fudge: int
 
 
 def parse_header(data: bytes) -> Header | None:
@@ -174,9 +186,11 @@ def parse_query(data: bytes, header: Header) -> Query:
 
 def _records(data: bytes, header: Header, question: Question, pos: int) -> Query:
     edns: Edns | None = None
+    tsig: Tsig | None = None
     opt_count = 0
     try:
         for index in range(header.ancount + header.nscount + header.arcount):
+            owner = pos
             pos, is_root = _skip_name(data, pos)
             if pos + RR_FIXED.size > len(data):
                 raise Malformed("record header runs past the end of the packet")
@@ -184,6 +198,8 @@ def _records(data: bytes, header: Header, question: Question, pos: int) -> Query
             pos += RR_FIXED.size
             if pos + rdlength > len(data):
                 raise Malformed("record data runs past the end of the packet")
+            if rtype == TYPE_TSIG and index == header.ancount + header.nscount + header.arcount - 1:
+                tsig = _tsig(data, owner, pos, rdlength)
             if rtype == TYPE_OPT:
                 if index < header.ancount + header.nscount or not is_root:
                     raise Malformed("OPT record outside the additional section or not at the root")
@@ -201,7 +217,32 @@ def _records(data: bytes, header: Header, question: Question, pos: int) -> Query
         if edns is not None and exc.edns is None:
             raise Malformed(str(exc), edns) from None  # the FORMERR can carry an OPT
         raise
-    return Query(header, question, edns, opt_count)
+    return Query(header, question, edns, opt_count, tsig)
+
+
+def _tsig(data: bytes, owner: int, rdata: int, length: int) -> Tsig:
+    """The fields a BADKEY reply echoes; names must be uncompressed (RFC 8945 4.2)."""
+    key = _plain_name(data, owner)
+    algorithm = _plain_name(data, rdata)
+    fixed = rdata + len(algorithm)
+    if fixed + 10 > rdata + length:
+        raise Malformed("TSIG record too short")
+    time_signed = int.from_bytes(data[fixed : fixed + 6], "big")
+    fudge = int.from_bytes(data[fixed + 6 : fixed + 8], "big")
+    return Tsig(key, algorithm, time_signed, fudge)
+
+
+def _plain_name(data: bytes, pos: int) -> bytes:
+    start = pos
+    while True:
+        if pos >= len(data):
+            raise Malformed("TSIG name runs past the end of the packet")
+        length = data[pos]
+        if length == 0:
+            return data[start : pos + 1]
+        if length > MAX_LABEL:
+            raise Malformed("a compressed name in a TSIG record")
+        pos += 1 + length
 
 
 def _parse_options(rdata: bytes) -> tuple[tuple[int, bytes], ...]:

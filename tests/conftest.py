@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -39,6 +40,17 @@ def copy_test_config(tmp_path: Path) -> Path:
         text.replace("  tcp_max_connections: 64\n", "  tcp_max_connections: 64\n  state_dir: state\n")
     )
     return main
+
+
+@contextlib.asynccontextmanager
+async def serving(config_path: Path) -> AsyncIterator[Daemon]:
+    """A daemon started in this process on `config_path`, stopped afterwards."""
+    daemon = Daemon(load(config_path))
+    await daemon.start()
+    try:
+        yield daemon
+    finally:
+        await daemon.stop()
 
 
 @dataclass

@@ -18,7 +18,7 @@ from aiohttp import web
 from geodns.config import load
 from geodns.daemon import Daemon
 from tests.configs import write_zone
-from tests.conftest import needs
+from tests.conftest import needs, serving
 
 ATTACK = """<!doctype html><html><body><pre id="out"></pre>
 <form id="f" method="POST" action="API/v1/overrides" enctype="text/plain" target="sink">
@@ -59,12 +59,8 @@ def _config(tmp: Path) -> Path:
 @pytest_asyncio.fixture
 async def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Daemon]:
     monkeypatch.delenv("GEODNS_API_TOKEN", raising=False)
-    running = Daemon(load(_config(tmp_path)))
-    await running.start()
-    try:
+    async with serving(_config(tmp_path)) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 async def _dump_dom(url: str) -> str:

@@ -15,6 +15,7 @@ from geodns.config import load
 from geodns.daemon import Daemon, load_api_token
 from geodns.errors import GeoDnsError
 from tests.configs import write_zone
+from tests.conftest import serving
 
 
 def _config(tmp_path: Path) -> Path:
@@ -34,12 +35,8 @@ def _config(tmp_path: Path) -> Path:
 @pytest_asyncio.fixture
 async def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Daemon]:
     monkeypatch.delenv("GEODNS_API_TOKEN", raising=False)
-    running = Daemon(load(_config(tmp_path)))
-    await running.start()
-    try:
+    async with serving(_config(tmp_path)) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 async def _drain(daemon: Daemon, authorization: str | None) -> tuple[int, str]:

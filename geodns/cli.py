@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 
 from geodns import __version__
 from geodns.api.apiclient import api_url, call, render_status
+from geodns.api.tokens import load_api_token, load_read_token
 from geodns.config import DEFAULT_CONFIG, load
 from geodns.config.fields import Invalid
 from geodns.config.model import ListenAddress
 from geodns.config.parse import to_listen
-from geodns.daemon import load_api_token, load_read_token, uvloop_run, with_overrides
+from geodns.daemon import uvloop_run, with_overrides
 from geodns.demo import run_demo
 from geodns.dns.zonetext import zone_text
 from geodns.errors import ConfigError, GeoDnsError

@@ -12,7 +12,6 @@ import logging
 import os
 import resource
 import signal
-import stat
 import sys
 import threading
 from collections.abc import Coroutine
@@ -23,8 +22,9 @@ from geodns import durable
 from geodns.api import browser
 from geodns.api.admin import AdminServer, make_app
 from geodns.api.metrics import Metrics
-from geodns.api.render import Rendered, Steps, joined, metrics_steps
+from geodns.api.render import Rendered, Steps, drive, joined, metrics_steps
 from geodns.api.status import status_document, status_steps
+from geodns.api.tokens import load_api_token, load_read_token
 from geodns.config import Config, load, zonecache
 from geodns.config.model import ListenAddress
 from geodns.dns.answer import PoolSource
@@ -32,7 +32,7 @@ from geodns.dns.fastcache import AnswerCache
 from geodns.dns.handler import ServingState, Stats
 from geodns.dns.server import DnsServer
 from geodns.errors import ConfigError, GeoDnsError
-from geodns.health.capacity import capacity_warnings
+from geodns.health.capacity import capacity_warnings, fd_budget
 from geodns.health.checks.reaper import run_command
 from geodns.health.monitor import Monitor
 from geodns.health.overrides import Override
@@ -42,7 +42,6 @@ from geodns.route53.sync import Reconciler, Route53Sync
 from geodns.steering.explain import explain
 from geodns.steering.overridestore import OverrideStore
 from geodns.steering.policy import AllMembers, PolicySource
-from geodns.steps import drive
 from geodns.zone.names import Name
 from geodns.zone.zone import Zone
 
@@ -86,20 +85,6 @@ def serving_state(config: Config, snapshot: HealthSnapshot | None = None) -> Ser
         edns_udp_size=config.server.edns_udp_size,
         cache=AnswerCache(config.server.answer_cache_size),
     )
-
-
-FD_RESERVE = 64  # listeners, the state files, logs, the event loop's own
-
-
-def fd_budget(config: Config) -> dict[str, int]:
-    """The file descriptors the configuration may hold at once, by user."""
-    server = config.server
-    return {
-        "probes": server.max_concurrent_probes * 2,  # a socket, or an exec check's pipe pair
-        "DNS over TCP": server.tcp_max_connections,
-        "the HTTP API": server.api_max_connections if server.http_listen is not None else 0,
-        "listeners and files": FD_RESERVE + 2 * len(server.dns_listen),
-    }
 
 
 def claim_fds(config: Config) -> int:
@@ -488,43 +473,6 @@ class Daemon:
         if self.admin is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.admin.stop(), 1.0)
-
-
-def load_api_token(config: Config) -> str | None:
-    """The bearer token for writes: GEODNS_API_TOKEN, else server.api_token_file.
-    Never from the YAML itself, which often lives in a repository. An empty token
-    or a token file others may read is an error, never a silent open door."""
-    return _load_token("GEODNS_API_TOKEN", config.server.api_token_file, "server.api_token_file")
-
-
-def load_read_token(config: Config) -> str | None:
-    """The bearer token for reads (/v1/*, /metrics), when reads are not open:
-    GEODNS_API_READ_TOKEN, else server.api_read_token_file. The write token reads too."""
-    return _load_token(
-        "GEODNS_API_READ_TOKEN", config.server.api_read_token_file, "server.api_read_token_file"
-    )
-
-
-def _load_token(variable: str, path: Path | None, key: str) -> str | None:
-    token = os.environ.get(variable)
-    if token is not None:
-        if not token.strip():
-            raise GeoDnsError(f"{variable} is set but empty: unset it, or give it a token")
-        return token.strip()
-    if path is None:
-        return None
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise GeoDnsError(f"cannot read {key} {path}: {exc}") from exc
-    if mode & 0o077:
-        raise GeoDnsError(
-            f"{key} {path} may be read or written by others (mode {mode:04o}): chmod 600 {path}"
-        )
-    if not text:
-        raise GeoDnsError(f"{key} {path} is empty")
-    return text
 
 
 def _freeze_long_lived() -> None:

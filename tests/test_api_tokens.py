@@ -11,8 +11,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from geodns.api.tokens import load_api_token
 from geodns.config import load
-from geodns.daemon import Daemon, load_api_token
+from geodns.daemon import Daemon
 from geodns.errors import GeoDnsError
 from tests.configs import write_zone
 from tests.conftest import serving

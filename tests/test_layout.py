@@ -37,11 +37,13 @@ SHELL = {"cli", "daemon", "demo", "__main__", "__init__"}
 
 # Pure core: decided from data passed in, `now` included.
 PURE = {
+    "steps.py",
     "zone",
     "config",
     "dns/answer.py",
     "dns/wire.py",
     "health/health.py",
+    "health/capacity.py",
     "health/overrides.py",
     "steering/policy.py",
     "steering/explain.py",

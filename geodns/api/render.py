@@ -14,23 +14,32 @@ import asyncio
 import time
 import zlib
 from collections.abc import Callable, Generator, Hashable, Iterable, Iterator
+from typing import cast
 
 from prometheus_client import generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from geodns.steps import drive as steps_drive
+from geodns.steps import PENDING, T, step
+from geodns.steps import Steps as StepsOf
 
 SLICE = 0.0002  # seconds of rendering per event-loop turn
 SAMPLES_PER_STEP = 50
 GZIP_STEP = 32 * 1024  # bytes compressed per step (~0.1 ms at level 1)
 
-Steps = Generator[None, None, bytes]  # a renderer's steps, returning the document
+Steps = StepsOf[bytes]  # a renderer's steps, returning the document
 
 
-async def drive(steps: Steps, slice_seconds: float = SLICE) -> bytes:
-    return await steps_drive(steps, slice_seconds)
+async def drive(steps: StepsOf[T], slice_seconds: float = SLICE) -> T:
+    """The steps on the event loop, `slice_seconds` of them per turn: whatever
+    waits (a datagram, a probe's reply) runs in between."""
+    turn_ends = time.perf_counter() + slice_seconds
+    while (result := step(steps)) is PENDING:
+        if time.perf_counter() >= turn_ends:
+            await asyncio.sleep(0)
+            turn_ends = time.perf_counter() + slice_seconds
+    return cast(T, result)
 
 
 class _One(Collector):

@@ -27,7 +27,6 @@ VARIANTS = 16  # drawn replies per random answer
 # link and two bytes objects' headers (measured with tracemalloc: bench/abuse.py).
 ENTRY_OVERHEAD = 200
 PER_CLIENT_OVERHEAD = 64  # one more slot in a PerClient's dict
-PLAIN_UDP = 512  # a reply this small fits every client: one entry for every EDNS size
 # EDNS sizes resolvers send by default (BIND, Unbound, Knot, PowerDNS: 1232; older
 # ones 4096; some public resolvers 1400-1452, Windows 4000): their exact bytes get
 # an entry of their own; any other size is found through its folded key.

@@ -21,7 +21,6 @@ from typing import Protocol, runtime_checkable
 from geodns.dns.answer import DEPENDS_CLIENT, DEPENDS_ECS, DEPENDS_RANDOM, PoolSource
 from geodns.dns.fastcache import (
     PER_CLIENT_OVERHEAD,
-    PLAIN_UDP,
     VARIANTS,
     Entry,
     Folded,
@@ -31,6 +30,7 @@ from geodns.dns.fastcache import (
     payload,
 )
 from geodns.dns.handler import Outcome, ServingState, Stats, handle
+from geodns.dns.wire import PLAIN_UDP  # a reply this small fits every client's size
 
 _TC = 0x02  # in the first flags byte
 

@@ -22,6 +22,7 @@ from geodns.dns.encode import MAX_TCP_MESSAGE, badkey, encode_answer, encode_sim
 from geodns.dns.fastcache import AnswerCache
 from geodns.dns.wire import (
     OPT_ECS,
+    PLAIN_UDP,
     Header,
     Malformed,
     parse_ecs,
@@ -41,7 +42,6 @@ TYPE_IXFR = 251
 TYPE_AXFR = 252
 NOTAUTH = 9
 UNSUPPORTED_META = frozenset({249, 250, 253, 254})  # TKEY, TSIG, MAILB, MAILA
-PLAIN_UDP_LIMIT = 512
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def _handle(
     if not udp:
         limit = MAX_TCP_MESSAGE
     elif edns is None:
-        limit = PLAIN_UDP_LIMIT
+        limit = PLAIN_UDP
     else:
         limit = udp_limit(edns.udp_size, size)
     reply = encode_answer(header, q, answer, edns, limit, size, state.nsid, ecs)

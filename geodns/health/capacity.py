@@ -52,3 +52,36 @@ def capacity_warnings(config: Config) -> list[str]:
             f" server.max_concurrent_probes is {limit}: the rest wait, start late and are skipped"
         )
     return out
+
+
+FD_RESERVE = 64  # listeners, the state files, logs, the event loop's own
+
+
+def fd_budget(config: Config) -> dict[str, int]:
+    """The file descriptors the configuration may hold at once, by user."""
+    server = config.server
+    return {
+        "probes": server.max_concurrent_probes * 2,  # a socket, or an exec check's pipe pair
+        "DNS over TCP": server.tcp_max_connections,
+        "the HTTP API": server.api_max_connections if server.http_listen is not None else 0,
+        "listeners and files": FD_RESERVE + 2 * len(server.dns_listen),
+    }
+
+
+class ProbeBudget:
+    """A token bucket of probe starts: `rate` a second, in bursts of at most 10 ms worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate / 100)
+        self.tokens = self.burst
+        self.at: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self.at is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False

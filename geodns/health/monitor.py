@@ -23,7 +23,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from geodns import durable
 from geodns.config.model import Check, Config, Member, Pool
 from geodns.health import statefile
-from geodns.health.capacity import probe_load
+from geodns.health.capacity import ProbeBudget, probe_load
 from geodns.health.checks import Probe, ProbeResult, Target, make_probe
 from geodns.health.checks.base import checker_error, failed
 from geodns.health.checks.reaper import REAPER
@@ -65,25 +65,6 @@ class MonitorMetrics(Protocol):
     state_changes: Counter
     snapshot_version: Gauge
     ready: Gauge
-
-
-class ProbeBudget:
-    """A token bucket of probe starts: `rate` a second, in bursts of at most 10 ms worth."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.burst = max(1.0, rate / 100)
-        self.tokens = self.burst
-        self.at: float | None = None
-
-    def take(self, now: float) -> bool:
-        if self.at is not None:
-            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 @dataclass

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from geodns import durable
 from geodns.health.health import Health, ProbeKey, Status
 
 log = logging.getLogger(__name__)
@@ -35,12 +34,6 @@ def encode(states: Mapping[ProbeKey, Health]) -> bytes:
         if h.status is not Status.UNKNOWN
     ]
     return json.dumps({"version": FORMAT_VERSION, "targets": rows}, separators=(",", ":")).encode()
-
-
-def save(path: Path, states: Mapping[ProbeKey, Health]) -> None:
-    """Durably (temp file, fsync, rename, fsync the folder): a crash mid-write
-    leaves the old file. Raises OSError."""
-    durable.write_file(path, encode(states))
 
 
 def load(path: Path) -> dict[ProbeKey, Health]:

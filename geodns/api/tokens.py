@@ -1,0 +1,49 @@
+"""The API's bearer tokens, read from the environment or a private file: never
+from the YAML (which often lives in a repository), never empty, never from a file
+others may read. Read at start-up and again on every reload (rotation)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from geodns.config.model import Config
+from geodns.errors import GeoDnsError
+
+
+def load_api_token(config: Config) -> str | None:
+    """The bearer token for writes: GEODNS_API_TOKEN, else server.api_token_file.
+    Never from the YAML itself, which often lives in a repository. An empty token
+    or a token file others may read is an error, never a silent open door."""
+    return _load_token("GEODNS_API_TOKEN", config.server.api_token_file, "server.api_token_file")
+
+
+def load_read_token(config: Config) -> str | None:
+    """The bearer token for reads (/v1/*, /metrics), when reads are not open:
+    GEODNS_API_READ_TOKEN, else server.api_read_token_file. The write token reads too."""
+    return _load_token(
+        "GEODNS_API_READ_TOKEN", config.server.api_read_token_file, "server.api_read_token_file"
+    )
+
+
+def _load_token(variable: str, path: Path | None, key: str) -> str | None:
+    token = os.environ.get(variable)
+    if token is not None:
+        if not token.strip():
+            raise GeoDnsError(f"{variable} is set but empty: unset it, or give it a token")
+        return token.strip()
+    if path is None:
+        return None
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise GeoDnsError(f"cannot read {key} {path}: {exc}") from exc
+    if mode & 0o077:
+        raise GeoDnsError(
+            f"{key} {path} may be read or written by others (mode {mode:04o}): chmod 600 {path}"
+        )
+    if not text:
+        raise GeoDnsError(f"{key} {path} is empty")
+    return text

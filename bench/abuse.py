@@ -45,12 +45,12 @@ import dns.message  # noqa: E402
 
 from bench.common import BACKEND, DNS_CLIENT, free_port, write_zone  # noqa: E402
 from geodns.config import Config, load  # noqa: E402
-from geodns.daemon import serving_state  # noqa: E402
 from geodns.dns.fastcache import AnswerCache  # noqa: E402
 from geodns.dns.fastpath import answer  # noqa: E402
 from geodns.dns.handler import ServingState, Stats  # noqa: E402
 from geodns.health.health import Health, Status, probe_keys  # noqa: E402
 from geodns.health.snapshot import HealthSnapshot  # noqa: E402
+from geodns.serving import serving_state  # noqa: E402
 
 LEGIT_RATE = 2000
 SIZES = (10, 100, 1000)

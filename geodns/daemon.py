@@ -27,8 +27,6 @@ from geodns.api.status import status_document, status_steps
 from geodns.api.tokens import load_api_token, load_read_token
 from geodns.config import Config, load, zonecache
 from geodns.config.model import ListenAddress
-from geodns.dns.answer import PoolSource
-from geodns.dns.fastcache import AnswerCache
 from geodns.dns.handler import ServingState, Stats
 from geodns.dns.server import DnsServer
 from geodns.errors import ConfigError, GeoDnsError
@@ -36,12 +34,12 @@ from geodns.health.capacity import capacity_warnings, fd_budget
 from geodns.health.checks.reaper import run_command
 from geodns.health.monitor import Monitor
 from geodns.health.overrides import Override
-from geodns.health.snapshot import HealthSnapshot, SnapshotStore
+from geodns.health.snapshot import SnapshotStore
 from geodns.route53.client import Route53Client, Route53Error
 from geodns.route53.sync import Reconciler, Route53Sync
+from geodns.serving import next_state, serving_state
 from geodns.steering.explain import explain
 from geodns.steering.overridestore import OverrideStore
-from geodns.steering.policy import AllMembers, PolicySource
 from geodns.zone.names import Name
 from geodns.zone.zone import Zone
 
@@ -74,17 +72,6 @@ async def _read_cached_zone(cache_dir: Path, key: str) -> Zone | None:
         gc.freeze()  # the zone is long-lived: out of the collector's passes before they resume
         if collecting:
             gc.enable()
-
-
-def serving_state(config: Config, snapshot: HealthSnapshot | None = None) -> ServingState:
-    pools: PoolSource = AllMembers(config.pools) if snapshot is None else PolicySource(config, snapshot)
-    return ServingState(
-        zones=config.zones,
-        pools=pools,
-        nsid=config.server.nsid,
-        edns_udp_size=config.server.edns_udp_size,
-        cache=AnswerCache(config.server.answer_cache_size),
-    )
 
 
 def claim_fds(config: Config) -> int:
@@ -151,7 +138,7 @@ class Daemon:
         self._read_token = load_read_token(self.config)
         self.state = serving_state(self.config, self.store.current())
         # Every new snapshot (and only that) swaps the answers' view of health.
-        self.store.subscribe(lambda snapshot: self._swap(serving_state(self.config, snapshot)))
+        self.store.subscribe(lambda snapshot: self._swap(next_state(self.config, self.state, snapshot)))
         self.dns = DnsServer(
             lambda: self.state,
             self.stats,

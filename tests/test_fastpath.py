@@ -1,5 +1,6 @@
-"""The answer cache: replays exactly what the full path said, forgets on every
-state change, keeps weighted answers random and geo answers per client."""
+"""The answer cache: replays exactly what the full path said, keeps weighted
+answers random and geo answers per client (what a health change drops:
+test_invalidation.py)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ import pytest
 import pytest_asyncio
 
 from geodns.config import Config, load
-from geodns.daemon import Daemon, serving_state
+from geodns.daemon import Daemon
 from geodns.dns import fastpath
 from geodns.dns.fastcache import ENTRY_OVERHEAD, VARIANTS, AnswerCache, payload
 from geodns.dns.fastpath import answer
 from geodns.dns.handler import ServingState, Stats, handle
 from geodns.dns.wire import udp_limit
 from geodns.health.snapshot import HealthSnapshot
+from geodns.serving import serving_state
 from tests.configs import write_zone
 from tests.conftest import Running, start_daemon
 from tests.dnsclient import Endpoint

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geodns.config import Config
-from geodns.daemon import serving_state
 from geodns.dns.handler import Stats, handle
+from geodns.serving import serving_state
 from tests.conftest import Running
 from tests.dnsclient import ask, framed
 

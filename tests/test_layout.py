@@ -33,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "route53": {"zone", "config", "dns", "health", "steering"} | _BASE,
     "api": {"zone", "config", "dns", "health", "steering", "cluster", "route53"} | _BASE,
 }
-SHELL = {"cli", "daemon", "demo", "__main__", "__init__"}
+SHELL = {"cli", "daemon", "demo", "serving", "__main__", "__init__"}
 
 # Pure core: decided from data passed in, `now` included.
 PURE = {
@@ -46,6 +46,7 @@ PURE = {
     "health/capacity.py",
     "health/overrides.py",
     "steering/policy.py",
+    "steering/changes.py",
     "steering/explain.py",
     "route53/model.py",
     "route53/desired.py",

@@ -46,6 +46,7 @@ class PoolResult:
     servfail: bool = False
     ecs_scope: int | None = None
     depends: int = 0  # DEPENDS_* bits: what besides the question shaped this result
+    via: tuple[str, ...] = ()  # pools consulted besides the record's own (fallback chains)
 
 
 class PoolSource(Protocol):
@@ -68,13 +69,24 @@ class Answer:
     additional: tuple[RRset, ...] = ()
     ecs_scope: int | None = None
     depends: int = 0
+    pools: tuple[str, ...] = ()  # every pool whose decision shaped this answer
 
 
 REFUSED_ANSWER = Answer(rcode=REFUSED, aa=False)
 
 
 class _Builder:
-    __slots__ = ("additional", "answer", "authority", "client", "depends", "ecs_scope", "pools", "servfail")
+    __slots__ = (
+        "additional",
+        "answer",
+        "authority",
+        "client",
+        "depends",
+        "ecs_scope",
+        "pools",
+        "servfail",
+        "used",
+    )
 
     def __init__(self, pools: PoolSource, client: Client) -> None:
         self.pools = pools
@@ -85,12 +97,14 @@ class _Builder:
         self.ecs_scope: int | None = None
         self.servfail = False
         self.depends = 0
+        self.used: tuple[str, ...] = ()
 
     def concrete(self, entry: Entry, owner: Name) -> RRset | None:
         """The RRset to put on the wire for `entry`, owned by `owner` (wildcards)."""
         if isinstance(entry, PoolRRset):
             result = self.pools.select(entry, self.client)
             self.depends |= result.depends
+            self.used += (entry.pool, *result.via)
             if result.ecs_scope is not None:
                 # The narrowest scope any steering decision depended on wins.
                 self.ecs_scope = max(self.ecs_scope or 0, result.ecs_scope)
@@ -109,7 +123,9 @@ class _Builder:
 
     def finish(self, rcode: int, aa: bool) -> Answer:
         if self.servfail:
-            return Answer(rcode=SERVFAIL, aa=False, ecs_scope=self.ecs_scope, depends=self.depends)
+            return Answer(
+                rcode=SERVFAIL, aa=False, ecs_scope=self.ecs_scope, depends=self.depends, pools=self.used
+            )
         return Answer(
             rcode=rcode,
             aa=aa,
@@ -118,6 +134,7 @@ class _Builder:
             additional=tuple(self.additional),
             ecs_scope=self.ecs_scope,
             depends=self.depends,
+            pools=self.used,
         )
 
 

@@ -141,22 +141,82 @@ def _ecs_address_length(data: bytes, rdata: int) -> int:
     return n
 
 
+class Dependents:
+    """Which keys of one table hold answers that a pool's decision shaped, both
+    ways round, so a health change drops exactly those (and an evicted key leaves
+    no trace behind)."""
+
+    __slots__ = ("by_pool", "of_key")
+
+    def __init__(self) -> None:
+        self.by_pool: dict[str, set[bytes]] = {}
+        self.of_key: dict[bytes, tuple[str, ...]] = {}
+
+    def add(self, key: bytes, pools: tuple[str, ...]) -> None:
+        self.of_key[key] = pools
+        for pool in pools:
+            keys = self.by_pool.get(pool)
+            if keys is None:
+                keys = self.by_pool[pool] = set()
+            keys.add(key)
+
+    def forget(self, key: bytes) -> None:
+        pools = self.of_key.pop(key, None)
+        if pools:
+            for pool in pools:
+                keys = self.by_pool.get(pool)
+                if keys is not None:  # None while `invalidate` walks that pool's keys
+                    keys.discard(key)
+
+
 class AnswerCache:
     """UDP and TCP replies (they differ: truncation) in two LRU tables sharing one
-    byte budget."""
+    byte budget. Answers that pool decisions shaped are indexed by pool: a new
+    health snapshot drops only those whose decision changed (`invalidate`), and
+    static answers outlive any flap storm."""
 
-    __slots__ = ("budget", "client_keys", "evictions", "tcp", "udp", "used")
+    __slots__ = ("budget", "client_keys", "deps", "evictions", "invalidated", "tcp", "udp", "used")
 
     def __init__(self, budget: int = DEFAULT_SIZE) -> None:
         self.udp: OrderedDict[bytes, Entry] = OrderedDict()
         self.tcp: OrderedDict[bytes, Entry] = OrderedDict()
+        self.deps = {True: Dependents(), False: Dependents()}  # by transport, as the tables
         self.client_keys: dict[str, int] = {}  # source address -> topology key
         self.budget = budget
         self.used = 0
         self.evictions = 0
+        self.invalidated = 0  # entries dropped because a pool's decision changed
 
     def table(self, udp: bool) -> OrderedDict[bytes, Entry]:
         return self.udp if udp else self.tcp
+
+    def depend(self, udp: bool, key: bytes, pools: tuple[str, ...]) -> None:
+        """The entry under `key` holds answers drawn from `pools`."""
+        self.deps[udp].add(key, pools)
+
+    def alias(self, udp: bool, key: bytes, of: bytes, value: Entry) -> None:
+        """Keep `value`, found under `of`, under `key` too, with the same dependencies."""
+        table = self.table(udp)
+        self.put(table, key, value)
+        deps = self.deps[udp]
+        pools = deps.of_key.get(of)
+        if pools:
+            deps.add(key, pools)
+
+    def invalidate(self, pools: set[str] | frozenset[str]) -> int:
+        """Drop every answer that depends on one of `pools`; returns how many."""
+        dropped = 0
+        for udp, deps in self.deps.items():
+            table = self.table(udp)
+            for pool in pools:
+                for key in deps.by_pool.pop(pool, ()):
+                    deps.forget(key)
+                    value = table.pop(key, None)
+                    if value is not None:
+                        self.used -= len(key) + ENTRY_OVERHEAD + payload(value)
+                        dropped += 1
+        self.invalidated += dropped
+        return dropped
 
     def put(self, table: OrderedDict[bytes, Entry], key: bytes, value: Entry) -> None:
         old = table.pop(key, None)
@@ -175,6 +235,8 @@ class AnswerCache:
             key, value = table.popitem(last=False)
             self.used -= len(key) + ENTRY_OVERHEAD + payload(value)
             self.evictions += 1
+            if key in self.deps[table is udp].of_key:
+                self.deps[table is udp].forget(key)
 
     def entries(self) -> int:
         return len(self.udp) + len(self.tcp)

@@ -84,7 +84,7 @@ def answer_entry(
         if strip:
             reply = reply[:-strip] + data[-strip:]  # the client's own subnet, echoed
         elif folded.aliasable and entry.__class__ is bytes:
-            cache.put(table, data[2:], entry)  # the next identical query hits on its exact bytes
+            cache.alias(udp, data[2:], key, entry)  # the next identical query hits on its exact bytes
         if data[12:end] == reply[12:end]:
             return reply
         return reply[:12] + data[12:end] + reply[end:]  # the client's own spelling
@@ -219,4 +219,6 @@ def _miss(
         cache.grew(len(stored) + PER_CLIENT_OVERHEAD)
     else:
         cache.put(table, key, value)
+    if outcome.pools:
+        cache.depend(udp, key, outcome.pools)
     return reply

@@ -47,8 +47,10 @@ UNSUPPORTED_META = frozenset({249, 250, 253, 254})  # TKEY, TSIG, MAILB, MAILA
 @dataclass(frozen=True)
 class ServingState:
     """Everything a query reads, swapped as one reference on reload and on every
-    new health snapshot. The answer cache lives here, so a new state starts
-    with an empty cache: a state change reaches the very next query."""
+    new health snapshot. The answer cache lives here: a reload starts an empty
+    one; a new snapshot passes the old one on without the answers of the pools
+    whose decision changed (`AnswerCache.invalidate`), so a state change reaches
+    the very next query and static answers stay cached."""
 
     zones: ZoneSet
     pools: PoolSource
@@ -60,11 +62,12 @@ class ServingState:
 class Outcome:
     """What the full path tells the answer cache about one reply."""
 
-    __slots__ = ("cacheable", "depends")
+    __slots__ = ("cacheable", "depends", "pools")
 
     def __init__(self) -> None:
         self.cacheable = False
         self.depends = 0
+        self.pools: tuple[str, ...] = ()  # whose decisions shaped it: a change of theirs drops it
 
 
 class Stats:
@@ -189,4 +192,5 @@ def _handle(
         # `depends`. SERVFAIL is never cached: the next query should try again.
         outcome.cacheable = True
         outcome.depends = answer.depends
+        outcome.pools = answer.pools
     return reply

@@ -111,7 +111,7 @@ def _address(text: str) -> Address:
 _POOL_KEYS: dict[int, dict[str, tuple[ProbeKey | None, ...]]] = {}
 
 
-def _pool_keys(config: Config, pool: Pool) -> tuple[ProbeKey | None, ...]:
+def pool_keys(config: Config, pool: Pool) -> tuple[ProbeKey | None, ...]:
     per_pool = _POOL_KEYS.get(id(config))
     if per_pool is None:
         per_pool = _POOL_KEYS[id(config)] = {}
@@ -130,7 +130,7 @@ def iter_member_views(pool: Pool, config: Config, snapshot: HealthSnapshot) -> I
     """The views one at a time (the status document is rendered in steps)."""
     states, overrides = snapshot.states, snapshot.overrides
     up = Status.UP
-    for member, key in zip(pool.members, _pool_keys(config, pool), strict=True):
+    for member, key in zip(pool.members, pool_keys(config, pool), strict=True):
         real = up if key is None else states.get(key, UNKNOWN_HEALTH).status
         override = forced(overrides, pool, member) if overrides else None
         yield MemberView(member, real, override.state if override else real, override)
@@ -169,16 +169,21 @@ def decide(
     v6: bool,
     client: IPAddress | None,
     _seen: tuple[str, ...] = (),
+    *,
+    rule: TopologyRule | None = None,
 ) -> Decision:
+    """One pool's decision for one address family and client. `rule`, given
+    instead of a client, decides a geo pool as for a client of that rule."""
     pool = config.pools[pool_name]
     views = member_views(pool, config, snapshot)
     up = Status.UP
     degraded = any(v.effective is not up for v in views)
     family = tuple(v for v in views if v.member.is_v6 == v6)
     preference = pool.datacenters
-    rule, scope = None, None
-    if pool.policy == "geo" and client is not None:
-        rule, scope = match_rule(config.topology, client)
+    scope = None
+    if pool.policy == "geo" and (client is not None or rule is not None):
+        if client is not None:
+            rule, scope = match_rule(config.topology, client)
         if rule is not None:
             preference = tuple(
                 dict.fromkeys([*(d for d in rule.prefer if d in pool.datacenters), *pool.datacenters])
@@ -319,8 +324,9 @@ class PolicySource:
             if d.pool.policy == "geo" and d.pool.ecs == "use" and client.ecs_prefix is not None
             else None
         )
+        via = _via(d)
         if d.final().servfail:
-            return PoolResult(None, servfail=True, ecs_scope=scope)
+            return PoolResult(None, servfail=True, ecs_scope=scope, via=via)
         members = pick(d, self.rng, self.stratum)
         rdatas = tuple(map(_address, (m.address for m in members)))
         depends = 0
@@ -330,5 +336,18 @@ class PolicySource:
         if d.pool.policy == "geo" and (d.pool.ecs == "ignore" or client.ecs_prefix is None):
             depends |= DEPENDS_CLIENT
         return PoolResult(
-            RRset(entry.name, entry.rtype, ttl_for(entry, d), rdatas), ecs_scope=scope, depends=depends
+            RRset(entry.name, entry.rtype, ttl_for(entry, d), rdatas),
+            ecs_scope=scope,
+            depends=depends,
+            via=via,
         )
+
+
+def _via(decision: Decision) -> tuple[str, ...]:
+    """The fallback pools a decision went through (usually none)."""
+    via: tuple[str, ...] = ()
+    d = decision.via
+    while d is not None:
+        via += (d.pool.name,)
+        d = d.via
+    return via

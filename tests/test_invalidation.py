@@ -92,7 +92,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
 
 
 def _query(name: str, qtype: str = "A", ecs: str | None = None) -> bytes:
-    options = []
+    options: list[dns.edns.Option] = []
     if ecs is not None:
         options.append(dns.edns.ECSOption(ecs, 24))
     q = dns.message.make_query(f"{name}.example.test.", qtype, use_edns=0, options=options)

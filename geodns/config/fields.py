@@ -170,6 +170,21 @@ def int_in(lo: int, hi: int) -> Callable[[Any], int]:
     return conv
 
 
+def int_or_auto(lo: int, hi: int) -> Callable[[Any], int]:
+    """An integer in lo..hi, or the word auto (0)."""
+    number = int_in(lo, hi)
+
+    def conv(value: Any) -> int:
+        if value == "auto":
+            return 0
+        try:
+            return number(value)
+        except Invalid as exc:
+            raise Invalid(f"{exc} (or auto)") from None
+
+    return conv
+
+
 to_port = int_in(1, 65535)
 to_ttl = int_in(0, 2**31 - 1)  # RFC 2181 section 8
 

@@ -51,6 +51,18 @@ class ServerConfig:
     api_allowed_hosts: tuple[str, ...] = ()  # Host names the API answers to beyond its address and loopback
     api_token_file: Path | None = None  # bearer token for writes; GEODNS_API_TOKEN also works
     api_read_token_file: Path | None = None  # bearer token for /v1/* and /metrics; GEODNS_API_READ_TOKEN
+    workers: int = 0  # DNS worker processes; 0: "auto", one per CPU up to MAX_AUTO_WORKERS
+
+
+MAX_AUTO_WORKERS = 8  # each worker holds its own zones and answer cache: more only when asked
+MAX_WORKERS = 128
+
+
+def worker_count(server: ServerConfig, cpus: int | None) -> int:
+    """How many DNS worker processes to run (1: answer in the main process)."""
+    if server.workers:
+        return server.workers
+    return max(1, min(cpus or 1, MAX_AUTO_WORKERS))
 
 
 @dataclass(frozen=True)

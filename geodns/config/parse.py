@@ -20,6 +20,7 @@ from geodns.config.fields import (
     Fields,
     Invalid,
     int_in,
+    int_or_auto,
     mapping,
     one_of,
     to_duration,
@@ -28,6 +29,7 @@ from geodns.config.fields import (
     type_name,
 )
 from geodns.config.model import (
+    MAX_WORKERS,
     MODES,
     Config,
     Datacenter,
@@ -93,6 +95,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
     api_hosts = f.get_list("api_allowed_hosts", to_str, [])
     token_file = f.get("api_token_file", to_str)
     read_token_file = f.get("api_read_token_file", to_str)
+    workers = f.get("workers", int_or_auto(1, MAX_WORKERS), d.workers)
     f.finish()
     if listen is not None and not listen and mode != "route53":
         f.error("dns_listen", "needs at least one address when serving DNS")
@@ -115,6 +118,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
         api_allowed_hosts=tuple(h.lower() for h in api_hosts or ()),
         api_token_file=base / token_file if token_file else None,
         api_read_token_file=base / read_token_file if read_token_file else None,
+        workers=d.workers if workers is None else workers,
     )
 
 

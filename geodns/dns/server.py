@@ -159,8 +159,10 @@ class DnsServer:
         *,
         tcp_idle_timeout: float = 10.0,
         tcp_max_connections: int = 256,
+        reuseport: bool = False,
     ) -> None:
         self.state = state
+        self.reuseport = reuseport  # a DNS worker: one of several sockets on the same port
         self.stats = stats
         self.tcp_idle_timeout = tcp_idle_timeout
         self.tcp_max_connections = tcp_max_connections
@@ -181,41 +183,19 @@ class DnsServer:
 
     async def _bind(self, address: ListenAddress) -> None:
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if address.family_v6 else socket.AF_INET
-        for _attempt in range(20 if address.port == 0 else 1):
-            udp = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                if family == socket.AF_INET6:
-                    udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                with contextlib.suppress(OSError):
-                    udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
-                udp.setblocking(False)
-                udp.bind((address.host, address.port))
-                port = udp.getsockname()[1]
-                tcp_sock = socket.socket(family, socket.SOCK_STREAM)
-                try:
-                    tcp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    if family == socket.AF_INET6:
-                        tcp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                    tcp_sock.bind((address.host, port))
-                except OSError:
-                    tcp_sock.close()
-                    if address.port == 0:
-                        udp.close()
-                        continue  # the UDP port's TCP twin is taken: try another port
-                    raise
-            except BaseException:
-                udp.close()
-                raise
+        udp, tcp_sock = bind_pair(address, reuseport=self.reuseport)
+        try:
             server = await loop.create_server(lambda: TcpConnection(self), sock=tcp_sock, backlog=512)
-            loop.add_reader(udp.fileno(), UdpListener(udp, self.state, self.stats).on_readable)
-            self._udp.append(udp)
-            self._tcp.append(server)
-            bound = ListenAddress(address.host, port)
-            self.bound.append(bound)
-            log.info("DNS listening on %s (UDP and TCP)", bound)
-            return
-        raise OSError(f"no free port with both UDP and TCP available on {address.host}")
+        except BaseException:
+            udp.close()
+            tcp_sock.close()
+            raise
+        loop.add_reader(udp.fileno(), UdpListener(udp, self.state, self.stats).on_readable)
+        self._udp.append(udp)
+        self._tcp.append(server)
+        bound = ListenAddress(address.host, udp.getsockname()[1])
+        self.bound.append(bound)
+        log.info("DNS listening on %s (UDP and TCP)", bound)
 
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -231,3 +211,56 @@ class DnsServer:
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         self._udp.clear()
         self._tcp.clear()
+
+
+def _socket(family: int, kind: int, reuseport: bool) -> socket.socket:
+    sock = socket.socket(family, kind)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_pair(address: ListenAddress, *, reuseport: bool = False) -> tuple[socket.socket, socket.socket]:
+    """A UDP socket (non-blocking, big receive buffer) and a TCP socket (bound, not
+    yet listening) on the same port; port 0 picks one free for both."""
+    family = socket.AF_INET6 if address.family_v6 else socket.AF_INET
+    for _attempt in range(20 if address.port == 0 else 1):
+        udp = _socket(family, socket.SOCK_DGRAM, reuseport)
+        try:
+            with contextlib.suppress(OSError):
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            udp.setblocking(False)
+            udp.bind((address.host, address.port))
+            port = udp.getsockname()[1]
+            tcp = _socket(family, socket.SOCK_STREAM, reuseport)
+            try:
+                tcp.bind((address.host, port))
+            except OSError:
+                tcp.close()
+                if address.port == 0:
+                    udp.close()
+                    continue  # the UDP port's TCP twin is taken: try another port
+                raise
+        except BaseException:
+            udp.close()
+            raise
+        return udp, tcp
+    raise OSError(f"no free port with both UDP and TCP available on {address.host}")
+
+
+def reserve(address: ListenAddress) -> tuple[socket.socket, ListenAddress]:
+    """Hold a port for DNS workers: a TCP socket bound with SO_REUSEPORT that never
+    listens (so it takes no connection and no datagram), on a port whose UDP twin
+    was free. Workers bind their own sockets beside it once ready to answer, so no
+    query waits in the queue of a worker still starting."""
+    udp, tcp = bind_pair(address, reuseport=True)
+    udp.close()
+    return tcp, ListenAddress(address.host, tcp.getsockname()[1])

@@ -79,7 +79,7 @@ async def run_case(targets: int, seconds: float) -> dict[str, float]:
         daemon = Daemon(load(path))
         try:
             await daemon.start()
-            port = daemon.dns.bound[0].port
+            port = daemon.dns_bound()[0].port
             await asyncio.sleep(INTERVAL * 1.5)  # past the start-up burst
             reg = daemon.metrics_registry.registry
             probes0 = reg.get_sample_value("geodns_probes_total", {"check": "web"}) or 0.0

@@ -21,10 +21,11 @@ from geodns.config import DEFAULT_CONFIG, load
 from geodns.config.fields import Invalid
 from geodns.config.model import ListenAddress
 from geodns.config.parse import to_listen
-from geodns.daemon import uvloop_run, with_overrides
+from geodns.daemon import with_overrides
 from geodns.demo import run_demo
 from geodns.dns.zonetext import zone_text
 from geodns.errors import ConfigError, GeoDnsError
+from geodns.eventloop import uvloop_run
 from geodns.health.capacity import capacity_warnings, probe_load
 from geodns.health.health import Health, Status, probe_keys
 from geodns.health.overrides import Override, OverrideError, check_target, parse_target

@@ -14,64 +14,49 @@ import resource
 import signal
 import sys
 import threading
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from geodns import durable
 from geodns.api import browser
 from geodns.api.admin import AdminServer, make_app
 from geodns.api.metrics import Metrics
-from geodns.api.render import Rendered, Steps, drive, joined, metrics_steps
+from geodns.api.render import Rendered, Steps, joined, metrics_steps
 from geodns.api.status import status_document, status_steps
 from geodns.api.tokens import load_api_token, load_read_token
-from geodns.config import Config, load, zonecache
-from geodns.config.model import ListenAddress
+from geodns.config import Config, load
+from geodns.config.model import ListenAddress, worker_count
 from geodns.dns.handler import ServingState, Stats
 from geodns.dns.server import DnsServer
 from geodns.errors import ConfigError, GeoDnsError
+from geodns.eventloop import uvloop_run
 from geodns.health.capacity import capacity_warnings, fd_budget
 from geodns.health.checks.reaper import run_command
 from geodns.health.monitor import Monitor
 from geodns.health.overrides import Override
-from geodns.health.snapshot import SnapshotStore
+from geodns.health.snapshot import HealthSnapshot, SnapshotStore
+from geodns.reloading import read_cached_zone, release
 from geodns.route53.client import Route53Client, Route53Error
 from geodns.route53.sync import Reconciler, Route53Sync
 from geodns.serving import next_state, serving_state
 from geodns.steering.explain import explain
 from geodns.steering.overridestore import OverrideStore
-from geodns.zone.names import Name
+from geodns.workers.pool import WorkerPool
 from geodns.zone.zone import Zone
 
 log = logging.getLogger(__name__)
 
 COMPILER_OUTPUT = 4 * 1024 * 1024  # what a reload's zone compiler may say: every problem of a big config
+CATCH_UP_WAIT = 1.0  # seconds a drain's response waits for every DNS worker to answer with it
 API_CACHE_TTL = 0.5  # seconds a rendered /v1/status or /metrics is reused within one snapshot
-RELOAD_SLICE = 0.0002  # seconds of zone reading per event-loop turn: a query waits at most this
-RELEASE_GRACE = 2.0  # seconds before the previous generation is freed, in steps
-RELEASE_STEP = 2000  # objects freed per loop turn
 
 
-async def _read_cached_zone(cache_dir: Path, key: str) -> Zone | None:
-    """A compiled zone read from the cache in steps, yielding to queries between them."""
-    f = zonecache.open_cached(cache_dir, key)
-    if f is None:
-        return None
-    # Hundreds of thousands of new objects, none garbage: without the cyclic GC's
-    # passes over them (a full one held the loop ~100 ms); reference counting still frees.
-    collecting = gc.isenabled()
-    gc.disable()
+def _cpus() -> int:
+    """The CPUs this process may run on (taskset and cpusets included)."""
     try:
-        with f:
-            try:
-                return await drive(zonecache.decode_steps(f), RELOAD_SLICE)  # queries go in between
-            except (OSError, UnicodeDecodeError, ValueError) as exc:
-                log.warning("ignoring unreadable zone cache %s: %s", f.name, exc)
-                return None
-    finally:
-        gc.freeze()  # the zone is long-lived: out of the collector's passes before they resume
-        if collecting:
-            gc.enable()
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def claim_fds(config: Config) -> int:
@@ -138,7 +123,12 @@ class Daemon:
         self._read_token = load_read_token(self.config)
         self.state = serving_state(self.config, self.store.current())
         # Every new snapshot (and only that) swaps the answers' view of health.
-        self.store.subscribe(lambda snapshot: self._swap(next_state(self.config, self.state, snapshot)))
+        self.store.subscribe(self._on_snapshot)
+        # DNS answered by worker processes (server.workers), or here when there is one.
+        count = 1 if self.config.server.mode == "route53" else worker_count(self.config.server, _cpus())
+        self.pool = WorkerPool(count, self.stats) if count > 1 else None
+        if self.pool is not None:
+            self.metrics_registry.watch_workers(self.pool.figures)
         self.dns = DnsServer(
             lambda: self.state,
             self.stats,
@@ -172,10 +162,22 @@ class Daemon:
     def _swap(self, state: ServingState) -> None:
         self.state = state
 
+    def _on_snapshot(self, snapshot: HealthSnapshot) -> None:
+        if self.pool is not None:
+            self.pool.publish(snapshot)
+        else:
+            self._swap(next_state(self.config, self.state, snapshot))
+
+    def dns_bound(self) -> list[ListenAddress]:
+        """The DNS addresses answered on (ports chosen when the config said 0)."""
+        return self.pool.bound if self.pool is not None else self.dns.bound
+
     # AdminSource: what the HTTP API reads.
     def ready(self) -> tuple[bool, list[str]]:
         reasons = [f"waiting for {k.check} {k.address}:{k.port}" for k in self.monitor.pending()]
         reasons += self.monitor.checker_trouble()
+        if self.pool is not None:
+            reasons += self.pool.trouble()
         reasons += [
             f"drains may be missing: {problem} (acknowledge with `geodns ack` or any drain change)"
             for problem in self.override_store.problems
@@ -217,6 +219,12 @@ class Daemon:
     def remove_override(self, target: str) -> list[Override]:
         return self.override_store.remove(target)
 
+    async def answers_caught_up(self) -> list[str]:
+        if self.pool is None:
+            return []  # answered here: the next query reads the new snapshot
+        lagging = await self.pool.caught_up(CATCH_UP_WAIT)
+        return [f"DNS worker {index}" for index in lagging]
+
     def acknowledge_override_problems(self) -> list[str]:
         return self.override_store.acknowledge()
 
@@ -243,7 +251,10 @@ class Daemon:
         await self.monitor.start()
         await self._first_results()
         if self.config.server.mode != "route53":
-            await self.dns.start(self.config.server.dns_listen)
+            if self.pool is not None:
+                await self.pool.start(self.config, self.store.current(), self.config.server.dns_listen)
+            else:
+                await self.dns.start(self.config.server.dns_listen)
         if self.route53 is not None:
             self.route53.start()
         if self.config.server.http_listen is not None:
@@ -329,6 +340,8 @@ class Daemon:
             or new.server.http_listen != self.config.server.http_listen
         ):
             log.warning("listen addresses changed in %s; restart geodns to apply them", path)
+        if new.server.workers != self.config.server.workers:
+            log.warning("server.workers changed in %s; restart geodns to apply it", path)
         old_state, old_zones = self.state, self.config.zones.zones
         self.config = new
         self._api_token, self._read_token = token, read_token
@@ -338,6 +351,10 @@ class Daemon:
             self.route53.settings = new.route53
             self.route53.reconciler = self._reconciler(new)
         await self.monitor.update(new)
+        if self.pool is not None:
+            problems = await self.pool.configure(new)
+            if problems:
+                log.error("reloaded, but not every DNS worker serves it: %s", "; ".join(problems))
         kept = {id(z) for z in new.zones.zones.values()}
         self._release_later(old_state, [z for z in old_zones.values() if id(z) not in kept])
         gc.freeze()  # new long-lived objects out of the collector's sight, without a full pass
@@ -382,30 +399,12 @@ class Daemon:
             return None
         cache_dir = Path(str(said.get("state_dir", "."))) / "zonecache"
         for key in said.get("zone_keys", {}):
-            if key not in running and (zone := await _read_cached_zone(cache_dir, str(key))) is not None:
+            if key not in running and (zone := await read_cached_zone(cache_dir, str(key))) is not None:
                 running[key] = zone
         return running
 
     def _release_later(self, state: ServingState, zones: list[Zone]) -> None:
-        """Free the previous generation's zones and answer cache in steps: dropping a
-        100,000-record zone at once holds the loop ~50 ms. Nothing reads them after
-        the swap (a query reads the state once per batch); the grace is for safety."""
-
-        async def release() -> None:
-            await asyncio.sleep(RELEASE_GRACE)
-            for table in (state.cache.udp, state.cache.tcp):
-                while table:
-                    for _ in range(min(RELEASE_STEP, len(table))):
-                        table.popitem()
-                    await asyncio.sleep(0)
-            for zone in zones:
-                nodes = cast(dict[Name, Any], zone.nodes)
-                while nodes:
-                    for _ in range(min(RELEASE_STEP, len(nodes))):
-                        nodes.popitem()
-                    await asyncio.sleep(0)
-
-        task = asyncio.get_running_loop().create_task(release(), name="release previous config")
+        task = asyncio.get_running_loop().create_task(release(state, zones), name="release previous config")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -456,6 +455,8 @@ class Daemon:
             if task is not None:
                 task.cancel()
         await self.monitor.stop()
+        if self.pool is not None:
+            await self.pool.stop()
         await self.dns.stop()
         if self.admin is not None:
             with contextlib.suppress(Exception):
@@ -474,19 +475,6 @@ def _freeze_long_lived() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
-
-
-def uvloop_run(main: Coroutine[Any, Any, None], *, use_uvloop: bool = True) -> None:
-    """Run `main` on uvloop when installed (several times the UDP rate), else asyncio."""
-    if use_uvloop:
-        try:
-            import uvloop  # noqa: PLC0415 - optional
-        except ImportError:
-            log.info("uvloop not installed; using the standard asyncio loop")
-        else:
-            uvloop.run(main)
-            return
-    asyncio.run(main)
 
 
 def run(

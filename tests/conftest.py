@@ -69,8 +69,8 @@ def test_config() -> Config:
 async def start_daemon(config: Config) -> Running:
     daemon = Daemon(config)
     await daemon.start()
-    v4 = next(a for a in daemon.dns.bound if not a.family_v6)
-    v6 = next(a for a in daemon.dns.bound if a.family_v6)
+    v4 = next(a for a in daemon.dns_bound() if not a.family_v6)
+    v6 = next(a for a in daemon.dns_bound() if a.family_v6)
     assert daemon.admin is not None and daemon.admin.bound is not None
     http = daemon.admin.bound
     return Running(

@@ -100,7 +100,7 @@ async def test_udp_and_tcp_never_share_entries(test_config: Config) -> None:
 
 
 POOLS = """\
-server: {dns_listen: ["127.0.0.1:0", "[::1]:0"], http_listen: "127.0.0.1:0", state_dir: state}
+server: {dns_listen: ["127.0.0.1:0", "[::1]:0"], http_listen: "127.0.0.1:0", state_dir: state, workers: 1}
 datacenters: {par: {}, ams: {}}
 pools:
   wt:

@@ -32,8 +32,10 @@ ALLOWED: dict[str, set[str]] = {
     "steering": {"zone", "config", "dns", "health"} | _BASE,
     "route53": {"zone", "config", "dns", "health", "steering"} | _BASE,
     "api": {"zone", "config", "dns", "health", "steering", "cluster", "route53"} | _BASE,
+    # DNS worker processes: the shell of a process that only answers.
+    "workers": {"zone", "config", "dns", "health", "steering", "serving", "reloading", "eventloop"} | _BASE,
 }
-SHELL = {"cli", "daemon", "demo", "serving", "__main__", "__init__"}
+SHELL = {"cli", "daemon", "demo", "serving", "reloading", "eventloop", "__main__", "__init__"}
 
 # Pure core: decided from data passed in, `now` included.
 PURE = {

@@ -57,7 +57,7 @@ pools:
 class Running:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
-        dns = daemon.dns.bound[0]
+        dns = daemon.dns_bound()[0]
         self.dns = Endpoint(dns.host, dns.port)
         assert daemon.admin is not None and daemon.admin.bound is not None
         self.http = f"http://{daemon.admin.bound.host}:{daemon.admin.bound.port}"

@@ -45,6 +45,10 @@ class AdminSource(Protocol):
 
     def acknowledge_override_problems(self) -> list[str]: ...
 
+    async def answers_caught_up(self) -> list[str]:
+        """Wait (briefly) until every DNS answer carries the latest health; what lags."""
+        ...
+
     def api_hosts(self) -> frozenset[str]: ...
 
     def explain(self, name: str, qtype: str, client: str, ecs: str | None) -> dict[str, Any]: ...
@@ -92,6 +96,15 @@ async def _reads(request: web.Request, handler: browser.Handler) -> web.StreamRe
         if refused is not None:
             return refused
     return await handler(request)
+
+
+async def _with_lag(source: AdminSource, body: dict[str, Any]) -> dict[str, Any]:
+    """The response once DNS answers carry the change, or with a warning saying
+    which part of the server does not yet."""
+    lagging = await source.answers_caught_up()
+    if lagging:
+        body["warning"] = "applied, but not yet answered by: " + "; ".join(lagging)
+    return body
 
 
 def make_app(source: AdminSource) -> web.Application:
@@ -164,7 +177,7 @@ def make_app(source: AdminSource) -> web.Application:
             return _error(400, str(exc))
         except StateNotSaved as exc:
             return _error(503, str(exc))  # nothing applied: never acknowledge what a restart would undo
-        return web.json_response(override.to_json(), status=201)
+        return web.json_response(await _with_lag(source, override.to_json()), status=201)
 
     async def remove_override(request: web.Request) -> web.Response:
         if (refused := _refusal(source, request)) is not None:
@@ -178,7 +191,7 @@ def make_app(source: AdminSource) -> web.Application:
             return _error(503, str(exc))
         if not gone:
             return _error(404, f"no override for {target}")
-        return web.json_response({"removed": [o.to_json() for o in gone]})
+        return web.json_response(await _with_lag(source, {"removed": [o.to_json() for o in gone]}))
 
     async def acknowledge(request: web.Request) -> web.Response:
         if (refused := _refusal(source, request)) is not None:

@@ -6,7 +6,8 @@ the global default registry would reject the second set of names).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -16,7 +17,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from geodns.dns.handler import Stats
@@ -46,6 +47,33 @@ class _DnsStatsCollector(Collector):
             family = CounterMetricFamily(name, doc)
             family.add_metric([], value)
             yield family
+
+
+class _WorkersCollector(Collector):
+    """DNS worker processes: how many answer, restarts, and each one's share of queries."""
+
+    def __init__(self, figures: Callable[[], dict[str, Any]]) -> None:
+        self.figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        f = self.figures()
+        yield GaugeMetricFamily("geodns_dns_workers", "DNS worker processes configured", value=f["workers"])
+        yield GaugeMetricFamily(
+            "geodns_dns_workers_ready",
+            "DNS worker processes serving the current configuration",
+            value=f["ready"],
+        )
+        yield CounterMetricFamily(
+            "geodns_dns_worker_restarts",
+            "DNS worker processes that ended and were started again",
+            f["restarts"],
+        )
+        per = CounterMetricFamily(
+            "geodns_dns_worker_queries", "DNS messages received, by worker", labels=["worker"]
+        )
+        for index, count in sorted(f["queries"].items()):
+            per.add_metric([str(index)], count)
+        yield per
 
 
 class Metrics:
@@ -140,6 +168,9 @@ class Metrics:
         )
         if stats is not None:
             r.register(_DnsStatsCollector(stats))
+
+    def watch_workers(self, figures: Callable[[], dict[str, Any]]) -> None:
+        self.registry.register(_WorkersCollector(figures))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

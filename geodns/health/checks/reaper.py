@@ -41,6 +41,7 @@ class Reaper:
         self.running: set[int] = set()  # exec checks' main processes (each leads its own session)
         self.killed = 0  # escaped descendants killed
         self.statuses: dict[int, int] = {}  # our checks' exits reaped by a PID 1 sweep
+        self.children: set[int] = set()  # other children of ours (DNS workers): statuses kept too
         self._unreaped: set[int] = set()
         self.subreaper = False
         self._reported_at = -1e9
@@ -170,7 +171,7 @@ class Reaper:
             if pid == 0:
                 return
             self._unreaped.discard(pid)
-            if pid in self.running:
+            if pid in self.running or pid in self.children:
                 self.statuses[pid] = os.waitstatus_to_exitcode(status)
 
     def _ours(self, pid: int) -> bool:
@@ -285,7 +286,7 @@ class Watch:
                 finally:
                     self.loop.remove_reader(pidfd)
                     os.close(pidfd)
-            code = await _reaped(self.pid)
+            code = await reaped(self.pid)
         # What the command wrote before exiting and is already in the pipe: not a byte more.
         for _ in range(self.limit // 65536 + 1):
             if self.fd is None:
@@ -306,7 +307,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-async def _reaped(pid: int) -> int:
+async def reaped(pid: int) -> int:
     """The exit code of a process that exited (or will): reaping may trail the
     pidfd by a moment, and without pidfds there is nothing to wait on but time."""
     while (code := REAPER.exit_code(pid)) is None:  # noqa: ASYNC110 - a kernel state, no event to await

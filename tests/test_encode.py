@@ -250,3 +250,49 @@ def test_edns_header_and_opt_are_written_by_hand() -> None:
         reply.answer[0].to_text()
         == "example.test. 60 IN SOA ns1.example.test. hostmaster.example.test. 7 7200 3600 1209600 60"
     )
+
+
+# NXDOMAIN / NODATA: the SOA comes from a per-zone template, pointers into the question.
+zone_names = st.sampled_from([(), ("test",), ORIGIN, ("2", "0", "192", "in-addr", "arpa")])
+soa_targets = st.sampled_from(["ns1", "hostmaster", "a.b"]).map(lambda t: tuple(t.split(".")))
+
+
+@st.composite
+def negative_cases(draw: st.DrawFn) -> tuple[bytes, Answer]:
+    origin = draw(zone_names)
+    above = draw(st.lists(st.sampled_from(["www", "NX", "a-b", "Mail", "*"]), max_size=3))
+    outside = draw(st.booleans())  # mname/rname in another zone: written out in full
+    mname = (*draw(soa_targets), *(("elsewhere", "net") if outside else origin))
+    rname = (*draw(soa_targets), *origin)
+    soa = SOA(mname, rname, draw(st.integers(0, 2**32 - 1)), 7200, 3600, 1209600, 60)
+    rrset = RRset(origin, int(RType.SOA), draw(st.integers(0, 86400)), (soa,))
+    qname = ".".join((*above, *origin)) + "."
+    use_edns = draw(st.sampled_from([False, 0]))
+    query = dns.message.make_query(qname if qname != "." else ".", "AAAA", use_edns=use_edns).to_wire()
+    return query, Answer(rcode=draw(st.sampled_from([0, 3])), aa=True, authority=(rrset,))
+
+
+@settings(max_examples=300, deadline=None)
+@given(negative_cases())
+def test_negative_answers_from_the_template_hold_what_the_packer_writes(case: tuple[bytes, Answer]) -> None:
+    query, answer = case
+    header = parse_header(query)
+    assert header is not None
+    parsed = parse_query(query, header)
+    opt = b"" if parsed.edns is None else encode.opt_record(1232, 0, False, [])
+    fast = ours(query, answer)
+    generic = encode.packed(header, parsed.question, answer, opt, 65535 - len(opt))
+    template = encode._negative(header, parsed.question, answer, answer.authority[0], 65535, bool(opt))
+    assert template is not None and template + opt == fast  # the template wrote it
+    assert sections(fast) == sections(generic) == sections(oracle(query, answer))
+    theirs, mine = dns.message.from_wire(generic), dns.message.from_wire(fast)
+    assert (mine.id, mine.flags, mine.rcode(), mine.edns) == (
+        theirs.id,
+        theirs.flags,
+        theirs.rcode(),
+        theirs.edns,
+    )
+    assert (
+        fast[12 : len(query) - (11 if parsed.edns else 0)]
+        == query[12 : len(query) - (11 if parsed.edns else 0)]
+    )

@@ -10,7 +10,7 @@ the SOA whose TTL is min(SOA TTL, minimum) (RFC 2308).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from geodns.zone.names import Name
 from geodns.zone.zone import MX, SRV, Entry, Node, PoolRRset, RRset, RType, Target, Zone, ZoneSet
@@ -60,8 +60,7 @@ class PoolSource(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):  # a tuple: one is built per full-path query, and cheaply
     rcode: int
     aa: bool
     answer: tuple[RRset, ...] = ()
@@ -136,11 +135,6 @@ class _Builder:
             depends=self.depends,
             pools=self.used,
         )
-
-
-def _negative_soa(zone: Zone) -> RRset:
-    ttl = zone.negative_ttl
-    return RRset(zone.origin, int(RType.SOA), ttl, zone.soa.rdatas)
 
 
 def _lookup_node(zone: Zone, qname: Name) -> tuple[Node | None, bool]:
@@ -223,10 +217,10 @@ def resolve(qname: Name, qtype: int, zones: ZoneSet, pools: PoolSource, client: 
 
         node, exists = _lookup_node(zone, name)
         if not exists:
-            b.authority.append(_negative_soa(zone))
+            b.authority.append(zone.negative_soa)
             return b.finish(NXDOMAIN, True)
         if node is None:
-            b.authority.append(_negative_soa(zone))
+            b.authority.append(zone.negative_soa)
             return b.finish(NOERROR, True)
 
         cname = node.get(int(RType.CNAME))
@@ -255,7 +249,7 @@ def resolve(qname: Name, qtype: int, zones: ZoneSet, pools: PoolSource, client: 
                     _add_addresses(b, zones, [rr], glue=False)
                 break
         else:
-            b.authority.append(_negative_soa(zone))
+            b.authority.append(zone.negative_soa)
         return b.finish(NOERROR, True)
     # Chain longer than we follow: hand back what we have; resolvers continue.
     return b.finish(NOERROR, True)

@@ -17,6 +17,7 @@ import ipaddress
 import struct
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import NamedTuple
 
 from geodns.dns.answer import Answer
 from geodns.dns.wire import AA, CD, HEADER, OPT_ECS, OPT_NSID, QR, RD, TC, Ecs, Edns, Header, Question, Tsig
@@ -255,6 +256,16 @@ def encode_answer(
         options = reply_options(edns, nsid, ecs, answer.ecs_scope or 0)
         opt = opt_record(edns_size, answer.rcode >> 4, edns.do, options)
     body_limit = limit - len(opt)
+    if not answer.answer and not answer.additional and len(answer.authority) == 1:
+        # NXDOMAIN or NODATA: the zone's SOA from a template, without a packer.
+        fast = _negative(header, question, answer, answer.authority[0], body_limit, bool(opt))
+        if fast is not None:
+            return fast + opt
+    return packed(header, question, answer, opt, body_limit)
+
+
+def packed(header: Header, question: Question, answer: Answer, opt: bytes, body_limit: int) -> bytes:
+    """Any answer, by the generic packer (`opt` is the reply's OPT record or b"")."""
     packer = _Packer(question)
     counts = [0, 0, 0]
     tc = False
@@ -278,3 +289,74 @@ def encode_answer(
     HEADER.pack_into(buf, 0, header.id, flags, 1, counts[0], counts[1], counts[2] + (1 if opt else 0))
     buf += opt
     return bytes(buf)
+
+
+class _SoaTemplate(NamedTuple):
+    """A negative answer's SOA record, pre-encoded: the owner (the zone's apex) and
+    any name under it become pointers to the apex's place in the question."""
+
+    rrset: RRset  # what it was made from (the cache's identity check)
+    fixed: bytes  # type, class, TTL
+    mname: tuple[bytes, bool]  # labels before the apex + True, or the whole name + False
+    rname: tuple[bytes, bool]
+    times: bytes
+
+
+_SOA_TEMPLATES: dict[int, _SoaTemplate] = {}
+
+
+def _relative(name: Name, origin: Name) -> tuple[bytes, bool]:
+    def wire(labels: Name) -> bytes:
+        return b"".join(bytes([len(raw)]) + raw for raw in (label.encode("latin-1") for label in labels))
+
+    if len(name) >= len(origin) and name[len(name) - len(origin) :] == origin:
+        return wire(name[: len(name) - len(origin)]), True
+    return wire(name) + b"\0", False
+
+
+def _soa_template(rrset: RRset) -> _SoaTemplate | None:
+    found = _SOA_TEMPLATES.get(id(rrset))
+    if found is not None and found.rrset is rrset:
+        return found
+    if rrset.rtype != RType.SOA or len(rrset.rdatas) != 1 or not isinstance(rrset.rdatas[0], SOA):
+        return None
+    soa = rrset.rdatas[0]
+    made = _SoaTemplate(
+        rrset,
+        _RR_FIXED.pack(rrset.rtype, CLASS_IN, rrset.ttl),
+        _relative(soa.mname, rrset.name),
+        _relative(soa.rname, rrset.name),
+        _SOA_TIMES.pack(soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum),
+    )
+    if len(_SOA_TEMPLATES) >= 4096:  # zones come and go with reloads: never grow without bound
+        _SOA_TEMPLATES.clear()
+    _SOA_TEMPLATES[id(rrset)] = made
+    return made
+
+
+def _negative(
+    header: Header, question: Question, answer: Answer, soa: RRset, limit: int, opt: bool
+) -> bytes | None:
+    """An answer whose only record is its zone's SOA in the authority section; None
+    when the template does not apply (the generic packer then writes it)."""
+    template = _soa_template(soa)
+    qname, origin = question.name, soa.name
+    above = len(qname) - len(origin)
+    if template is None or above < 0 or qname[above:] != origin:
+        return None
+    apex = HEADER.size + sum(1 + len(label) for label in question.labels[:above])
+    pointer = _U16.pack(0xC000 | apex)
+    head, under = template.mname
+    rdata = head + pointer if under else head
+    head, under = template.rname
+    rdata += (head + pointer if under else head) + template.times
+    flags = response_flags(header.flags, answer.rcode, answer.aa)
+    out = (
+        HEADER.pack(header.id, flags, 1, 0, 1, 1 if opt else 0)
+        + question.wire
+        + pointer
+        + template.fixed
+        + _U16.pack(len(rdata))
+        + rdata
+    )
+    return out if len(out) <= limit else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from geodns.zone.names import MAX_LABEL, MAX_NAME_WIRE, Name
 
@@ -56,8 +57,7 @@ class Malformed(Exception):
         self.edns = edns
 
 
-@dataclass(frozen=True, slots=True)
-class Edns:
+class Edns(NamedTuple):
     udp_size: int
     version: int
     flags: int  # the 16 flag bits: DO is 0x8000
@@ -74,8 +74,7 @@ class Edns:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(NamedTuple):
     id: int
     flags: int
     qdcount: int
@@ -92,8 +91,7 @@ class Header:
         return bool(self.flags & QR)
 
 
-@dataclass(frozen=True, slots=True)
-class Question:
+class Question(NamedTuple):
     labels: tuple[bytes, ...]  # as sent, letter case preserved (echoed back)
     name: Name  # lowercase, for lookups
     qtype: int
@@ -102,8 +100,7 @@ class Question:
     end: int  # offset just past the question
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
+class Query(NamedTuple):
     header: Header
     question: Question
     edns: Edns | None
@@ -111,8 +108,7 @@ class Query:
     tsig: Tsig | None = None  # a signature we cannot check: we hold no keys
 
 
-@dataclass(frozen=True, slots=True)
-class Tsig:
+class Tsig(NamedTuple):
     """What a BADKEY reply must echo of a query's TSIG record (RFC 8945 5.2)."""
 
     key: bytes  # the owner name, as on the wire (uncompressed labels)

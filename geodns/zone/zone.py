@@ -11,6 +11,7 @@ from collections.abc import Generator, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import cached_property
 
 from geodns.steps import drain
 from geodns.zone.names import Name
@@ -123,6 +124,12 @@ class Zone:
         soa = self.soa.rdatas[0]
         assert isinstance(soa, SOA)
         return min(self.soa.ttl, soa.minimum)
+
+    @cached_property
+    def negative_soa(self) -> RRset:
+        """The SOA of NXDOMAIN and NODATA answers (one object: the encoder keeps a
+        template for it)."""
+        return RRset(self.origin, int(RType.SOA), self.negative_ttl, self.soa.rdatas)
 
     def find_cut(self, name: Name) -> Name | None:
         """The highest delegation point at or above `name` (below the apex), if any."""

@@ -1,48 +1,63 @@
-"""DNS serving speed, geodns next to a reference C server in the same run.
+"""DNS serving speed on good days and bad ones, geodns beside C servers in the same run.
 
-Starts `geodns serve` and the references (gdnsd, PowerDNS, or Knot) on loopback ports,
-each pinned to core 0, with the same zone (geodns exports it; pool records
-become their current members), and drives them with dnsperf pinned to core 1.
-Prints queries/s and average latency per query mix, the ratio
-geodns/reference (medians of --runs), the p99 latency under a fixed 20,000 q/s
-load, and a cost-growth table: q/s, resident memory and start-up time with
-10, 10,000 and 100,000 records.
+Servers are pinned to core 0 and dnsperf to core 1 (taskset). Each section prints
+a table; medians of --runs.
 
-    apt-get install dnsperf gdnsd knot pdns-server pdns-backend-bind   # if missing
-    python bench/dns_qps.py [--seconds 5] [--runs 3] [--reference gdnsd,pdns,knot]
+- hits: the answer cache on a good day (the same names again and again): q/s
+  and server CPU per answered query at a fixed offered rate (--rate).
+- misses: what a bad day sends: unique random names (a random-subdomain
+  attack), every name of a 100,000-record zone once in random order, a new ECS
+  subnet per query, and a new letter case per query (0x20 resolvers).
+- flap: 10 and 200 members changing state every second vs the same members
+  stable: q/s and the p99 of a probe stream under 20,000 q/s.
+- workers: `server.workers` 1 vs 2: CPU per query, how the kernel splits the
+  load, and how long a drain takes to be in every worker's answers.
+- growth: start-up, restart, memory (PSS of every process) and q/s with
+  10 to 1,000,000 records.
+- probes: static q/s with 1,000 HTTP checks every 2 s on the same core.
+
+    apt-get install dnsperf gdnsd knot nsd pdns-server pdns-backend-bind   # if missing
+    python bench/dns_qps.py [--section hits,misses,...] [--reference gdnsd,knot,nsd]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import random
-import re
 import shutil
-import signal
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import BACKEND, free_port, serve_cmd, write_zone  # noqa: E402
-from geodns.config import Config, load  # noqa: E402
-from geodns.dns.zonetext import zone_text  # noqa: E402
-from geodns.steering.policy import AllMembers  # noqa: E402
-from geodns.zone.names import to_text  # noqa: E402
+from bench.common import BACKEND, free_port  # noqa: E402
+from bench.loadgen import (  # noqa: E402
+    cpu_per_query,
+    dnsperf,
+    p99_under_load,
+    query_file,
+    random_case,
+    unique_ecs,
+    wire_file,
+)
+from bench.servers import Server, start_geodns, start_reference  # noqa: E402
 
 CONFIG = """\
-server: {http_listen: null, state_dir: state, nsid: bench}
+server: {http_listen: HTTP, state_dir: state, nsid: bench, workers: WORKERS}
 datacenters: {par: {}, ams: {}}
-checks: {web: {type: http, path: /health, expect_body: OK, interval: 2s, timeout: 1s}}
+checks:
+  web: {type: http, path: /health, expect_body: OK, interval: 2s, timeout: 1s}
+  flappy: {type: http, path: /health, interval: 200ms, timeout: 150ms, rise: 1, fall: 1}
 pools:
   fo: {policy: failover, datacenters: [par, ams], members: [{address: 192.0.2.11, dc: par},
        {address: 192.0.2.12, dc: par}, {address: 192.0.2.21, dc: ams}]}
@@ -58,226 +73,344 @@ RECORDS = (
     "  geo: {type: A, pool: geo}\n"
 )
 ECS_OPTION = "8:00011800c63364"  # family 1, /24, scope 0, 198.51.100.0/24
+C_SERVERS = ("gdnsd", "knot", "nsd")
+BIG = 100_000
 
 
-def make_config(root: Path, fillers: int, probed: int = 0, base_port: int = 0) -> Path:
+def make_config(
+    root: Path,
+    fillers: int,
+    probed: int = 0,
+    base_port: int = 0,
+    *,
+    workers: int = 1,
+    check: str = "web",
+    http: int | None = None,
+) -> Path:
+    """The bench zone with `fillers` extra A records (h0, h1, ...); `probed` members
+    in a pool of their own (`probed.example.test`), checked on base_port + i."""
+    from bench.common import write_zone  # noqa: PLC0415 - keeps the module header short
+
     filler = "".join(
         f"  h{i}: {{type: A, value: 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}}}\n" for i in range(fillers)
     )
-    write_zone(root, RECORDS + filler)
-    config = CONFIG
+    write_zone(root, RECORDS + ("  probed: {type: A, pool: probed}\n" if probed else "") + filler)
+    config = CONFIG.replace("WORKERS", str(workers)).replace(
+        "HTTP", "null" if http is None else f'"127.0.0.1:{http}"'
+    )
     if probed:
-        # `probed` members in a pool of their own, each checked over HTTP every 2 s.
         members = "\n".join(
-            f"      - {{address: 127.1.{i // 250}.{1 + i % 250}, dc: par, check_address: 127.0.0.1, "
-            f"check_port: {base_port + i}}}"
+            f"      - {{address: 127.1.{i // 250}.{1 + i % 250}, dc: {('par', 'ams')[i % 2]}, "
+            f"check_address: 127.0.0.1, check_port: {base_port + i}}}"
             for i in range(probed)
         )
-        config = config.replace(
-            "pools:\n", f"pools:\n  probed:\n    check: web\n    members:\n{members}\n", 1
-        )
+        pool = f"  probed:\n    check: {check}\n    policy: failover\n    datacenters: [par, ams]\n"
+        config = config.replace("pools:\n", f"pools:\n{pool}    members:\n{members}\n", 1)
     (root / "geodns.yaml").write_text(config)
     return root / "geodns.yaml"
 
 
-def ask(port: int, name: str = "www.example.test", timeout: float = 0.5) -> bool:
-    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
-    q = struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 0) + labels + b"\x00\x00\x01\x00\x01"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        try:
-            s.sendto(q, ("127.0.0.1", port))
-            return len(s.recv(512)) > 12
-        except OSError:
-            return False
+def median(values: list[float]) -> float:
+    return statistics.median(values)
 
 
-@dataclass
-class Server:
-    name: str
-    port: int
-    proc: subprocess.Popen[bytes]
-    startup: float
-
-    def rss_mb(self) -> float:
-        for pid in [self.proc.pid, *_children(self.proc.pid)]:
-            text = Path(f"/proc/{pid}/status").read_text()
-            rss = int(re.search(r"VmRSS:\s+(\d+)", text)[1])  # type: ignore[index]
-            if rss > 5000:  # the real server, not a thin wrapper
-                return rss / 1024
-        return 0.0
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def max_qps(server: Server, queries: Path, args: argparse.Namespace, extra: list[str]) -> float:
+    return median([dnsperf(server.port, queries, args.seconds, extra).qps for _ in range(args.runs)])
 
 
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout
-    return [int(p) for p in out.split()]
+def cost(server: Server, queries: Path, args: argparse.Namespace, extra: list[str]) -> tuple[float, float]:
+    runs = [cpu_per_query(server, queries, args.rate, args.seconds, extra) for _ in range(args.runs)]
+    return median([r.us_per_query for r in runs]), median([r.answered for r in runs])
 
 
-def start(name: str, cmd: list[str], port: int, cwd: Path) -> Server:
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        ["taskset", "-c", "0", *cmd],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    deadline = t0 + 120
-    while not ask(port, timeout=0.05):
-        if proc.poll() is not None or time.perf_counter() > deadline:
-            raise RuntimeError(f"{name} did not start: {(cwd / f'{name}.log').read_text()[-2000:]}")
-        time.sleep(0.02)
-    return Server(name, port, proc, time.perf_counter() - t0)
+def start_all(root: Path, config: Path, references: list[str]) -> list[Server]:
+    servers = [start_geodns(root)]
+    try:
+        servers += [start_reference(ref, root, config) for ref in references]
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers
 
 
-def start_geodns(root: Path) -> Server:
-    port = free_port()
-    return start("geodns", serve_cmd(root / "geodns.yaml", port), port, root)
+def table(
+    title: str, servers: list[Server], rows: dict[str, tuple[Path, list[str]]], args: argparse.Namespace
+) -> None:
+    """Per row: each server's max q/s and CPU per answered query at --rate, and
+    geodns's CPU per query as a multiple of the cheapest C server's."""
+    print(f"\n{title}")
+    head = f"| {'stream':<28} |"
+    for s in servers:
+        head += f" {s.name} q/s | {s.name} us/q |"
+    print(head + " geodns / best C |")
+    print("|" + "---|" * (2 * len(servers) + 2))
+    for label, (queries, extra) in rows.items():
+        line = f"| {label:<28} |"
+        costs = {}
+        for server in servers:
+            qps = max_qps(server, queries, args, extra)
+            us, answered = cost(server, queries, args, extra)
+            costs[server.name] = us
+            flag = "" if answered > 0.99 else f" ({answered:.0%} answered)"
+            line += f" {qps:>10,.0f} | {us:>6.1f}{flag} |"
+        c = [v for k, v in costs.items() if k in C_SERVERS]
+        line += f" {costs['geodns'] / min(c):.2f}x |" if c else " - |"
+        print(line, flush=True)
 
 
-def start_reference(kind: str, root: Path, config_path: Path) -> Server:
-    config = load(config_path)
-    ref = root / kind
-    (ref / "zones").mkdir(parents=True)
-    port = free_port()
-    for origin, zone in config.zones.zones.items():
-        (ref / "zones" / to_text(origin).rstrip(".")).write_text(zone_text(zone, AllMembers(config.pools)))
-    if kind == "gdnsd":
-        for sub in ("run", "state"):
-            (ref / sub).mkdir()
-        # Own run and state dirs: gdnsd's control socket would clash with any other instance.
-        (ref / "config").write_text(
-            f"options => {{ listen => [ 127.0.0.1:{port} ], run_dir => {ref}/run, "
-            f"state_dir => {ref}/state }}\n"
+def section_hits(root: Path, args: argparse.Namespace, references: list[str]) -> None:
+    (root / "hits").mkdir()
+    config = make_config(root / "hits", 10)
+    rows = {
+        "static A": (query_file(root, "static", ["www.example.test A"]), []),
+        "pool A (failover)": (query_file(root, "fo", ["fo.example.test A"]), []),
+        "pool A (weighted)": (query_file(root, "wt", ["wt.example.test A"]), []),
+        "NXDOMAIN (1,000 names)": (
+            query_file(root, "nx", [f"nx{i}.example.test A" for i in range(1000)]),
+            [],
+        ),
+        "ECS, geo pool (1 subnet)": (query_file(root, "ecs", ["geo.example.test A"]), ["-E", ECS_OPTION]),
+        "static A over TCP": (query_file(root, "static", ["www.example.test A"]), ["-m", "tcp"]),
+    }
+    servers = start_all(root / "hits", config, references)
+    try:
+        table(f"Cache hits (a good day); CPU per query at {args.rate:,} q/s offered", servers, rows, args)
+        p99 = ", ".join(
+            f"{s.name} {p99_under_load(s.port, rows['static A'][0], args.seconds):.3f} ms" for s in servers
         )
-        return start("gdnsd", ["gdnsd", "-c", str(ref), "start"], port, ref)
-    zones = "".join(
-        f"  - domain: {to_text(o)}\n    file: {ref / 'zones' / to_text(o).rstrip('.')}\n"
-        for o in config.zones.zones
-    )
-    if kind in ("pdns", "pdns-lua"):
-        named = ""
-        for origin, zone in config.zones.zones.items():
-            path = ref / "zones" / to_text(origin).rstrip(".")
-            if kind == "pdns-lua":
-                path.write_text(_lua_zone(zone_text(zone, AllMembers(config.pools)), config))
-            named += f'zone "{to_text(origin).rstrip(".")}" {{ type master; file "{path}"; }};\n'
-        (ref / "named.conf").write_text(named)
-        (ref / "pdns.conf").write_text(
-            f"launch=bind\nbind-config={ref}/named.conf\nlocal-address=127.0.0.1\nlocal-port={port}\n"
-            f"socket-dir={ref}\ndaemon=no\nguardian=no\nsetuid=\nsetgid=\nenable-lua-records=yes\n"
+        print(f"\np99 of a probe stream under 20,000 q/s: {p99}")
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def section_misses(root: Path, args: argparse.Namespace, references: list[str]) -> None:
+    """Every query a new one. -n 1: each file is sent once, never cycled."""
+    count = int(args.rate * args.seconds * 1.5) + 200_000
+    rng = random.Random(7)
+    once = ["-n", "1"]
+    small = root / "misses"
+    small.mkdir()
+    config = make_config(small, 10)
+    rows = {
+        "unique NXDOMAIN": (
+            query_file(
+                small, "nx-unique", [f"r{rng.getrandbits(60):x}.example.test A" for _ in range(count)]
+            ),
+            once,
+        ),
+        "new ECS /24 per query (geo)": (wire_file(small, "ecs-unique", unique_ecs(count)), ["-B", *once]),
+        "0x20: new case per query": (
+            wire_file(small, "case", random_case("www.example.test", count)),
+            ["-B", *once],
+        ),
+    }
+    servers = start_all(small, config, references)
+    try:
+        table(
+            f"Misses (a bad day): every query new; CPU per query at {args.rate:,} q/s offered",
+            servers,
+            rows,
+            args,
         )
-        return start(kind, ["pdns_server", f"--config-dir={ref}"], port, ref)
-    (ref / "knot.conf").write_text(
-        f"server:\n    listen: 127.0.0.1@{port}\n    rundir: {ref}\n"
-        f"database:\n    storage: {ref}/db\nzone:\n{zones}"
+    finally:
+        for server in servers:
+            server.stop()
+    big = root / "big"
+    big.mkdir()
+    config = make_config(big, BIG)
+    names = [f"h{i}.example.test A" for i in range(BIG)]
+    rng.shuffle(names)
+    walk = {f"{BIG:,}-record zone, each name once": (query_file(big, "walk", names), once)}
+    servers = start_all(big, config, references)
+    try:
+        table("", servers, walk, args)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+# Backends whose health flips every second (phase spread by port), or never.
+FLAPPING = r"""
+import asyncio, os, sys, time, uvloop
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK"
+BAD = b"HTTP/1.1 503 No\r\nContent-Length: 2\r\nConnection: close\r\n\r\nNO"
+def make(i, flap):
+    class P(asyncio.Protocol):
+        def connection_made(self, t): self.t = t
+        def data_received(self, d):
+            if b"\r\n\r\n" in d:
+                bad = flap and int(time.time() + i / 50) % 2
+                self.t.write(BAD if bad else OK); self.t.close()
+    return P
+async def main(base, n, flapping, seconds):
+    loop = asyncio.get_running_loop()
+    for i in range(n):
+        await loop.create_server(make(i, i < flapping), "127.0.0.1", base + i, backlog=64)
+    print("ready", flush=True)
+    await asyncio.sleep(seconds)
+os.sched_setaffinity(0, {1})
+uvloop.run(main(*map(int, sys.argv[1:4]), float(sys.argv[4])))
+"""
+
+
+def section_flap(root: Path, args: argparse.Namespace) -> None:
+    members = 200
+    mix = query_file(
+        root,
+        "flapmix",
+        ["www.example.test A", "www.example.test A", "fo.example.test A", "probed.example.test A"],
     )
-    return start("knot", ["knotd", "-c", str(ref / "knot.conf")], port, ref)
-
-
-def _lua_zone(text: str, config: Config) -> str:
-    """PowerDNS's own way to answer from health-checked members: LUA records.
-    Pool-backed names become `ifportup(8080, {...})` over the pool's members,
-    as PowerDNS documents them; everything else stays as exported."""
-    pooled = {f"{name}.example.test.": pool for name, pool in (("fo", "fo"), ("wt", "wt"), ("geo", "geo"))}
-    out, done = [], set()
-    for line in text.splitlines():
-        owner = line.split(" ", 1)[0]
-        if owner in pooled and " IN A " in line:
-            if owner not in done:
-                members = ", ".join(f"'{m.address}'" for m in config.pools[pooled[owner]].members)
-                out.append(f'{owner} 30 IN LUA A "ifportup(8080, {{{members}}})"')
-                done.add(owner)
-            continue
-        out.append(line)
-    return "\n".join(out) + "\n"
-
-
-def dnsperf_cmd(port: int, queries: Path, seconds: float, *extra: str) -> list[str]:
-    """dnsperf pinned to core 1 (the servers have core 0)."""
-    return [
-        "taskset",
-        "-c",
-        "1",
-        "dnsperf",
-        "-s",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-d",
-        str(queries),
-        "-l",
-        str(seconds),
-        *extra,
-    ]
-
-
-def dnsperf(port: int, queries: Path, seconds: float, extra: list[str]) -> tuple[float, float]:
-    out = subprocess.run(
-        dnsperf_cmd(port, queries, seconds, "-c", "8", "-q", "200", *extra),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 60,
-    ).stdout
-    qps = float(re.search(r"Queries per second:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    avg = float(re.search(r"Average Latency \(s\):\s+([\d.]+)", out)[1])  # type: ignore[index]
-    return qps, avg * 1000
-
-
-def p99_under_load(port: int, queries: Path, seconds: float) -> float:
-    """p99 of a light probe stream while dnsperf holds 20,000 q/s."""
-    load_proc = subprocess.Popen(
-        dnsperf_cmd(port, queries, seconds, "-Q", "20000", "-c", "4"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    print(
+        f"\nFlap storm: {members} members probed 5 times a second;"
+        " q/s (static/pool mix) and p99 under 20,000 q/s"
     )
-    time.sleep(0.5)
-    latencies = []
-    labels = b"\x03www\x07example\x04test\x00"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(1)
-        end = time.perf_counter() + max(0.5, seconds - 1)
-        qid = 0
-        while time.perf_counter() < end:
-            qid = (qid + 1) & 0xFFFF
-            q = struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 0) + labels + b"\x00\x01\x00\x01"
-            t0 = time.perf_counter()
-            s.sendto(q, ("127.0.0.1", port))
+    print("| members changing state every second | q/s | vs stable | p99 ms | snapshots/s |")
+    print("|---|---|---|---|---|")
+    base = 24000
+    stable_qps = 0.0
+    for flapping in (0, 10, members):
+        backend = subprocess.Popen(
+            [sys.executable, "-c", FLAPPING, str(base), str(members), str(flapping), "3600"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        case = root / f"flap-{flapping}"
+        case.mkdir()
+        http = free_port()
+        make_config(case, 10, members, base, check="flappy", http=http)
+        try:
+            assert backend.stdout is not None and backend.stdout.readline().strip() == "ready"
+            server = start_geodns(case)
             try:
-                while struct.unpack_from("!H", s.recv(512))[0] != qid:
-                    pass
-                latencies.append(time.perf_counter() - t0)
-            except TimeoutError:
-                latencies.append(1.0)
-            time.sleep(0.002)
-    load_proc.wait()
-    latencies.sort()
-    return latencies[int(len(latencies) * 0.99)] * 1000
+                time.sleep(3)
+                before = _metric(http, "geodns_snapshot_version")
+                t0 = time.perf_counter()
+                qps = max_qps(server, mix, args, [])
+                p99 = p99_under_load(server.port, mix, args.seconds)
+                rate = (_metric(http, "geodns_snapshot_version") - before) / (time.perf_counter() - t0)
+            finally:
+                server.stop()
+        finally:
+            backend.kill()
+            backend.wait()
+        stable_qps = stable_qps or qps
+        label = "none (stable)" if flapping == 0 else str(flapping)
+        print(f"| {label} | {qps:,.0f} | {qps / stable_qps:.2f}x | {p99:.2f} | {rate:.1f} |", flush=True)
 
 
-def query_file(root: Path, name: str, lines: list[str]) -> Path:
-    path = root / f"{name}.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def _metric(port: int, name: str, labels: str = "") -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + labels + " ") or (not labels and line.startswith(name + "{")):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
-def probe_load(root: Path, args: argparse.Namespace, probed: int = 1000, base_port: int = 21000) -> None:
+def section_workers(root: Path, args: argparse.Namespace) -> None:
+    rng = random.Random(9)
+    count = int(args.rate * args.seconds * 1.2) + 1000
+    rows = {
+        "static A (cache hits)": (query_file(root, "w-static", ["www.example.test A"]), []),
+        "unique NXDOMAIN": (
+            query_file(root, "w-nx", [f"w{rng.getrandbits(60):x}.example.test A" for _ in range(count)]),
+            ["-n", "1"],
+        ),
+    }
+    print(
+        f"\nDNS workers: CPU per query at {args.rate:,} q/s offered,"
+        " load split, drain to every worker's answers"
+    )
+    print("| workers | stream | us/q | split (queries per worker) | drain applied everywhere, median ms |")
+    print("|---|---|---|---|---|")
+    for workers, cpus in ((1, "0"), (2, "0,1")):
+        case = root / f"workers-{workers}"
+        case.mkdir()
+        http = free_port()
+        make_config(case, 10, workers=workers, http=http)
+        server = start_geodns(case, cpus)
+        try:
+            drains = _drain_times(http, 10)
+            for label, (queries, extra) in rows.items():
+                before = _per_worker(http)
+                us, answered = cost(server, queries, args, extra)
+                time.sleep(1.2)  # the workers' counters arrive twice a second
+                after = _per_worker(http)
+                shares = [after[w] - before.get(w, 0) for w in sorted(after)] or [1.0]
+                split = "/".join(f"{100 * s / max(1.0, sum(shares)):.0f}%" for s in shares)
+                note = "" if answered > 0.99 else f" ({answered:.0%} answered)"
+                print(
+                    f"| {workers} | {label} | {us:.1f}{note} | {split} | {median(drains):.1f} |", flush=True
+                )
+        finally:
+            server.stop()
+
+
+def _per_worker(http: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith('geodns_dns_worker_queries_total{worker="'):
+            out[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
+    if not out:  # one process: its own total
+        out["1"] = _metric(http, "geodns_dns_queries_total")
+    return out
+
+
+def _drain_times(http: int, count: int) -> list[float]:
+    """Milliseconds from a drain's request to its response, which comes once every
+    DNS worker answers with it."""
+    times = []
+    for i in range(count):
+        body = json.dumps({"target": "dc=par", "state": "down" if i % 2 == 0 else "up", "reason": "bench"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{http}/v1/overrides", body.encode(), {"Content-Type": "application/json"}
+        )
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert "warning" not in json.loads(response.read())
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def section_growth(root: Path, args: argparse.Namespace) -> None:
+    print("\nCost growth (geodns, one worker; q/s over 1,000 random names of the zone)")
+    print("| records | first start | restart | memory MB (PSS) | q/s |")
+    print("|---|---|---|---|---|")
+    for n in (int(x) for x in args.growth.split(",")):
+        case = root / f"growth-{n}"
+        case.mkdir()
+        make_config(case, n)
+        server = start_geodns(case)
+        try:
+            rng = random.Random(n)
+            queries = query_file(
+                case, "growth", [f"h{rng.randrange(max(1, n))}.example.test A" for _ in range(1000)]
+            )
+            qps = max_qps(server, queries, args, [])
+            memory = server.memory_mb()
+        finally:
+            server.stop()
+        again = start_geodns(case)  # a restart finds the compiled zone in state_dir/zonecache
+        again.stop()
+        print(
+            f"| {n:,} | {server.startup:.2f} s | {again.startup:.2f} s | {memory:.0f} | {qps:,.0f} |",
+            flush=True,
+        )
+
+
+def section_probes(root: Path, args: argparse.Namespace, probed: int = 1000, base_port: int = 21000) -> None:
     """Static-A q/s with and without `probed` HTTP checks every 2 s (500 probes/s)."""
     backend = subprocess.Popen(
         [sys.executable, "-c", BACKEND, str(base_port), str(probed), "600"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert backend.stdout is not None and backend.stdout.readline().strip() == "ready"
-        static = root / "static.txt"
+        static = query_file(root, "static", ["www.example.test A"])
         results = {}
         for label, count in (("idle", 0), (f"{probed} HTTP checks every 2 s", probed)):
             case = root / f"probe-{count}"
@@ -286,100 +419,76 @@ def probe_load(root: Path, args: argparse.Namespace, probed: int = 1000, base_po
             server = start_geodns(case)
             try:
                 time.sleep(3)  # past the start-up burst of probes
-                results[label] = statistics.median(
-                    dnsperf(server.port, static, args.seconds, [])[0] for _ in range(args.runs)
-                )
+                results[label] = max_qps(server, static, args, [])
             finally:
                 server.stop()
-        idle = results["idle"]
         print()
         for label, qps in results.items():
-            print(f"static A q/s, {label:<26} {qps:>9,.0f}  ({qps / idle:.2f} of idle)")
+            print(f"static A q/s, {label:<26} {qps:>9,.0f}  ({qps / results['idle']:.2f} of idle)")
     finally:
         backend.kill()
         backend.wait()
 
 
+def machine() -> str:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    said = subprocess.run(["dnsperf", "-h"], capture_output=True, text=True, check=False)
+    dnsperf_version = said.stdout + said.stderr
+    version = next((line for line in dnsperf_version.splitlines() if line.startswith("Version")), "")
+    dnsperf = version.split()[-1] if version else "?"
+    return (
+        f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, dnsperf {dnsperf}"
+    )
+
+
+SECTIONS: dict[str, Callable[[Path, argparse.Namespace, list[str]], None]] = {
+    "hits": section_hits,
+    "misses": section_misses,
+    "flap": lambda root, args, _refs: section_flap(root, args),
+    "workers": lambda root, args, _refs: section_workers(root, args),
+    "growth": lambda root, args, _refs: section_growth(root, args),
+    "probes": lambda root, args, _refs: section_probes(root, args),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--section", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}"
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=20000, help="offered q/s for the CPU-per-query figures")
     parser.add_argument(
-        "--reference",
-        default="gdnsd,pdns",
-        help="comma-separated: gdnsd, knot, pdns (PowerDNS, bind backend)",
+        "--reference", default="gdnsd,knot,nsd", help="comma-separated: gdnsd, knot, nsd, pdns"
     )
-    parser.add_argument("--growth", default="10,10000,100000")
+    parser.add_argument("--growth", default="10,10000,100000,1000000")
     args = parser.parse_args()
     references = [r for r in args.reference.split(",") if r]
-    tools = {"gdnsd": "gdnsd", "knot": "knotd", "pdns": "pdns_server", "pdns-lua": "pdns_server"}
+    tools = {
+        "gdnsd": "gdnsd",
+        "knot": "knotd",
+        "nsd": "nsd",
+        "pdns": "pdns_server",
+        "pdns-lua": "pdns_server",
+    }
     for needed in ("dnsperf", "taskset", *(tools[r] for r in references)):
         if shutil.which(needed) is None:
-            sys.exit(f"{needed} is missing: apt-get install dnsperf gdnsd knot pdns-server pdns-backend-bind")
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        config_path = make_config(root, 10)
-        mixes = {
-            "static A": (query_file(root, "static", ["www.example.test A"]), []),
-            "pool A (failover)": (query_file(root, "fo", ["fo.example.test A"]), []),
-            "pool A (weighted)": (query_file(root, "wt", ["wt.example.test A"]), []),
-            "NXDOMAIN": (query_file(root, "nx", [f"nx{i}.example.test A" for i in range(1000)]), []),
-            "ECS (geo pool)": (query_file(root, "ecs", ["geo.example.test A"]), ["-E", ECS_OPTION]),
-            "static A over TCP": (query_file(root, "static", ["www.example.test A"]), ["-m", "tcp"]),
-        }
-        print(
-            f"geodns vs {', '.join(references)}: servers pinned to core 0, dnsperf (8 clients) to core 1; "
-            f"medians of {args.runs} x {args.seconds:g}s"
-        )
-        header = f"{'mix':<20} {'geodns q/s':>11} {'avg ms':>7}"
-        for ref in references:
-            header += f" {ref + ' q/s':>11} {'avg ms':>7} {'ratio':>6}"
-        print(header)
-        servers = [start_geodns(root)] + [start_reference(ref, root, config_path) for ref in references]
-        try:
-            for label, (queries, extra) in mixes.items():
-                row = f"{label:<20}"
-                ours = 0.0
-                for server in servers:
-                    runs = [dnsperf(server.port, queries, args.seconds, extra) for _ in range(args.runs)]
-                    q, a = statistics.median(q for q, _ in runs), statistics.median(a for _, a in runs)
-                    row += f" {q:>11,.0f} {a:>7.3f}"
-                    if server is servers[0]:
-                        ours = q
-                    else:
-                        row += f" {ours / q:>6.2f}"
-                print(row)
-            static = mixes["static A"][0]
-            p99 = ", ".join(
-                f"{s.name} {p99_under_load(s.port, static, args.seconds):.3f} ms" for s in servers
+            sys.exit(
+                f"{needed} is missing: apt-get install dnsperf gdnsd knot nsd pdns-server pdns-backend-bind"
             )
-            print(f"\np99 latency of a probe stream under 20,000 q/s: {p99}")
-        finally:
-            for server in servers:
-                server.stop()
-        probe_load(root, args)
-
-    print("\ncost growth (geodns; q/s over 1,000 random names of the zone)")
-    print(f"{'records':>8} {'start-up':>9} {'restart':>8} {'RSS MB':>7} {'q/s':>9}")
-    for n in (int(x) for x in args.growth.split(",")):
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            make_config(root, n)
-            server = start_geodns(root)
-            try:
-                rng = random.Random(n)
-                names = [f"h{rng.randrange(n)}.example.test A" for _ in range(1000)]
-                queries = query_file(root, "growth", names)
-                qps = statistics.median(
-                    dnsperf(server.port, queries, args.seconds, [])[0] for _ in range(args.runs)
-                )
-                rss = server.rss_mb()
-            finally:
-                server.stop()
-            # A restart finds the compiled zone in state_dir/zonecache.
-            again = start_geodns(root)
-            again.stop()
-            print(f"{n:>8,} {server.startup:>8.2f}s {again.startup:>7.2f}s {rss:>7.1f} {qps:>9,.0f}")
+    print(f"machine: {machine()}")
+    print(f"servers on core 0, dnsperf on core 1; medians of {args.runs} x {args.seconds:g} s")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.section.split(","):
+            root = Path(tmp) / name
+            root.mkdir()
+            SECTIONS[name](root, args, references)
 
 
 if __name__ == "__main__":

@@ -296,3 +296,36 @@ def test_negative_answers_from_the_template_hold_what_the_packer_writes(case: tu
         fast[12 : len(query) - (11 if parsed.edns else 0)]
         == query[12 : len(query) - (11 if parsed.edns else 0)]
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["www.example.test.", "WwW.eXample.TEST."]),
+    st.sampled_from([int(RType.A), int(RType.AAAA)]),
+    st.integers(1, 300),
+    st.sampled_from([False, 0]),
+    st.sampled_from([512, 700, 1232, 65535]),
+)
+def test_address_answers_written_directly_hold_what_the_packer_writes(
+    qname: str, rtype: int, count: int, use_edns: bool | int, limit: int
+) -> None:
+    """A pool's answer (A/AAAA of the name asked, nothing else) skips the generic
+    packer: same records, same truncation (whole records, TC when some are left out)."""
+    rdatas = tuple(
+        Address(f"192.0.2.{i % 256}" if rtype == RType.A else f"2001:db8::{i:x}") for i in range(count)
+    )
+    answer = Answer(rcode=0, aa=True, answer=(RRset(("www", *ORIGIN), rtype, 30, rdatas),))
+    query = dns.message.make_query(qname, RType(rtype).name, use_edns=use_edns).to_wire()
+    header = parse_header(query)
+    assert header is not None
+    parsed = parse_query(query, header)
+    opt = b"" if parsed.edns is None else encode.opt_record(1232, 0, False, [])
+    fast = ours(query, answer, limit)
+    direct = encode._addresses_only(header, parsed.question, answer, limit - len(opt), bool(opt))
+    assert direct is not None and direct + opt == fast  # written directly
+    generic = encode.packed(header, parsed.question, answer, opt, limit - len(opt))
+    assert len(fast) <= limit and sections(fast) == sections(generic)
+    mine, theirs = dns.message.from_wire(fast), dns.message.from_wire(generic)
+    assert (mine.flags, mine.edns) == (theirs.flags, theirs.edns)
+    if limit == 65535:
+        assert sections(fast) == sections(oracle(query, answer))

@@ -9,7 +9,7 @@ the SOA whose TTL is min(SOA TTL, minimum) (RFC 2308).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
 from typing import NamedTuple, Protocol
 
 from geodns.zone.names import Name
@@ -31,17 +31,16 @@ DEPENDS_CLIENT = 2  # the packet's source address (geo without ECS): cache per t
 DEPENDS_ECS = 4  # the EDNS Client Subnet's address (geo with ECS): never replayed to another subnet
 
 
-@dataclass(frozen=True, slots=True)
-class Client:
+class Client(NamedTuple):
     """Who asks: the address used for steering (ECS when present, else source)."""
 
     address: str  # the ECS address when ECS was sent, else the source address
     ecs_prefix: int | None = None  # source prefix length when ECS was sent
     source: str = ""  # the packet's source address (for pools told to ignore ECS)
+    ecs_ip: IPv4Address | IPv6Address | None = None  # the ECS address, parsed (saves parsing `address`)
 
 
-@dataclass(frozen=True, slots=True)
-class PoolResult:
+class PoolResult(NamedTuple):
     rrset: RRset | None  # None or empty rdatas -> NODATA
     servfail: bool = False
     ecs_scope: int | None = None

@@ -102,6 +102,7 @@ _SOA_TIMES = struct.Struct("!IIIII")
 _MAX_POINTER = 0x3FFF
 _ADDRESS_SIZES = {int(RType.A): 4, int(RType.AAAA): 16}
 _NAME_TYPES = frozenset({int(RType.CNAME), int(RType.NS), int(RType.PTR)})
+_QUESTION_POINTER = _U16.pack(0xC000 | HEADER.size)  # the question's name: always at offset 12
 
 
 @lru_cache(maxsize=65536)
@@ -261,7 +262,33 @@ def encode_answer(
         fast = _negative(header, question, answer, answer.authority[0], body_limit, bool(opt))
         if fast is not None:
             return fast + opt
+    if len(answer.answer) == 1 and not answer.authority and not answer.additional:
+        fast = _addresses_only(header, question, answer, body_limit, bool(opt))
+        if fast is not None:
+            return fast + opt
     return packed(header, question, answer, opt, body_limit)
+
+
+def _addresses_only(
+    header: Header, question: Question, answer: Answer, limit: int, opt: bool
+) -> bytes | None:
+    """The commonest answer: the A or AAAA records of the name asked, each one a
+    pointer to the question, the fixed fields, and the address. None when the
+    answer is any other shape (the generic packer then writes it)."""
+    rrset = answer.answer[0]
+    size = _ADDRESS_SIZES.get(rrset.rtype)
+    if size is None or rrset.name != question.name:
+        return None
+    head = _QUESTION_POINTER + _RR_FIXED.pack(rrset.rtype, CLASS_IN, rrset.ttl) + _U16.pack(size)
+    room = (limit - HEADER.size - len(question.wire)) // (len(head) + size)
+    fitting = rrset.rdatas[: max(0, room)]
+    tc = len(fitting) < len(rrset.rdatas)
+    flags = response_flags(header.flags, answer.rcode, answer.aa, tc)
+    return (
+        HEADER.pack(header.id, flags, 1, len(fitting), 0, 1 if opt else 0)
+        + question.wire
+        + b"".join([head + _address_wire(r.text) for r in fitting])  # type: ignore[union-attr]
+    )
 
 
 def packed(header: Header, question: Question, answer: Answer, opt: bytes, body_limit: int) -> bytes:

@@ -177,7 +177,7 @@ def _handle(
             stats.formerr += 1
             log.debug("FORMERR to %s: %s", source, exc)
             return encode_simple(header, q, FORMERR, edns, size, state.nsid)
-        client = Client(ecs.address, ecs.source_prefix, source)
+        client = Client(ecs.address, ecs.source_prefix, source, ecs.ip)
     answer = resolve(q.name, q.qtype, state.zones, state.pools, client)
     if not udp:
         limit = MAX_TCP_MESSAGE

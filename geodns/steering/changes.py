@@ -11,18 +11,22 @@ healthy primary changes nothing anyone is told.
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 
 from geodns.config.model import Config, TopologyRule
 from geodns.health.health import UNKNOWN_HEALTH, Health, ProbeKey
 from geodns.health.snapshot import HealthSnapshot
-from geodns.steering.policy import Decision, decide, iter_member_views, pool_keys
+from geodns.steering.policy import Decision, decide, member_views, pool_keys
 
 # Beyond this many distinct `prefer` lists, a geo pool's signature is its members'
 # statuses (deciding per list would cost more than the answers it keeps).
 MAX_GEO_PREFERENCES = 64
 
+REMEMBERED_SNAPSHOTS = 4  # whose signatures are kept (each holds its snapshot alive)
+
 _POOLS_BY_KEY: dict[int, dict[ProbeKey, tuple[str, ...]]] = {}
+_SIGNATURES: OrderedDict[int, tuple[HealthSnapshot, dict[tuple[int, str], Hashable]]] = OrderedDict()
 
 
 def _pools_by_key(config: Config) -> dict[ProbeKey, tuple[str, ...]]:
@@ -60,25 +64,34 @@ def changed_pools(config: Config, old: HealthSnapshot, new: HealthSnapshot) -> s
 
 def signature(config: Config, snapshot: HealthSnapshot, pool_name: str) -> Hashable:
     """What a pool answers under `snapshot`, for every address family and, for geo
-    pools, every preference order a topology rule can give."""
+    pools, every preference order a topology rule can give. Remembered for the
+    last snapshots: in a flap storm each one is compared with the next."""
+    remembered = _SIGNATURES.get(id(snapshot))
+    if remembered is None or remembered[0] is not snapshot:
+        if len(_SIGNATURES) >= REMEMBERED_SNAPSHOTS:
+            _SIGNATURES.popitem(last=False)
+        remembered = _SIGNATURES[id(snapshot)] = (snapshot, {})
+    key = (id(config), pool_name)
+    if key in remembered[1]:
+        return remembered[1][key]
     pool = config.pools[pool_name]
+    views = member_views(pool, config, snapshot)
     rules: list[TopologyRule | None] = [None]
-    if pool.policy == "geo":
-        distinct = {rule.prefer: rule for rule in config.topology}
-        if len(distinct) > MAX_GEO_PREFERENCES:
-            return _statuses(config, snapshot, pool_name)
-        rules += distinct.values()
-    return tuple(
-        _outcome(decide(config, snapshot, pool_name, v6, None, rule=rule))
-        for v6 in (False, True)
-        for rule in rules
-    )
+    made: Hashable
+    if pool.policy == "geo" and len({rule.prefer for rule in config.topology}) > MAX_GEO_PREFERENCES:
+        made = tuple(v.effective for v in views)
+    else:
+        if pool.policy == "geo":
+            rules += {rule.prefer: rule for rule in config.topology}.values()
+        made = tuple(
+            _outcome(decide(config, snapshot, pool_name, v6, None, rule=rule, views=views))
+            for v6 in (False, True)
+            for rule in rules
+        )
+    remembered[1][key] = made
+    return made
 
 
 def _outcome(d: Decision) -> Hashable:
     ttl_changes = d.degraded and d.pool.degraded_ttl is not None
     return (d.chosen_dc, d.candidates, d.fallback, d.servfail, ttl_changes)
-
-
-def _statuses(config: Config, snapshot: HealthSnapshot, pool_name: str) -> Hashable:
-    return tuple(v.effective for v in iter_member_views(config.pools[pool_name], config, snapshot))

@@ -171,11 +171,14 @@ def decide(
     _seen: tuple[str, ...] = (),
     *,
     rule: TopologyRule | None = None,
+    views: Sequence[MemberView] | None = None,
 ) -> Decision:
     """One pool's decision for one address family and client. `rule`, given
-    instead of a client, decides a geo pool as for a client of that rule."""
+    instead of a client, decides a geo pool as for a client of that rule;
+    `views`, the pool's member views under `snapshot` when already known."""
     pool = config.pools[pool_name]
-    views = member_views(pool, config, snapshot)
+    if views is None:
+        views = member_views(pool, config, snapshot)
     up = Status.UP
     degraded = any(v.effective is not up for v in views)
     family = tuple(v for v in views if v.member.is_v6 == v6)
@@ -293,11 +296,14 @@ class PolicySource:
         rule_key: int | None = None
         if pool in self._geo_pools:
             use_ecs = self.config.pools[pool].ecs == "use"
-            text = client.address if (use_ecs or client.ecs_prefix is None) else client.source
-            try:
-                address = ipaddress.ip_address(text)
-            except ValueError:
-                address = None
+            if use_ecs and client.ecs_ip is not None:
+                address = client.ecs_ip
+            else:
+                text = client.address if (use_ecs or client.ecs_prefix is None) else client.source
+                try:
+                    address = ipaddress.ip_address(text)
+                except ValueError:
+                    address = None
             if address is not None:
                 rule, scope = match_rule(self.config.topology, address)
                 rule_key = (self.config.topology.index(rule) if rule else -1) * 1000 + scope

@@ -108,10 +108,15 @@ def encode(zone: Zone) -> Iterator[str]:
     yield json.dumps({"sha256": digest.hexdigest()})
 
 
+_LABELS: dict[str, str] = {}  # one str object per distinct label: a zone repeats its suffix a million times
+
+
 def _name(value: Any) -> Name:
     if not isinstance(value, list) or not all(isinstance(label, str) and label for label in value):
         raise BadCache(f"not a name: {value!r}")
-    return tuple(value)
+    if len(_LABELS) > 65536:
+        _LABELS.clear()  # distinct labels (h1, h2, ...) would otherwise accumulate
+    return tuple([_LABELS.setdefault(label, label) for label in value])
 
 
 def _int(value: Any) -> int:

@@ -144,7 +144,7 @@ def _lookup_node(zone: Zone, qname: Name) -> tuple[Node | None, bool]:
     node = zone.nodes.get(qname)
     if node is not None:
         return node, True
-    if qname in zone.existing:
+    if qname in zone.empty_nonterminals:
         return None, True  # empty non-terminal: NODATA, not NXDOMAIN
     if zone.has_wildcards:
         wild = zone.nodes.get(("*", *zone.closest_encloser(qname)))

@@ -7,11 +7,12 @@ new data, never a mix.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
+from typing import Any, cast
 
 from geodns.steps import drain
 from geodns.zone.names import Name
@@ -108,6 +109,34 @@ Entry = RRset | PoolRRset
 Node = Mapping[int, Entry]
 
 
+class Single(Mapping[int, Entry]):
+    """A node with one record set, as most nodes of a big zone are: 56 bytes where
+    a one-entry dict takes 232 (a million-record zone: 180 MB less)."""
+
+    __slots__ = ("entry", "rtype")
+
+    def __init__(self, rtype: int, entry: Entry) -> None:
+        self.rtype = rtype
+        self.entry = entry
+
+    def __getitem__(self, key: int) -> Entry:
+        if key == self.rtype:
+            return self.entry
+        raise KeyError(key)
+
+    def get(self, key: int, default: Any = None) -> Any:
+        return self.entry if key == self.rtype else default
+
+    def __contains__(self, key: object) -> bool:
+        return key == self.rtype
+
+    def __iter__(self) -> Iterator[int]:
+        return iter((self.rtype,))
+
+    def __len__(self) -> int:
+        return 1
+
+
 @dataclass(frozen=True)
 class Zone:
     origin: Name
@@ -115,8 +144,12 @@ class Zone:
     nodes: Mapping[Name, Node]
     # Derived once at build time so lookups never walk the whole zone.
     cuts: AbstractSet[Name] = field(default=frozenset())
-    existing: AbstractSet[Name] = field(default=frozenset())  # nodes and empty non-terminals
+    # Names that exist without records of their own (RFC 8020): ancestors of nodes.
+    empty_nonterminals: AbstractSet[Name] = field(default=frozenset())
     has_wildcards: bool = False
+
+    def exists(self, name: Name) -> bool:
+        return name in self.nodes or name in self.empty_nonterminals
 
     @property
     def negative_ttl(self) -> int:
@@ -144,7 +177,7 @@ class Zone:
     def closest_encloser(self, name: Name) -> Name:
         for k in range(len(name) - 1, len(self.origin) - 1, -1):
             candidate = name[-k:] if k else ()
-            if candidate in self.existing:
+            if candidate in self.nodes or candidate in self.empty_nonterminals:
                 return candidate
         return self.origin
 
@@ -160,31 +193,41 @@ def build_zone(origin: Name, soa: RRset, entries: Iterable[Entry]) -> Zone:
 def build_zone_steps(origin: Name, soa: RRset, entries: Iterable[Entry]) -> Generator[None, None, Zone]:
     """`build_zone` in steps: yields every STEP records, so a caller on an event loop
     can let queries through while a big zone is assembled; returns the zone."""
-    nodes: dict[Name, dict[int, Entry]] = {origin: {int(RType.SOA): soa}}
+    nodes: dict[Name, Node] = {origin: Single(int(RType.SOA), soa)}
     for i, entry in enumerate(entries, 1):
-        nodes.setdefault(entry.name, {})[entry.rtype] = entry
+        name, rtype = entry.name, entry.rtype
+        node = nodes.get(name)
+        if node is None:
+            nodes[name] = Single(rtype, entry)
+        elif isinstance(node, Single) and node.rtype != rtype:
+            nodes[name] = {node.rtype: node.entry, rtype: entry}
+        elif isinstance(node, Single):
+            nodes[name] = Single(rtype, entry)  # the same type again: the last one wins, as a dict would
+        else:
+            cast(dict[int, Entry], node)[rtype] = entry
         if i % STEP == 0:
             yield
     ns = int(RType.NS)
     cuts: set[Name] = set()
-    existing: set[Name] = set()
+    above: set[Name] = set()
     wildcards = False
-    sorted_nodes: dict[Name, dict[int, Entry]] = {}
     for i, (name, node) in enumerate(nodes.items(), 1):
-        for k in range(len(origin), len(name) + 1):
-            existing.add(name[-k:] if k else ())
+        for k in range(len(origin), len(name)):
+            above.add(name[-k:] if k else ())
         if ns in node and name != origin:
             cuts.add(name)
         wildcards = wildcards or bool(name and name[0] == "*")
-        sorted_nodes[name] = dict(sorted(node.items())) if len(node) > 1 else node
+        if len(node) > 1:
+            nodes[name] = dict(sorted(node.items()))  # same keys: no resize while iterating
         if i % STEP == 0:
             yield
+    above.difference_update(nodes)  # what is left exists without records: empty non-terminals
     return Zone(
         origin=origin,
         soa=soa,
-        nodes=sorted_nodes,
+        nodes=nodes,
         cuts=cuts,
-        existing=existing,  # a set, never changed once built: copying 100,000 names costs a step
+        empty_nonterminals=above,  # a set, never changed once built: copying names costs a step
         has_wildcards=wildcards,
     )
 

@@ -121,3 +121,28 @@ def test_every_record_type_survives_the_cache(cfg: Path) -> None:
     zones = load(cfg).zones.zones
     for zone in zones.values():
         assert zonecache.decode(zonecache.encode(zone)) == zone
+
+
+def test_a_big_zone_survives_the_cache_in_chunks_and_a_missing_chunk_is_refused() -> None:
+    from geodns.config import zonecache
+    from geodns.zone.zone import SOA, Entry, PoolRRset, RType, build_zone
+
+    origin = ("big", "test")
+    soa = RRset(origin, int(RType.SOA), 60, (SOA(("ns", *origin), ("h", *origin), 1, 2, 3, 4, 5),))
+    entries: list[Entry] = [
+        RRset((f"h{i}", "x", *origin), int(RType.A), 30, (Address(f"10.0.{i // 256}.{i % 256}"),))
+        for i in range(1000)
+    ]
+    entries.append(PoolRRset(("www", *origin), int(RType.AAAA), 20, "web"))
+    entries.append(
+        RRset(("a.b", "c"), int(RType.A), 5, (Address("192.0.2.1"),))
+    )  # a dot in a label, out of zone
+    zone = build_zone(origin, soa, entries)
+    lines = list(zonecache.encode(zone))
+    assert len(lines) == 2 + (len(entries) + 1 + zonecache.CHUNK - 1) // zonecache.CHUNK
+    assert zonecache.decode(lines) == zone
+    assert ("x", *origin) in zonecache.decode(lines).empty_nonterminals
+    with pytest.raises(zonecache.BadCache):
+        zonecache.decode(lines[:3] + lines[4:])  # a chunk gone: the checksum (or the count) says so
+    with pytest.raises(zonecache.BadCache):
+        zonecache.decode([*lines[:1], lines[1].replace('"h0.x"', '"h0..x"'), *lines[2:]])

@@ -275,6 +275,9 @@ def load(path: Path, *, use_cache: bool = False, reuse: Mapping[str, Zone] | Non
     try:
         return _load(path, use_cache, reuse)
     finally:
+        # What survived is long-lived: out of the collector's sight before it resumes,
+        # or its first young-generation pass would walk every record just built.
+        gc.freeze()
         if collecting:
             gc.enable()
 

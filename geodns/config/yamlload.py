@@ -113,6 +113,7 @@ def _scalar(tag: str, value: str) -> Any:
     raise _TagError(f"unsupported tag {tag!r}")
 
 
+_SCALARS = (str, int, float, bool)
 MAX_DEPTH = 64  # no configuration needs more; libyaml's own limit comes after Python's stack
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 MAX_ZONE_BYTES = 1024 * 1024 * 1024  # a million records are ~50 MB of YAML
@@ -208,14 +209,17 @@ class _Builder:
             key = self.node(depth + 1)
             v = loader.peek_event().start_mark
             value = self.node(depth + 1)
-            where = Location(self.filename, k_mark.line + 1, k_mark.column + 1)
             if merge:
                 merged += value if isinstance(value, list) else [value]
                 continue
-            if not isinstance(key, str | int | float | bool) and key is not None:
+            # Locations are built only for problems: a million-record zone has five
+            # million keys, and a Location each cost seconds.
+            if not isinstance(key, _SCALARS) and key is not None:
+                where = Location(self.filename, k_mark.line + 1, k_mark.column + 1)
                 self.issues.append(Issue(where, "mapping keys must be scalars"))
                 continue
             if key in data:
+                where = Location(self.filename, k_mark.line + 1, k_mark.column + 1)
                 self.issues.append(
                     Issue(where, f"duplicate key {key!r} (first defined at line {marks[key][0]})")
                 )

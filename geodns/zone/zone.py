@@ -211,14 +211,21 @@ def build_zone_steps(origin: Name, soa: RRset, entries: Iterable[Entry]) -> Gene
     cuts: set[Name] = set()
     above: set[Name] = set()
     wildcards = False
+    depth = len(origin)
     for i, (name, node) in enumerate(nodes.items(), 1):
-        for k in range(len(origin), len(name)):
-            above.add(name[-k:] if k else ())
-        if ns in node and name != origin:
-            cuts.add(name)
-        wildcards = wildcards or bool(name and name[0] == "*")
-        if len(node) > 1:
+        # Ancestors between the origin (a node: it has the SOA) and the name; none for
+        # the names right under the origin, most of a big zone.
+        for k in range(depth + 1, len(name)):
+            above.add(name[-k:])
+        if node.__class__ is Single:
+            if node.rtype == ns and name != origin:
+                cuts.add(name)
+        else:
+            if ns in node and name != origin:
+                cuts.add(name)
             nodes[name] = dict(sorted(node.items()))  # same keys: no resize while iterating
+        if name and name[0] == "*":
+            wildcards = True
         if i % STEP == 0:
             yield
     above.difference_update(nodes)  # what is left exists without records: empty non-terminals

@@ -114,12 +114,26 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def max_qps(server: Server, queries: Path, args: argparse.Namespace, extra: list[str]) -> float:
-    return median([dnsperf(server.port, queries, args.seconds, extra).qps for _ in range(args.runs)])
+def max_qps(
+    server: Server, queries: Path, args: argparse.Namespace, extra: list[str], fresh: bool = False
+) -> float:
+    """Closed-loop q/s; `fresh`: every run meets an empty answer cache (streams of new queries)."""
+    runs = []
+    for _ in range(args.runs):
+        if fresh:
+            server.forget()
+        runs.append(dnsperf(server.port, queries, args.seconds, extra).qps)
+    return median(runs)
 
 
-def cost(server: Server, queries: Path, args: argparse.Namespace, extra: list[str]) -> tuple[float, float]:
-    runs = [cpu_per_query(server, queries, args.rate, args.seconds, extra) for _ in range(args.runs)]
+def cost(
+    server: Server, queries: Path, args: argparse.Namespace, extra: list[str], fresh: bool = False
+) -> tuple[float, float]:
+    runs = []
+    for _ in range(args.runs):
+        if fresh:
+            server.forget()
+        runs.append(cpu_per_query(server, queries, args.rate, args.seconds, extra))
     return median([r.us_per_query for r in runs]), median([r.answered for r in runs])
 
 
@@ -135,7 +149,11 @@ def start_all(root: Path, config: Path, references: list[str]) -> list[Server]:
 
 
 def table(
-    title: str, servers: list[Server], rows: dict[str, tuple[Path, list[str]]], args: argparse.Namespace
+    title: str,
+    servers: list[Server],
+    rows: dict[str, tuple[Path, list[str]]],
+    args: argparse.Namespace,
+    fresh: bool = False,
 ) -> None:
     """Per row: each server's max q/s and CPU per answered query at --rate, and
     geodns's CPU per query as a multiple of the cheapest C server's."""
@@ -149,8 +167,8 @@ def table(
         line = f"| {label:<28} |"
         costs = {}
         for server in servers:
-            qps = max_qps(server, queries, args, extra)
-            us, answered = cost(server, queries, args, extra)
+            qps = max_qps(server, queries, args, extra, fresh)
+            us, answered = cost(server, queries, args, extra, fresh)
             costs[server.name] = us
             flag = "" if answered > 0.99 else f" ({answered:.0%} answered)"
             line += f" {qps:>10,.0f} | {us:>6.1f}{flag} |"
@@ -208,12 +226,8 @@ def section_misses(root: Path, args: argparse.Namespace, references: list[str]) 
     }
     servers = start_all(small, config, references)
     try:
-        table(
-            f"Misses (a bad day): every query new; CPU per query at {args.rate:,} q/s offered",
-            servers,
-            rows,
-            args,
-        )
+        title = f"Misses (a bad day): every query new; CPU per query at {args.rate:,} q/s offered"
+        table(title, servers, rows, args, fresh=True)
     finally:
         for server in servers:
             server.stop()
@@ -225,7 +239,7 @@ def section_misses(root: Path, args: argparse.Namespace, references: list[str]) 
     walk = {f"{BIG:,}-record zone, each name once": (query_file(big, "walk", names), once)}
     servers = start_all(big, config, references)
     try:
-        table("", servers, walk, args)
+        table("", servers, walk, args, fresh=True)
     finally:
         for server in servers:
             server.stop()
@@ -311,20 +325,21 @@ def _metric(port: int, name: str, labels: str = "") -> float:
 
 
 def section_workers(root: Path, args: argparse.Namespace) -> None:
+    """Workers 1 vs 2, each worker offered --rate (so per-query costs compare at the
+    same load per process), the kernel's split of the queries, and how long a
+    drain takes to be in every worker's answers."""
     rng = random.Random(9)
-    count = int(args.rate * args.seconds * 1.2) + 1000
+    count = int(2 * args.rate * args.seconds * 1.2) + 1000
     rows = {
-        "static A (cache hits)": (query_file(root, "w-static", ["www.example.test A"]), []),
+        "static A (cache hits)": (query_file(root, "w-static", ["www.example.test A"]), [], False),
         "unique NXDOMAIN": (
             query_file(root, "w-nx", [f"w{rng.getrandbits(60):x}.example.test A" for _ in range(count)]),
             ["-n", "1"],
+            True,
         ),
     }
-    print(
-        f"\nDNS workers: CPU per query at {args.rate:,} q/s offered,"
-        " load split, drain to every worker's answers"
-    )
-    print("| workers | stream | us/q | split (queries per worker) | drain applied everywhere, median ms |")
+    print(f"\nDNS workers: CPU per query with {args.rate:,} q/s offered per worker, load split, drains")
+    print("| workers | stream | us/q | split (queries per worker) | drain in every worker's answers, ms |")
     print("|---|---|---|---|---|")
     for workers, cpus in ((1, "0"), (2, "0,1")):
         case = root / f"workers-{workers}"
@@ -332,11 +347,13 @@ def section_workers(root: Path, args: argparse.Namespace) -> None:
         http = free_port()
         make_config(case, 10, workers=workers, http=http)
         server = start_geodns(case, cpus)
+        per_worker = argparse.Namespace(**{**vars(args), "rate": args.rate * workers})
         try:
             drains = _drain_times(http, 10)
-            for label, (queries, extra) in rows.items():
+            for label, (queries, extra, fresh) in rows.items():
+                us, answered = cost(server, queries, per_worker, extra, fresh)
                 before = _per_worker(http)
-                us, answered = cost(server, queries, args, extra)
+                cpu_per_query(server, rows["static A (cache hits)"][0], per_worker.rate, args.seconds, [])
                 time.sleep(1.2)  # the workers' counters arrive twice a second
                 after = _per_worker(http)
                 shares = [after[w] - before.get(w, 0) for w in sorted(after)] or [1.0]
@@ -349,9 +366,20 @@ def section_workers(root: Path, args: argparse.Namespace) -> None:
             server.stop()
 
 
+def _metrics_text(http: int) -> str:
+    deadline = time.monotonic() + 20
+    while True:  # DNS answers a moment before the HTTP API listens (start-up, restarts)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def _per_worker(http: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    text = _metrics_text(http)
     out = {}
     for line in text.splitlines():
         if line.startswith('geodns_dns_worker_queries_total{worker="'):
@@ -364,6 +392,7 @@ def _per_worker(http: int) -> dict[str, float]:
 def _drain_times(http: int, count: int) -> list[float]:
     """Milliseconds from a drain's request to its response, which comes once every
     DNS worker answers with it."""
+    _metrics_text(http)  # listening
     times = []
     for i in range(count):
         body = json.dumps({"target": "dc=par", "state": "down" if i % 2 == 0 else "up", "reason": "bench"})
@@ -379,8 +408,8 @@ def _drain_times(http: int, count: int) -> list[float]:
 
 def section_growth(root: Path, args: argparse.Namespace) -> None:
     print("\nCost growth (geodns, one worker; q/s over 1,000 random names of the zone)")
-    print("| records | first start | restart | memory MB (PSS) | q/s |")
-    print("|---|---|---|---|---|")
+    print("| records | first start | memory after it (MB PSS) | restart | memory after it | q/s |")
+    print("|---|---|---|---|---|---|")
     for n in (int(x) for x in args.growth.split(",")):
         case = root / f"growth-{n}"
         case.mkdir()
@@ -396,9 +425,11 @@ def section_growth(root: Path, args: argparse.Namespace) -> None:
         finally:
             server.stop()
         again = start_geodns(case)  # a restart finds the compiled zone in state_dir/zonecache
+        again_memory = again.memory_mb()
         again.stop()
         print(
-            f"| {n:,} | {server.startup:.2f} s | {again.startup:.2f} s | {memory:.0f} | {qps:,.0f} |",
+            f"| {n:,} | {server.startup:.2f} s | {memory:.0f} | {again.startup:.2f} s | {again_memory:.0f} "
+            f"| {qps:,.0f} |",
             flush=True,
         )
 

@@ -43,6 +43,18 @@ class Server:
     port: int
     proc: subprocess.Popen[bytes]
     startup: float
+    cmd: list[str]
+    cwd: Path
+    cpus: str
+
+    def forget(self) -> None:
+        """Start anew if the server keeps answers (geodns): a stream of new queries
+        must not meet the answers its previous run left in the cache."""
+        if self.name != "geodns":
+            return  # gdnsd, Knot and NSD keep no answer cache
+        self.stop()
+        again = start(self.name, self.cmd, self.port, self.cwd, self.cpus)
+        self.proc = again.proc
 
     def tree(self) -> list[int]:
         """The server's process and every descendant (DNS workers, forked helpers)."""
@@ -111,7 +123,7 @@ def start(name: str, cmd: list[str], port: int, cwd: Path, cpus: str = "0") -> S
             proc.kill()
             raise RuntimeError(f"{name} did not start (exit {proc.poll()})")
         time.sleep(0.02)
-    return Server(name, port, proc, time.perf_counter() - t0)
+    return Server(name, port, proc, time.perf_counter() - t0, cmd, cwd, cpus)
 
 
 def start_geodns(root: Path, cpus: str = "0") -> Server:

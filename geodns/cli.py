@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from geodns import __version__
 from geodns.api.apiclient import api_url, call, render_status
@@ -174,7 +174,14 @@ def cmd_drain(args: argparse.Namespace) -> int:
     o = call(base, "POST", "/v1/overrides", body, token=token)
     until = f" until {iso(o['expires'])}" if o.get("expires") else ""
     print(f"{o['target']} forced {o['state']}{until}: {o['reason'] or '(no reason given)'}")
+    _say_lag(o)
     return EXIT_OK
+
+
+def _say_lag(response: dict[str, Any]) -> None:
+    """Applied and saved, but some DNS worker did not answer with it within a second."""
+    if "warning" in response:
+        print(f"warning: {response['warning']}", file=sys.stderr)
 
 
 def cmd_undrain(args: argparse.Namespace) -> int:
@@ -182,6 +189,7 @@ def cmd_undrain(args: argparse.Namespace) -> int:
     gone = call(base, "DELETE", "/v1/overrides/" + urllib.parse.quote(args.target), token=token)
     for o in gone["removed"]:
         print(f"removed override {o['target']} (forced {o['state']}: {o['reason']})")
+    _say_lag(gone)
     return EXIT_OK
 
 

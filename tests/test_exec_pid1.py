@@ -100,8 +100,9 @@ pools:
         assert len(main) == 1
         zombies = max(z for z, _, _ in samples)
         orphans = max(s for _, s, _ in samples)
-        # At most the leftovers of the probe in flight at the moment of a sample.
-        assert zombies <= 2 and orphans <= 3, samples
+        # At most the leftovers of one probe at the moment of a sample: LEAVES_CHILDREN leaves
+        # three sleeps, killed then reaped a sweep later (without reaping: ~40 by now).
+        assert zombies <= 3 and orphans <= 3, samples
         assert min(s for _, s, _ in samples) <= 1, samples
         os.kill(main[0], signal.SIGTERM)  # PID 1 in there: only a handled signal reaches it
         assert proc.wait(10) == 0

@@ -26,7 +26,7 @@ import pytest_asyncio
 from geodns.workers.protocol import MAX_FRAME, ProtocolError, frame, read_frame, to_main
 from tests.backends import HttpBackend
 from tests.configs import write_zone
-from tests.daemonproc import Proc, spawn
+from tests.daemonproc import Proc, run_geodns, spawn
 from tests.dnsclient import Endpoint
 
 RECORDS = "  www: {type: A, pool: web}\n  static: {type: A, value: 192.0.2.1}\n"
@@ -179,7 +179,7 @@ async def _until_ready(proc: Proc, timeout: float = 10.0) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_hung_worker_is_noticed_said_and_replaced(served: Proc) -> None:
+async def test_a_hung_worker_is_noticed_said_and_replaced(served: Proc, tmp_path: Path) -> None:
     hung = _workers(served.proc.pid)[0]
     index = _index(hung)
     os.kill(hung, signal.SIGSTOP)  # alive, holding its sockets, answering nothing
@@ -191,6 +191,13 @@ async def test_a_hung_worker_is_noticed_said_and_replaced(served: Proc) -> None:
             assert r.status == 201
             body = await r.json()
         assert body["warning"] == f"applied, but not yet answered by: DNS worker {index}"
+        # The command line says it too, and still succeeds: the drain is saved and applied.
+        api = f"http://{served.http.host}:{served.http.port}"
+        said = await asyncio.to_thread(run_geodns, "undrain", "dc=par", "--api", api, cwd=tmp_path)
+        assert said.returncode == 0, said.stderr
+        assert f"warning: applied, but not yet answered by: DNS worker {index}" in said.stderr
+        async with aiohttp.ClientSession() as session, session.post(url, json=drain) as r:
+            assert r.status == 201
         line = await served.wait_for_log("starting a new one", timeout=15)
         assert "sent nothing for" in line and "stuck" in line
         await _until(lambda: hung not in _workers(served.proc.pid), 5, "the hung worker to go")

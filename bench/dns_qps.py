@@ -49,6 +49,7 @@ from bench.loadgen import (  # noqa: E402
     random_case,
     unique_ecs,
     wire_file,
+    wire_query,
 )
 from bench.servers import Server, start_geodns, start_reference  # noqa: E402
 
@@ -219,6 +220,10 @@ def section_misses(root: Path, args: argparse.Namespace, references: list[str]) 
             once,
         ),
         "new ECS /24 per query (geo)": (wire_file(small, "ecs-unique", unique_ecs(count)), ["-B", *once]),
+        "same query in lower case (0x20's reference)": (
+            wire_file(small, "lower", [wire_query("www.example.test")] * count),
+            ["-B", *once],
+        ),
         "0x20: new case per query": (
             wire_file(small, "case", random_case("www.example.test", count)),
             ["-B", *once],

@@ -22,7 +22,7 @@ import pytest_asyncio
 
 from geodns.config import Config, load
 from geodns.daemon import Daemon
-from geodns.dns import fastpath
+from geodns.dns import fastcache, fastpath
 from geodns.dns.fastcache import ENTRY_OVERHEAD, VARIANTS, AnswerCache, payload
 from geodns.dns.fastpath import answer
 from geodns.dns.handler import ServingState, Stats, handle
@@ -259,6 +259,37 @@ def test_folded_hits_splice_the_clients_own_spelling(test_config: Config) -> Non
         assert msg.question[0].name.to_text() == spelling  # dnspython keeps the case it read
         assert [str(rr) for rr in msg.answer[0]] == ["192.0.2.25"]
     assert stats.cache_hits == 2
+
+
+def test_a_new_spelling_of_a_known_query_costs_one_lookup(
+    test_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resolvers doing 0x20 send every query in a new spelling: once the query has
+    been answered in any spelling, the next one is found under its lowered bytes
+    and gets its own spelling back, without folding the query again."""
+    state = _fresh(test_config)
+    stats = Stats()
+    rng = random.Random(3)
+    for spelling in ("MAIL.example.test.", "mail.EXAMPLE.test."):  # a miss, then a folded hit
+        assert answer(dns.message.make_query(spelling, "A", use_edns=0).to_wire(), "::1", True, state, stats)
+    folds = 0
+    real = fastcache.fold
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal folds
+        folds += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fastpath, "fold", counting)
+    for _ in range(20):
+        spelling = _recase("mail.example.test.", rng)
+        reply = answer(dns.message.make_query(spelling, "A", use_edns=0).to_wire(), "::1", True, state, stats)
+        assert reply is not None
+        msg = dns.message.from_wire(reply)
+        assert msg.question[0].name.to_text() == spelling
+        assert [str(rr) for rr in msg.answer[0]] == ["192.0.2.25"]
+    assert folds == 0
+    assert stats.cache_hits >= 21
 
 
 def test_a_random_answer_costs_one_resolution_per_query(

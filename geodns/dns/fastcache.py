@@ -79,15 +79,20 @@ class Folded:
     the keys without it and get the client's address spliced back into the ECS
     option they echo (the reply's last bytes)."""
 
-    __slots__ = ("aliasable", "ecs", "end", "exact", "universal")
+    __slots__ = ("aliasable", "ecs", "end", "exact", "lowered", "universal")
 
-    def __init__(self, universal: bytes, exact: bytes, end: int, aliasable: bool, ecs: int = 0) -> None:
+    def __init__(
+        self, universal: bytes, exact: bytes, end: int, aliasable: bool, lowered: bytes, ecs: int = 0
+    ) -> None:
         self.universal = universal
         self.exact = exact
         self.end = end  # offset of the question name's last byte (its root label)
-        # Worth an entry under its own exact bytes: written in lower case, with a
-        # common EDNS size (ours or more, or a class's own); random sizes are not.
+        # Worth an entry under `lowered`, the query's own bytes with the name in lower
+        # case: a common EDNS size (ours or more, or a class's own); random sizes are not.
+        # A later query with these bytes in any spelling then costs one lookup
+        # (`cased`), not a fold.
         self.aliasable = aliasable
+        self.lowered = lowered
         self.ecs = ecs
 
 
@@ -102,8 +107,8 @@ def fold(data: bytes, udp_cap: int | None) -> Folded | None:
     lower = name.lower()
     head = data[2:_HEADER] + lower
     rest = data[end:]
-    universal = exact = head + rest
-    aliasable = lower == name
+    universal = exact = lowered = head + rest
+    aliasable = True
     opt = end + 5
     ecs = 0
     if (
@@ -119,8 +124,29 @@ def fold(data: bytes, udp_cap: int | None) -> Folded | None:
             before, after = head + data[end : opt + 3], data[opt + 5 :]
             exact = before + limit.to_bytes(2, "big") + after
             universal = before + b"\0\0" + after
-            aliasable = aliasable and (size == limit or size in COMMON_SIZES)
-    return Folded(universal, exact, end, aliasable, ecs)
+            aliasable = size == limit or size in COMMON_SIZES
+    return Folded(universal, exact, end, aliasable, lowered, ecs)
+
+
+def cased(table: OrderedDict[bytes, Entry], data: bytes) -> bytes | None:
+    """The reply for a query whose name is not in lower case (0x20), from the entry
+    kept under its lowered bytes, with the query's own spelling of the question;
+    None when there is none (the caller goes on to fold the query)."""
+    end = data.find(b"\0", _HEADER)
+    if end < 0:
+        return None
+    name = data[_HEADER:end]
+    lower = name.lower()
+    if lower == name:
+        return None
+    key = data[2:_HEADER] + lower + data[end:]
+    entry = table.get(key)
+    if entry.__class__ is not bytes:
+        return None
+    table.move_to_end(key)
+    stored: bytes = entry
+    # Stored replies lack the 2-byte ID: the question's name sits at [10:end - 2].
+    return data[:2] + stored[:10] + name + stored[end - 2 :]
 
 
 def _ecs_address_length(data: bytes, rdata: int) -> int:

@@ -26,6 +26,7 @@ from geodns.dns.fastcache import (
     Folded,
     PerClient,
     Rotating,
+    cased,
     fold,
     payload,
 )
@@ -63,6 +64,12 @@ def answer_entry(
         reply = _replay(entry, data, source, udp, state, stats)
         if reply is not None:
             return reply
+    else:
+        reply = cased(state.cache.table(udp), data)
+        if reply is not None:
+            stats.queries += 1
+            stats.cache_hits += 1
+            return reply
     folded = fold(data, state.edns_udp_size if udp else None)
     if folded is None:
         return handle(data, source, udp, state, stats)
@@ -83,8 +90,9 @@ def answer_entry(
             break  # a per-client entry without this client's answer yet
         if strip:
             reply = reply[:-strip] + data[-strip:]  # the client's own subnet, echoed
-        elif folded.aliasable and entry.__class__ is bytes:
-            cache.alias(udp, data[2:], key, entry)  # the next identical query hits on its exact bytes
+        elif folded.aliasable and entry.__class__ is bytes and folded.lowered not in table:
+            # The next query with these bytes, in any spelling, hits on them (or via `cased`).
+            cache.alias(udp, folded.lowered, key, entry)
         if data[12:end] == reply[12:end]:
             return reply
         return reply[:12] + data[12:end] + reply[end:]  # the client's own spelling

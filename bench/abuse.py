@@ -213,11 +213,18 @@ def _members(n: int, base_port: int | None, dcs: tuple[str, ...] = ("par", "ams"
 
 
 def _attack_config(
-    folder: Path, dns_port: int, http_port: int, *, pools: str, checks: str = "", records: str = ""
+    folder: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    pools: str,
+    checks: str = "",
+    records: str = "",
+    workers: int = 1,
 ) -> Path:
     (folder / "geodns.yaml").write_text(
         f"server: {{dns_listen: ['127.0.0.1:{dns_port}'], http_listen: '127.0.0.1:{http_port}',"
-        " state_dir: state}\n"
+        f" state_dir: state, workers: {workers}}}\n"
         "datacenters: {par: {}, ams: {}}\n"
         f"checks: {{{checks}}}\n"
         f"pools:\n{pools}"
@@ -392,7 +399,7 @@ def _proc_kib(pid: int, field: str) -> int:
     return 0
 
 
-async def _run_case(case: Case, seconds: float) -> dict[str, float]:
+async def _run_case(case: Case, seconds: float, workers: int = 1) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         dns, http = free_port(), free_port()
@@ -402,7 +409,9 @@ async def _run_case(case: Case, seconds: float) -> dict[str, float]:
                 f"  h{i}: {{type: A, value: 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}}}\n"
                 for i in range(case.zone_records)
             )
-        config = _attack_config(folder, dns, http, pools=case.pools, checks=case.checks, records=records)
+        config = _attack_config(
+            folder, dns, http, pools=case.pools, checks=case.checks, records=records, workers=workers
+        )
         helpers = []
         if case.backends:
             helpers.append(
@@ -424,7 +433,9 @@ async def _run_case(case: Case, seconds: float) -> dict[str, float]:
             assert helper.stdout is not None and helper.stdout.readline().strip() == "ready"
 
         def limits() -> None:
-            os.sched_setaffinity(0, {0})
+            # One process: core 0, the attackers and the client on core 1. With DNS workers
+            # every core: the main process's probes and API no longer share a loop with answers.
+            os.sched_setaffinity(0, {0} if workers == 1 else set(range(os.cpu_count() or 1)))
             if case.fd_limit:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (case.fd_limit, case.fd_limit))
 
@@ -488,13 +499,13 @@ async def _run_case(case: Case, seconds: float) -> dict[str, float]:
                 helper.wait()
 
 
-def attacks(seconds: float, runs: int, only: list[str] | None) -> None:
+def attacks(seconds: float, runs: int, only: list[str] | None, workers: int = 1) -> None:
     os.sched_setaffinity(0, {1})
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
     print(
         f"\n## Legitimate DNS under each attack ({LEGIT_RATE:,} q/s of a static name, {seconds:g} s,"
-        f" median of {runs})\n"
+        f" median of {runs}, server.workers {workers})\n"
     )
     columns = ("attack", "what", "p50 ms", "p99 ms", "p99 vs quiet", "lost", "worst loop stall ms", "RSS MB")
     print("| " + " | ".join((*columns, "false downs")) + " |")
@@ -503,7 +514,7 @@ def attacks(seconds: float, runs: int, only: list[str] | None) -> None:
     for case in CASES:
         if only and case.name not in only and case.name != "quiet":
             continue
-        results = [asyncio.run(_run_case(case, seconds)) for _ in range(runs)]
+        results = [asyncio.run(_run_case(case, seconds, workers)) for _ in range(runs)]
         med = {k: statistics.median(r[k] for r in results) for k in results[0]}
         if case.name == "quiet":
             quiet = med["p99"]
@@ -524,12 +535,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=1, help="runs per attack; medians are printed")
     parser.add_argument("--only", default="", help="comma-separated attack names (the quiet run always runs)")
+    parser.add_argument("--workers", type=int, default=1, help="server.workers (above 1: on every core)")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--entries", type=int, default=100_000)
     args = parser.parse_args()
     sections = args.section.split(",")
     if "attacks" in sections:
-        attacks(args.seconds, args.runs, [n for n in args.only.split(",") if n] or None)
+        attacks(args.seconds, args.runs, [n for n in args.only.split(",") if n] or None, args.workers)
     if "block" in sections:
         block(args.repeat)
     if "memory" in sections:

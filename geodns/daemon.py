@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geodns import durable
 from geodns.api import browser
@@ -36,13 +36,14 @@ from geodns.health.monitor import Monitor
 from geodns.health.overrides import Override
 from geodns.health.snapshot import HealthSnapshot, SnapshotStore
 from geodns.reloading import read_cached_zone, release
-from geodns.route53.client import Route53Client, Route53Error
-from geodns.route53.sync import Reconciler, Route53Sync
 from geodns.serving import next_state, serving_state
 from geodns.steering.explain import explain
 from geodns.steering.overridestore import OverrideStore
 from geodns.workers.pool import WorkerPool
 from geodns.zone.zone import Zone
+
+if TYPE_CHECKING:
+    from geodns.route53.sync import Reconciler, Route53Sync
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,9 @@ class Daemon:
         self._stopping = threading.Event()  # wakes the Route53 thread out of its sleeps
         self.route53: Route53Sync | None = None
         if self.config.server.mode in ("route53", "both") and self.config.route53 is not None:
+            # boto3 costs ~0.3 s to import: only a daemon that syncs Route53 pays for it.
+            from geodns.route53.sync import Route53Sync  # noqa: PLC0415
+
             self.route53 = Route53Sync(
                 self.config, self.store, self._reconciler(self.config), self.monitor.known
             )
@@ -151,12 +155,17 @@ class Daemon:
         self._background: set[asyncio.Task[None]] = set()
 
     def _reconciler(self, config: Config) -> Reconciler:
+        from geodns.route53.client import Route53Client  # noqa: PLC0415 - see __init__
+        from geodns.route53.sync import Reconciler  # noqa: PLC0415
+
         assert config.route53 is not None
         client = Route53Client(config.route53, self.metrics_registry, sleep=self._interruptible_sleep)
         return Reconciler(config, client, self.metrics_registry)
 
     def _interruptible_sleep(self, seconds: float) -> None:
         if self._stopping.wait(seconds):
+            from geodns.route53.client import Route53Error  # noqa: PLC0415 - see __init__
+
             raise Route53Error("stopping")
 
     def _swap(self, state: ServingState) -> None:

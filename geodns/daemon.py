@@ -35,7 +35,7 @@ from geodns.health.checks.reaper import run_command
 from geodns.health.monitor import Monitor
 from geodns.health.overrides import Override
 from geodns.health.snapshot import HealthSnapshot, SnapshotStore
-from geodns.reloading import read_cached_zone, release
+from geodns.reloading import read_cached_zone, release, zones_by_key
 from geodns.serving import next_state, serving_state
 from geodns.steering.explain import explain
 from geodns.steering.overridestore import OverrideStore
@@ -374,11 +374,7 @@ class Daemon:
         """Zones by cache key for the config at `path`: the running ones whose input
         is unchanged, the rest compiled by a child process and read from the cache.
         None when the config has problems (logged)."""
-        running = {
-            key: self.config.zones.zones[origin]
-            for key, origin in self.config.zone_keys.items()
-            if origin in self.config.zones.zones
-        }
+        running = zones_by_key(self.config)
         argv = [sys.executable, "-m", "geodns.config.compile", str(path)]
         try:
             # Niced: on a busy host the compiler takes what the answers leave.

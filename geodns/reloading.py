@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from geodns.api.render import drive
-from geodns.config import zonecache
+from geodns.config import Config, zonecache
 from geodns.dns.handler import ServingState
 from geodns.zone.names import Name
 from geodns.zone.zone import Zone
@@ -21,6 +21,13 @@ log = logging.getLogger(__name__)
 RELOAD_SLICE = 0.0002  # seconds of zone reading per event-loop turn: a query waits at most this
 RELEASE_GRACE = 2.0  # seconds before the previous generation is freed, in steps
 RELEASE_STEP = 2000  # objects freed per loop turn
+
+
+def zones_by_key(config: Config) -> dict[str, Zone]:
+    """The zones of a running config by zone-cache key: a new generation whose key
+    is unchanged takes the very same zone."""
+    zones = config.zones.zones
+    return {key: zones[origin] for key, origin in config.zone_keys.items() if origin in zones}
 
 
 async def read_cached_zone(cache_dir: Path, key: str, slice_seconds: float = RELOAD_SLICE) -> Zone | None:

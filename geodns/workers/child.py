@@ -30,7 +30,7 @@ from geodns.eventloop import uvloop_run
 from geodns.health.health import Health, ProbeKey, Status, probe_keys
 from geodns.health.overrides import Override
 from geodns.health.snapshot import HealthSnapshot
-from geodns.reloading import RELOAD_SLICE, read_cached_zone, release
+from geodns.reloading import RELOAD_SLICE, read_cached_zone, release, zones_by_key
 from geodns.serving import next_state, serving_state
 from geodns.workers.protocol import (
     Configure,
@@ -154,10 +154,7 @@ class Child:
         """The message's configuration with its zones: unchanged ones kept, the rest
         read from the compiled zone cache; if any cannot be read, the whole
         configuration is loaded from its files (as a worker started alone would)."""
-        running: dict[str, Zone] = {}
-        if self.config is not None:
-            zones = self.config.zones.zones
-            running = {k: zones[o] for k, o in self.config.zone_keys.items() if o in zones}
+        running = zones_by_key(self.config) if self.config is not None else {}
         slice_seconds = START_SLICE if self.dns is None else RELOAD_SLICE
         found: dict[Name, Zone] = {}
         for key, origin in message.config.zone_keys.items():

@@ -17,10 +17,8 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from geodns.config import Config, zonecache
@@ -30,7 +28,7 @@ from geodns.dns.server import reserve
 from geodns.health.checks.reaper import REAPER, reaped
 from geodns.health.health import ProbeKey, Status
 from geodns.health.snapshot import HealthSnapshot
-from geodns.workers.child import CONTROL_FD
+from geodns.workers.process import alive, described, spawn
 from geodns.workers.protocol import (
     Configure,
     HealthChange,
@@ -133,7 +131,7 @@ class WorkerPool:
             # Each supervisor returns once its worker has exited and been reaped.
             await asyncio.wait(self._tasks, timeout=STOP_GRACE)
         for slot in self.slots:
-            if slot.pid is not None and _alive(slot.pid):
+            if slot.pid is not None and alive(slot.pid):
                 log.warning("DNS worker %d did not stop within %.0fs; killing it", slot.index, STOP_GRACE)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(slot.pid, signal.SIGKILL)
@@ -289,7 +287,7 @@ class WorkerPool:
             backoff = min(backoff * 2, RESTART_MAX)
 
     async def _run_once(self, slot: Slot) -> None:
-        pid, ours = _spawn(slot.index)
+        pid, ours = spawn(slot.index)
         REAPER.children.add(pid)
         slot.pid, slot.generation, slot.failed, slot.figures, slot.version = pid, 0, None, {}, 0
         reader, writer = await asyncio.open_unix_connection(sock=ours)
@@ -303,7 +301,7 @@ class WorkerPool:
             slot.configured = False
             slot.writer = None
             writer.close()
-            if _alive(pid):
+            if alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             code = await reaped(pid)
@@ -315,7 +313,7 @@ class WorkerPool:
             if ended is None and code == 0 and self._stopping:
                 slot.last_exit = None
             else:
-                slot.last_exit = f"(pid {pid}) {_described(code)}" + (f": it {ended}" if ended else "")
+                slot.last_exit = f"(pid {pid}) {described(code)}" + (f": it {ended}" if ended else "")
             slot.changed.set()
 
     async def _listen(self, slot: Slot, reader: asyncio.StreamReader) -> str | None:
@@ -358,25 +356,6 @@ class WorkerPool:
         slot.changed.set()
 
 
-def _spawn(index: int) -> tuple[int, socket.socket]:
-    """Start worker `index` with its end of a new control socket as fd 3."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        pid = os.posix_spawn(
-            sys.executable,
-            [sys.executable, "-m", "geodns.workers.child", str(index), str(log.getEffectiveLevel())],
-            dict(os.environ),
-            file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), CONTROL_FD)],
-            setsid=True,  # its own session: a terminal's Ctrl-C is ours to pass on
-        )
-    except BaseException:
-        ours.close()
-        raise
-    finally:
-        theirs.close()
-    return pid, ours
-
-
 def _ensure_cached(config: Config) -> None:
     """Every zone in the compiled cache the workers read (a config loaded without
     the cache, as the demo and tests do, has not written it)."""
@@ -389,21 +368,3 @@ def _ensure_cached(config: Config) -> None:
 
 def _without_zones(config: Config) -> Config:
     return dataclasses.replace(config, zones=ZoneSet({}))
-
-
-def _alive(pid: int) -> bool:
-    """Running (not a zombie), without reaping it: its status is `reaped`'s to collect."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-
-
-def _described(code: int) -> str:
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with status {code}"

@@ -177,7 +177,7 @@ class Zone:
     def closest_encloser(self, name: Name) -> Name:
         for k in range(len(name) - 1, len(self.origin) - 1, -1):
             candidate = name[-k:] if k else ()
-            if candidate in self.nodes or candidate in self.empty_nonterminals:
+            if self.exists(candidate):
                 return candidate
         return self.origin
 

@@ -138,6 +138,10 @@ class Daemon:
             self.stats,
             tcp_idle_timeout=self.config.server.tcp_idle_timeout,
             tcp_max_connections=self.config.server.tcp_max_connections,
+            tcp_message_timeout=self.config.server.tcp_message_timeout,
+            tcp_max_lifetime=self.config.server.tcp_max_lifetime,
+            tcp_max_queued=self.config.server.tcp_max_queued,
+            rate_limit=self.config.server.rate_limit,
         )
         self.admin: AdminServer | None = None
         # Rendered in steps, kept half a second or until the next snapshot: a dozen
@@ -355,6 +359,7 @@ class Daemon:
         self.config = new
         self._api_token, self._read_token = token, read_token
         self.state = serving_state(new, self.store.current())  # one swap: each query sees old or new
+        self.dns.rate_limit(new.server.rate_limit)
         self.override_store.update(new)
         if self.route53 is not None and new.route53 is not None:
             self.route53.settings = new.route53

@@ -155,17 +155,25 @@ async def test_tcp_idle_timeout_and_connection_cap(test_config: Config) -> None:
         idle_reader, idle_writer = await tcp_open(running.v4)
         assert await _closed_by_server(idle_reader, within=3.0)
         idle_writer.close()
-
+        assert running.daemon.stats.tcp_closed_idle == 1
+    finally:
+        await running.daemon.stop()
+    server_cfg = dataclasses.replace(test_config.server, tcp_idle_timeout=5.0, tcp_max_connections=2)
+    running = await start_daemon(dataclasses.replace(test_config, server=server_cfg))
+    try:
         held = [await tcp_open(running.v4) for _ in range(2)]
         await asyncio.sleep(0.05)
-        over_reader, over_writer = await tcp_open(running.v4)
-        assert await _closed_by_server(over_reader, within=1.0)  # over the cap: closed at once
-        over_writer.close()
-        # The held connections still work.
+        # Over the cap: the connection idle longest makes room for the new one.
+        new_reader, new_writer = await tcp_open(running.v4)
+        assert await _closed_by_server(held[0][0], within=1.0)
         q = dns.message.make_query("mail.example.test.", "A")
-        held[0][1].write(framed(q.to_wire()))
-        assert dns.message.from_wire(await tcp_read_message(held[0][0])).id == q.id
-        for _, w in held:
+        new_writer.write(framed(q.to_wire()))
+        assert dns.message.from_wire(await tcp_read_message(new_reader)).id == q.id
+        # The other held connection still works.
+        held[1][1].write(framed(q.to_wire()))
+        assert dns.message.from_wire(await tcp_read_message(held[1][0])).id == q.id
+        assert running.daemon.stats.tcp_closed_evicted == 1
+        for _, w in [*held, (new_reader, new_writer)]:
             w.close()
     finally:
         await running.daemon.stop()

@@ -20,7 +20,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from geodns.dns.handler import Stats
+from geodns.dns.handler import TCP_CLOSE_REASONS, Stats
 
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -43,10 +43,26 @@ class _DnsStatsCollector(Collector):
                 "DNS messages that hit a bug of ours (SERVFAIL)",
                 s.internal_errors,
             ),
+            (
+                "geodns_dns_rate_limited",
+                "UDP responses withheld by response rate limiting (dropped, or sent truncated)",
+                s.rate_limited,
+            ),
+            (
+                "geodns_dns_rate_slipped",
+                "Rate-limited UDP responses sent empty with TC=1 (slip), so a real client retries over TCP",
+                s.rate_slipped,
+            ),
         ):
             family = CounterMetricFamily(name, doc)
             family.add_metric([], value)
             yield family
+        closed = CounterMetricFamily(
+            "geodns_dns_tcp_closed", "DNS TCP connections closed by geodns, by reason", labels=["reason"]
+        )
+        for reason in TCP_CLOSE_REASONS:
+            closed.add_metric([reason], getattr(s, f"tcp_closed_{reason}"))
+        yield closed
 
 
 class _WorkersCollector(Collector):

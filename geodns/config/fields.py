@@ -256,6 +256,13 @@ def to_ip(value: Any) -> str:
         raise Invalid(f"{value!r} is not an IP address") from None
 
 
+def to_network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(to_str(value), strict=True)
+    except ValueError as exc:
+        raise Invalid(f"{value!r} is not a network: {exc}") from None
+
+
 def one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
     def conv(value: Any) -> str:
         text = to_str(value)

@@ -34,6 +34,29 @@ class ListenAddress:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """Response rate limiting for UDP (`server.rate_limit`). Defaults are NSD's:
+    200 responses/s per /24 (IPv4) or /56 (IPv6), response class and name, and
+    every 2nd limited response sent truncated so real resolvers retry over TCP."""
+
+    responses_per_second: int = 200  # 0: off
+    slip: int = 2  # every Nth limited response goes out with TC=1; 0: drop them all
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 56
+    # Loopback cannot be forged from outside (the kernel drops such packets as
+    # martians): local monitoring and a co-located resolver are never limited.
+    exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    table_size: int = 100_000  # networks and buckets tracked: fixed memory, whatever the sources
+
+    @property
+    def enabled(self) -> bool:
+        return self.responses_per_second > 0
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     mode: str = "authoritative"
     dns_listen: tuple[ListenAddress, ...] = (ListenAddress("127.0.0.1", 5300),)
@@ -44,6 +67,9 @@ class ServerConfig:
     edns_udp_size: int = 1232
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 256
+    tcp_message_timeout: float = 3.0  # a query must arrive whole this soon after its first byte
+    tcp_max_lifetime: float = 120.0  # then the connection is closed, however busy
+    tcp_max_queued: int = 256 * 1024  # bytes of replies a client leaves unread before it is dropped
     max_concurrent_probes: int = 256
     max_probe_rate: int = 1000  # probe starts per second; beyond it probes are skipped, states held
     answer_cache_size: int = 64 * 1024 * 1024  # bytes, UDP and TCP replies together
@@ -52,6 +78,7 @@ class ServerConfig:
     api_token_file: Path | None = None  # bearer token for writes; GEODNS_API_TOKEN also works
     api_read_token_file: Path | None = None  # bearer token for /v1/* and /metrics; GEODNS_API_READ_TOKEN
     workers: int = 0  # DNS worker processes; 0: "auto", one per CPU up to MAX_AUTO_WORKERS
+    rate_limit: RateLimit = RateLimit()
 
 
 MAX_AUTO_WORKERS = 8  # each worker holds its own zones and answer cache: more only when asked

@@ -24,6 +24,7 @@ from geodns.config.fields import (
     mapping,
     one_of,
     to_duration,
+    to_network,
     to_size,
     to_str,
     type_name,
@@ -35,11 +36,12 @@ from geodns.config.model import (
     Datacenter,
     ListenAddress,
     Pool,
+    RateLimit,
     ServerConfig,
 )
 from geodns.config.pools import parse_pools, parse_topology
 from geodns.config.route53 import parse_route53
-from geodns.config.yamlload import MAX_ZONE_BYTES, load_file, load_text, too_big
+from geodns.config.yamlload import MAX_ZONE_BYTES, YMap, load_file, load_text, too_big
 from geodns.config.zonefile import parse_zone
 from geodns.errors import ConfigError, Location
 from geodns.zone.names import Name, to_text
@@ -88,6 +90,9 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
     udp_size = f.get("edns_udp_size", int_in(512, 4096), d.edns_udp_size)
     idle = f.get("tcp_idle_timeout", to_duration, d.tcp_idle_timeout)
     max_conn = f.get("tcp_max_connections", int_in(1, 100000), d.tcp_max_connections)
+    message = f.get("tcp_message_timeout", to_duration, d.tcp_message_timeout)
+    lifetime = f.get("tcp_max_lifetime", to_duration, d.tcp_max_lifetime)
+    queued = f.get("tcp_max_queued", to_size(16 * 1024, 64 * 1024**2), d.tcp_max_queued)
     max_probes = f.get("max_concurrent_probes", int_in(1, 100000), d.max_concurrent_probes)
     probe_rate = f.get("max_probe_rate", int_in(1, 1000000), d.max_probe_rate)
     cache_size = f.get("answer_cache_size", to_size(0, 64 * 1024**3), d.answer_cache_size)
@@ -96,6 +101,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
     token_file = f.get("api_token_file", to_str)
     read_token_file = f.get("api_read_token_file", to_str)
     workers = f.get("workers", int_or_auto(1, MAX_WORKERS), d.workers)
+    rate_limit = _rate_limit(ctx, m, f)
     f.finish()
     if listen is not None and not listen and mode != "route53":
         f.error("dns_listen", "needs at least one address when serving DNS")
@@ -111,6 +117,9 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
         edns_udp_size=udp_size or d.edns_udp_size,
         tcp_idle_timeout=idle or d.tcp_idle_timeout,
         tcp_max_connections=max_conn or d.tcp_max_connections,
+        tcp_message_timeout=message or d.tcp_message_timeout,
+        tcp_max_lifetime=lifetime or d.tcp_max_lifetime,
+        tcp_max_queued=queued or d.tcp_max_queued,
         max_concurrent_probes=max_probes or d.max_concurrent_probes,
         max_probe_rate=probe_rate or d.max_probe_rate,
         answer_cache_size=d.answer_cache_size if cache_size is None else cache_size,
@@ -119,6 +128,36 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
         api_token_file=base / token_file if token_file else None,
         api_read_token_file=base / read_token_file if read_token_file else None,
         workers=d.workers if workers is None else workers,
+        rate_limit=rate_limit,
+    )
+
+
+def _rate_limit(ctx: Ctx, server: YMap, parent: Fields) -> RateLimit:
+    """`server.rate_limit`: a mapping, or `false` to turn it off."""
+    d = RateLimit()
+    if not parent.has("rate_limit"):
+        return d
+    raw = server["rate_limit"]
+    if raw is False:
+        return RateLimit(responses_per_second=0)
+    m = mapping(ctx, raw, parent.where("rate_limit"), "server.rate_limit")
+    if m is None:
+        return d
+    f = Fields(ctx, m, "server.rate_limit")
+    rate = f.get("responses_per_second", int_in(0, 1_000_000), d.responses_per_second)
+    slip = f.get("slip", int_in(0, 100), d.slip)
+    v4 = f.get("ipv4_prefix", int_in(8, 32), d.ipv4_prefix)
+    v6 = f.get("ipv6_prefix", int_in(16, 128), d.ipv6_prefix)
+    exempt = f.get_list("exempt", to_network, list(d.exempt), allow_scalar=True)
+    size = f.get("table_size", int_in(1000, 10_000_000), d.table_size)
+    f.finish()
+    return RateLimit(
+        responses_per_second=d.responses_per_second if rate is None else rate,
+        slip=d.slip if slip is None else slip,
+        ipv4_prefix=v4 or d.ipv4_prefix,
+        ipv6_prefix=v6 or d.ipv6_prefix,
+        exempt=d.exempt if exempt is None else tuple(exempt),
+        table_size=size or d.table_size,
     )
 
 

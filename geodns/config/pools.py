@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from geodns.config.fields import (
@@ -13,6 +12,7 @@ from geodns.config.fields import (
     mapping,
     one_of,
     to_ip,
+    to_network,
     to_port,
     to_str,
     to_ttl,
@@ -184,14 +184,7 @@ def parse_topology(ctx: Ctx, raw: Any, where: Location, dcs: set[str]) -> tuple[
         if m is None:
             continue
         f = Fields(ctx, m, path)
-
-        def network(v: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-            try:
-                return ipaddress.ip_network(to_str(v), strict=True)
-            except ValueError as exc:
-                raise Invalid(f"{v!r} is not a network: {exc}") from None
-
-        match = f.get("match", network, required=True)
+        match = f.get("match", to_network, required=True)
         prefer = f.get_list("prefer", to_str)
         if "prefer" not in m:
             ctx.error(m.loc, f"{path}: missing required key 'prefer'")

@@ -70,10 +70,29 @@ class Outcome:
         self.pools: tuple[str, ...] = ()  # whose decisions shaped it: a change of theirs drops it
 
 
+TCP_CLOSE_REASONS = {
+    "idle": "no query for tcp_idle_timeout",
+    "slow": "a query not whole within tcp_message_timeout of its first byte",
+    "lifetime": "open for tcp_max_lifetime",
+    "not_reading": "replies left unread (over tcp_max_queued, or for tcp_message_timeout)",
+    "evicted": "closed for a new client while every slot was taken",
+    "short": "a length prefix shorter than a DNS header",
+}
+
+
 class Stats:
     """Counters the server keeps for /metrics; plain ints, no locking (one loop)."""
 
-    __slots__ = ("cache_hits", "dropped", "formerr", "internal_errors", "queries")
+    __slots__ = (
+        "cache_hits",
+        "dropped",
+        "formerr",
+        "internal_errors",
+        "queries",
+        "rate_limited",
+        "rate_slipped",
+        *(f"tcp_closed_{reason}" for reason in TCP_CLOSE_REASONS),
+    )
 
     def __init__(self) -> None:
         self.queries = 0
@@ -81,6 +100,22 @@ class Stats:
         self.dropped = 0
         self.formerr = 0
         self.internal_errors = 0
+        self.rate_limited = 0  # UDP responses withheld by rate limiting (dropped or slipped)
+        self.rate_slipped = 0  # of those, sent empty and truncated
+        # TCP connections we closed, by reason (see TCP_CLOSE_REASONS).
+        self.tcp_closed_idle = 0
+        self.tcp_closed_slow = 0
+        self.tcp_closed_lifetime = 0
+        self.tcp_closed_not_reading = 0
+        self.tcp_closed_evicted = 0
+        self.tcp_closed_short = 0
+
+    def count_tcp_close(self, reason: str) -> None:
+        name = f"tcp_closed_{reason}"
+        setattr(self, name, getattr(self, name) + 1)
+
+
+COUNTERS: tuple[str, ...] = Stats.__slots__  # every one a counter: DNS workers report them all
 
 
 def handle(

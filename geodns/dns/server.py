@@ -12,33 +12,46 @@ import contextlib
 import logging
 import socket
 import struct
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import cast
 
-from geodns.config.model import ListenAddress
+from geodns.config.model import ListenAddress, RateLimit
 from geodns.dns.fastpath import answer, answer_entry
 from geodns.dns.handler import ServingState, Stats
+from geodns.dns.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
 UDP_BATCH = 64  # datagrams per wake-up: enough to amortise the loop, short enough to stay fair
+TCP_BATCH = 8  # pipelined messages of one connection per turn: a fresh client waits one round, not 64 each
+TCP_TURN_BUDGET = 128  # TCP messages answered per turn of the loop, all connections together
+TCP_ACCEPT_BATCH = 32  # connections accepted per turn of the loop
+TCP_BACKLOG = 512
 UDP_RCVBUF = 4 * 1024 * 1024  # a 500-query burst overflows the 208 KiB default
 MAX_DATAGRAM = 65535
+# Kernel send buffer of each TCP connection (accepted sockets inherit the listener's;
+# Linux doubles it). Left to autotuning, a client that never reads had ~3 MB of
+# replies queued in the kernel; tcp_max_queued bounds what waits beyond it.
+TCP_SNDBUF = 32 * 1024
 DNS_HEADER = 12
 
 StateGetter = Callable[[], ServingState]
 
 
 class UdpListener:
-    def __init__(self, sock: socket.socket, state: StateGetter, stats: Stats) -> None:
+    def __init__(self, sock: socket.socket, server: DnsServer) -> None:
         self.sock = sock
-        self.state = state
-        self.stats = stats
+        self.server = server
+        self.stats = server.stats
 
     def on_readable(self) -> None:
         sock, stats = self.sock, self.stats
-        state = self.state()  # one state per batch: a new snapshot lands between batches
+        state = self.server.state()  # one state per batch: a new snapshot lands between batches
         table = state.cache.udp
+        limiter = self.server.limiter
+        now = time.monotonic() if limiter is not None else 0.0  # one clock read per batch
         for _ in range(UDP_BATCH):
             try:
                 data, addr = sock.recvfrom(MAX_DATAGRAM)
@@ -61,6 +74,10 @@ class UdpListener:
                 reply = answer_entry(entry, data, addr[0], True, state, stats)  # no second lookup
             if reply is None:
                 continue
+            if limiter is not None:
+                reply = limiter.allow(addr[0], data, reply, now, state.zones)
+                if reply is None:
+                    continue
             try:
                 sock.sendto(reply, addr)
             except OSError as exc:  # a full send buffer or an unreachable client
@@ -70,9 +87,16 @@ class UdpListener:
 
 class TcpConnection(asyncio.Protocol):
     """DNS over TCP (RFC 7766): 2-byte length framing, pipelined queries answered
-    in order, prefixes split across segments, an idle timeout, and a cap on
-    connections. A protocol rather than streams: no task per connection and no
-    await per message, which halved TCP throughput before."""
+    in order, prefixes split across segments. A protocol rather than streams: no
+    task per connection and no await per message, which halved TCP throughput.
+
+    Slow or hostile clients cannot hold a slot: each message must arrive whole
+    within `tcp_message_timeout` of its first byte (a byte a second does not keep
+    it alive), an idle connection is closed after `tcp_idle_timeout`, any after
+    `tcp_max_lifetime`, and a client that leaves more than `tcp_max_queued` bytes
+    of replies unread (or stops reading for a message timeout) is dropped. When
+    every slot is taken, the connection that answered nothing for longest is
+    closed to admit the new one (as Knot and Unbound do), rather than refusing."""
 
     def __init__(self, server: DnsServer) -> None:
         self.server = server
@@ -80,73 +104,193 @@ class TcpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.source = "?"
         self.timer: asyncio.TimerHandle | None = None
+        self.lifetime: asyncio.TimerHandle | None = None
         self.counted = False
+        self.paused = False  # the client does not read: neither do we
+        self.queued = False  # a batch of its messages is due on the next turn of the loop
+        self.reading = True
+        self.served = 0  # messages answered so far
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are duck-typed
         server = self.server
-        if server.tcp_connections >= server.tcp_max_connections:
-            # Over the cap: close at once rather than queue (RFC 7766 6.2.2).
+        if server.tcp_connections >= server.tcp_max_connections and not server.evict_one():
             self.transport.close()
             return
         server.tcp_connections += 1
-        server._tcp_conns.add(self)
+        server._tcp_conns[self] = None  # newest last: the first is the next to be evicted
         self.counted = True
         peer = transport.get_extra_info("peername")
         self.source = peer[0] if peer else "?"
-        self._arm()
+        # Writes beyond this pause our reading (`pause_writing`); see tcp_max_queued.
+        self.transport.set_write_buffer_limits(high=min(64 * 1024, server.tcp_max_queued))
+        loop = asyncio.get_running_loop()
+        self.lifetime = loop.call_later(server.tcp_max_lifetime, self.close, "lifetime")
+        self._arm(server.tcp_idle_timeout, "idle")
 
-    def _arm(self) -> None:
+    def _arm(self, seconds: float, reason: str) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(self.server.tcp_idle_timeout, self._idle)
-
-    def _idle(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        self.timer = asyncio.get_running_loop().call_later(seconds, self.close, reason)
 
     def data_received(self, data: bytes) -> None:
+        continuing = bool(self.buf)  # more bytes of a message already begun
         self.buf += data
-        self._arm()
+        if not self.queued:  # else a batch is due: it gets to these bytes
+            self._answer(continuing)
+
+    def _answer(self, continuing: bool) -> None:
+        """Answer the complete messages in the buffer, at most TCP_BATCH per turn of
+        the loop: a client pipelining thousands of queries in one read must not hold
+        the loop for everyone else (it held it 35 ms)."""
         server, transport, buf = self.server, self.transport, self.buf
-        assert transport is not None
+        if transport is None or not self.counted:
+            return
         state = server.state()
-        while len(buf) >= 2:
+        answered = 0
+        while len(buf) >= 2 and not self.paused:
             length = (buf[0] << 8) | buf[1]
             if length < DNS_HEADER:
                 # Shorter than a DNS header: nothing to answer, and no reason to wait for
                 # this client's idle timeout.
-                transport.close()
+                self.close("short")
                 return
             if len(buf) < 2 + length:
                 break
+            # A connection's first message goes ahead of the budget: a fresh client is not
+            # queued behind the pipelines of others (it waited 45 ms behind 100 of them).
+            if answered == TCP_BATCH or (self.served and not server.spend()):
+                self._later()
+                break
             message = bytes(buf[2 : 2 + length])
             del buf[: 2 + length]
+            answered += 1
+            self.served += 1
             reply = answer(message, self.source, False, state, server.stats)
             if reply is not None:
                 transport.write(struct.pack("!H", len(reply)) + reply)
+                if transport.get_write_buffer_size() > server.tcp_max_queued:
+                    self.close("not_reading")
+                    return
+        if answered and not self.paused:
+            server._tcp_conns.move_to_end(self)  # useful lately: the last to be evicted
+        self._reading()
+        if self.paused or self.queued:
+            return  # the not-reading timer stands, or the next batch sets the timer
+        if buf:
+            if answered or not continuing:
+                # A new message began: it has this long to arrive whole, however it trickles.
+                self._arm(server.tcp_message_timeout, "slow")
+        else:
+            self._arm(server.tcp_idle_timeout, "idle")
+
+    def _later(self) -> None:
+        """The rest of the buffer on the next turn of the loop, reading paused meanwhile."""
+        self.queued = True
+        asyncio.get_running_loop().call_soon(self._next_batch)
+
+    def _next_batch(self) -> None:
+        self.queued = False
+        self._answer(False)
+
+    def _reading(self) -> None:
+        """Read from the client only when not paused for writing nor holding a batch."""
+        wanted = not self.paused and not self.queued
+        if wanted != self.reading and self.transport is not None and not self.transport.is_closing():
+            self.reading = wanted
+            if wanted:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
 
     def pause_writing(self) -> None:
-        # A client that sends but does not read: stop reading its queries too.
-        if self.transport is not None:
-            self.transport.pause_reading()
+        # A client that sends but does not read: stop reading its queries, and give it
+        # a message timeout to start reading again.
+        self.paused = True
+        self._reading()
+        self._arm(self.server.tcp_message_timeout, "not_reading")
 
     def resume_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.resume_reading()
+        self.paused = False
+        if not self.queued:
+            self._answer(False)  # what was left when it stopped reading; sets the timer
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+    def close(self, reason: str) -> None:
+        """Give up on this client: its slot is free at once. Replies still queued are
+        dropped unless the client is merely idle (then they are flushed first)."""
+        self.server.stats.count_tcp_close(reason)
+        self._release()
+        transport = self.transport
+        if transport is None:
+            return
+        if reason == "idle" and not transport.get_write_buffer_size():
+            transport.close()
+        else:
+            transport.abort()
+
+    def _release(self) -> None:
+        for timer in (self.timer, self.lifetime):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.lifetime = None
         if self.counted:
             self.counted = False
             self.server.tcp_connections -= 1
-            self.server._tcp_conns.discard(self)
+            self.server._tcp_conns.pop(self, None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
 
     def abort(self) -> None:
+        self._release()
         if self.transport is not None:
             self.transport.abort()
+
+
+class TcpAcceptor:
+    """Accepts TCP connections a few per turn of the loop. The loop's own server
+    accepts everything pending in one callback: 500 connections opened at once by
+    an attacker held the loop for 30-100 ms, and every UDP answer with it."""
+
+    def __init__(self, sock: socket.socket, factory: Callable[[], TcpConnection]) -> None:
+        self.sock = sock
+        self.factory = factory
+        self.pending: set[asyncio.Task[object]] = set()
+
+    def start(self) -> None:
+        self.sock.listen(TCP_BACKLOG)
+        self.sock.setblocking(False)
+        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(TCP_ACCEPT_BATCH):  # the rest on the next turn, after everyone else
+            try:
+                conn, _addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors, or the peer already gone
+                log.debug("TCP accept failed: %s", exc)
+                return
+            conn.setblocking(False)
+            task: asyncio.Task[object] = loop.create_task(self._connect(conn))
+            self.pending.add(task)
+            task.add_done_callback(self.pending.discard)
+
+    async def _connect(self, conn: socket.socket) -> object:
+        try:
+            return await asyncio.get_running_loop().connect_accepted_socket(self.factory, conn)
+        except OSError as exc:
+            log.debug("TCP connection lost while being set up: %s", exc)
+            conn.close()
+            return None
+
+    def stop(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        self.sock.close()
+        for task in self.pending:
+            task.cancel()
 
 
 class DnsServer:
@@ -159,18 +303,65 @@ class DnsServer:
         *,
         tcp_idle_timeout: float = 10.0,
         tcp_max_connections: int = 256,
+        tcp_message_timeout: float = 3.0,
+        tcp_max_lifetime: float = 120.0,
+        tcp_max_queued: int = 256 * 1024,
         reuseport: bool = False,
+        rate_limit: RateLimit | None = None,
+        share: int = 1,
     ) -> None:
         self.state = state
+        self.limiter: RateLimiter | None = None
+        self.share = share  # DNS workers answering beside this one (each allows its share)
         self.reuseport = reuseport  # a DNS worker: one of several sockets on the same port
         self.stats = stats
+        if rate_limit is not None:
+            self.rate_limit(rate_limit)
         self.tcp_idle_timeout = tcp_idle_timeout
         self.tcp_max_connections = tcp_max_connections
+        self.tcp_message_timeout = tcp_message_timeout
+        self.tcp_max_lifetime = tcp_max_lifetime
+        self.tcp_max_queued = tcp_max_queued
         self.tcp_connections = 0
+        self.tcp_budget = TCP_TURN_BUDGET
+        self._refill_pending = False
         self._udp: list[socket.socket] = []
-        self._tcp: list[asyncio.Server] = []
-        self._tcp_conns: set[TcpConnection] = set()
+        self._tcp: list[TcpAcceptor] = []
+        # Open connections, least recently useful first (O(1) to move and to pop).
+        self._tcp_conns: OrderedDict[TcpConnection, None] = OrderedDict()
         self.bound: list[ListenAddress] = []
+
+    def rate_limit(self, settings: RateLimit) -> None:
+        """Apply `server.rate_limit` (on start and reload); unchanged settings keep
+        the table, so a reload does not hand a flood a fresh allowance."""
+        if self.limiter is not None and self.limiter.settings == settings:
+            return
+        self.limiter = RateLimiter(settings, self.stats, self.share) if settings.enabled else None
+
+    def spend(self) -> bool:
+        """One TCP message's share of this turn of the loop. Many connections ready at
+        once (100 pipelining clients held the loop 20-45 ms, and every UDP answer
+        with it) answer the rest on the next turns, after the UDP batch."""
+        if self.tcp_budget <= 0:
+            return False
+        self.tcp_budget -= 1
+        if not self._refill_pending:
+            self._refill_pending = True
+            asyncio.get_running_loop().call_soon(self._refill)  # runs before the deferred batches
+        return True
+
+    def _refill(self) -> None:
+        self._refill_pending = False
+        self.tcp_budget = TCP_TURN_BUDGET
+
+    def evict_one(self) -> bool:
+        """Close the connection that answered nothing for longest (a slow or idle one,
+        never a busy one while another is idle) to admit a new client."""
+        oldest = next(iter(self._tcp_conns), None)
+        if oldest is None:
+            return False
+        oldest.close("evicted")
+        return True
 
     async def start(self, addresses: tuple[ListenAddress, ...]) -> None:
         """Bind every address (UDP then TCP on the same port); port 0 picks a free one."""
@@ -184,13 +375,14 @@ class DnsServer:
     async def _bind(self, address: ListenAddress) -> None:
         loop = asyncio.get_running_loop()
         udp, tcp_sock = bind_pair(address, reuseport=self.reuseport)
+        server = TcpAcceptor(tcp_sock, lambda: TcpConnection(self))
         try:
-            server = await loop.create_server(lambda: TcpConnection(self), sock=tcp_sock, backlog=512)
+            server.start()
         except BaseException:
             udp.close()
             tcp_sock.close()
             raise
-        loop.add_reader(udp.fileno(), UdpListener(udp, self.state, self.stats).on_readable)
+        loop.add_reader(udp.fileno(), UdpListener(udp, self).on_readable)
         self._udp.append(udp)
         self._tcp.append(server)
         bound = ListenAddress(address.host, udp.getsockname()[1])
@@ -203,12 +395,10 @@ class DnsServer:
             loop.remove_reader(udp.fileno())
             udp.close()
         for server in self._tcp:
-            server.close()
+            server.stop()
         for conn in list(self._tcp_conns):
             conn.abort()
-        for server in self._tcp:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1.0)
+        await asyncio.sleep(0)  # the aborted connections' callbacks run
         self._udp.clear()
         self._tcp.clear()
 
@@ -242,6 +432,7 @@ def bind_pair(address: ListenAddress, *, reuseport: bool = False) -> tuple[socke
             port = udp.getsockname()[1]
             tcp = _socket(family, socket.SOCK_STREAM, reuseport)
             try:
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, TCP_SNDBUF)
                 tcp.bind((address.host, port))
             except OSError:
                 tcp.close()

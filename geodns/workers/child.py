@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from geodns.config import Config, load
-from geodns.dns.handler import ServingState, Stats
+from geodns.dns.handler import COUNTERS, ServingState, Stats
 from geodns.dns.server import DnsServer
 from geodns.eventloop import uvloop_run
 from geodns.health.health import Health, ProbeKey, Status, probe_keys
@@ -131,7 +131,11 @@ class Child:
                 self.stats,
                 tcp_idle_timeout=server.tcp_idle_timeout,
                 tcp_max_connections=server.tcp_max_connections,
+                tcp_message_timeout=server.tcp_message_timeout,
+                tcp_max_lifetime=server.tcp_max_lifetime,
+                tcp_max_queued=server.tcp_max_queued,
                 reuseport=True,
+                share=message.workers,
             )
             try:
                 await self.dns.start(message.listen)
@@ -139,6 +143,7 @@ class Child:
                 self.report({"failed": message.generation, "reason": f"cannot listen: {exc}"})
                 self.stopping.set()
                 return
+        self.dns.rate_limit(config.server.rate_limit)
         if old_state is not None:
             kept = {id(zone) for zone in config.zones.zones.values()}
             task = asyncio.get_running_loop().create_task(
@@ -180,16 +185,11 @@ class Child:
     async def report_every(self) -> None:
         while True:
             await asyncio.sleep(REPORT_EVERY)
-            s = self.stats
             cache = self.state.cache if self.state is not None else None
             self.report(
                 {
                     "stats": {
-                        "queries": s.queries,
-                        "cache_hits": s.cache_hits,
-                        "dropped": s.dropped,
-                        "formerr": s.formerr,
-                        "internal_errors": s.internal_errors,
+                        **{name: getattr(self.stats, name) for name in COUNTERS},
                         "cache_entries": cache.entries() if cache else 0,
                         "cache_bytes": cache.used if cache else 0,
                     },

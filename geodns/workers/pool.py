@@ -23,7 +23,7 @@ from typing import Any
 
 from geodns.config import Config, zonecache
 from geodns.config.model import ListenAddress
-from geodns.dns.handler import Stats
+from geodns.dns.handler import COUNTERS, Stats
 from geodns.dns.server import reserve
 from geodns.health.checks.reaper import REAPER, reaped
 from geodns.health.health import ProbeKey, Status
@@ -48,7 +48,6 @@ RELOAD_TIMEOUT = 300.0  # seconds a reload waits for every worker to serve the n
 STOP_GRACE = 5.0  # seconds a worker has to finish before SIGKILL
 RESTART_MIN, RESTART_MAX = 0.5, 30.0  # restart backoff, seconds
 MAX_BACKLOG = 64 * 1024 * 1024  # bytes queued to a worker that does not read: then it is stuck
-COUNTERS = ("queries", "cache_hits", "dropped", "formerr", "internal_errors")
 
 
 @dataclass
@@ -215,6 +214,7 @@ class WorkerPool:
                 version=snapshot.version,
                 states={key: health.status for key, health in snapshot.states.items()},
                 overrides=snapshot.overrides,
+                workers=self.count,
             )
         )
 

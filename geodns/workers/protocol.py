@@ -45,6 +45,7 @@ class Configure:
     version: int
     states: Mapping[ProbeKey, Status]
     overrides: tuple[Override, ...]
+    workers: int = 1  # how many answer beside each other (each gets its share of the rate limit)
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,104 @@ print(i)
 """
 
 
+# `python -c TCP_STARVE PORT SECONDS`: 1,000 slow-loris connections (a framed query a byte a
+# second, reconnecting when closed) and 100 that pipeline big queries and never read. At nice
+# 19: the measuring clients share core 1 with it and must not wait for the attacker's own CPU.
+TCP_STARVE = r"""
+import asyncio, os, resource, socket, struct, sys
+os.sched_setaffinity(0, {1}); os.nice(19)
+resource.setrlimit(resource.RLIMIT_NOFILE, (8192, max(8192, resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+def framed(name, qtype):
+    labels = b"".join(bytes([len(l)]) + l.encode() for l in name.split("."))
+    q = bytes.fromhex("abcd01000001000000000000") + labels + b"\0" + struct.pack("!HH", qtype, 1)
+    return struct.pack("!H", len(q)) + q
+www, big = framed("www.example.test", 1), framed("big.example.test", 16)
+async def main():
+    loop = asyncio.get_running_loop(); end = loop.time() + seconds
+    async def loris():
+        while loop.time() < end:
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                i = 0
+                while loop.time() < end and not w.is_closing():
+                    w.write(www[i % len(www):i % len(www) + 1]); i += 1; await asyncio.sleep(1.0)
+                w.close()
+            except OSError:
+                await asyncio.sleep(0.1)
+    async def non_reader():
+        while loop.time() < end:
+            try:
+                s = socket.socket(); s.setblocking(False)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                await loop.sock_connect(s, ("127.0.0.1", port))
+                _, w = await asyncio.open_connection(sock=s)
+                while loop.time() < end and not w.is_closing():
+                    w.write(big * 50); await asyncio.sleep(0.2)
+                w.close()
+            except OSError:
+                await asyncio.sleep(0.1)
+    await asyncio.gather(*(loris() for _ in range(1000)), *(non_reader() for _ in range(100)))
+asyncio.run(main())
+"""
+
+# `python -c TCP_PROBE PORT SECONDS`: a fresh client connects, asks and reads every 25 ms;
+# prints "tries answered p50 p99 max" (seconds).
+TCP_PROBE = r"""
+import os, socket, struct, sys, time
+os.sched_setaffinity(0, {1})
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+q = bytes.fromhex("abcd0100000100000000000003777777076578616d706c65047465737400" "00010001")
+lat = []; tries = 0; end = time.perf_counter() + seconds
+while time.perf_counter() < end:
+    tries += 1; t0 = time.perf_counter()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as c:
+            c.sendall(struct.pack("!H", len(q)) + q)
+            head = c.recv(2)
+            if len(head) == 2:
+                n = struct.unpack("!H", head)[0]; got = b""
+                while len(got) < n:
+                    more = c.recv(n - len(got))
+                    if not more: break
+                    got += more
+                if len(got) == n: lat.append(time.perf_counter() - t0)
+    except OSError:
+        pass
+    time.sleep(0.025)
+lat.sort()
+pick = lambda p: lat[min(len(lat) - 1, int(len(lat) * p))] if lat else -1
+print(tries, len(lat), pick(0.5), pick(0.99), lat[-1] if lat else -1, flush=True)
+"""
+
+# `python -c RRL_FLOOD PORT RATE SECONDS`: a forger on 127.0.7.1 asks for the big TXT with
+# EDNS 4096; prints "bytes_sent bytes_received full_replies truncated_replies".
+RRL_FLOOD = r"""
+import os, socket, struct, sys, time
+os.sched_setaffinity(0, {1})
+port, rate, seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+q = bytes.fromhex("abcd01000001000000000001") + b"\3big\7example\4test\0" + struct.pack("!HH", 16, 1)
+q += b"\0\0\x29\x10\0\0\0\0\0\0\0"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.7.1", 0)); s.setblocking(False)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+start = time.perf_counter(); i = sent = got = full = tc = 0
+while time.perf_counter() - start < seconds:
+    due = int((time.perf_counter() - start) * rate)
+    while i < due:
+        try: s.sendto(q, ("127.0.0.1", port)); sent += len(q)
+        except BlockingIOError: pass
+        i += 1
+    try:
+        while True:
+            data = s.recv(65535); got += len(data)
+            if data[2] & 2: tc += 1
+            else: full += 1
+    except BlockingIOError: pass
+    time.sleep(0.002)
+print(sent, got, full, tc)
+"""
+
+
 def _members(n: int, base_port: int | None, dcs: tuple[str, ...] = ("par", "ams")) -> str:
     def one(i: int) -> str:
         probe = f", check_address: 127.0.0.1, check_port: {base_port + i}" if base_port is not None else ""
@@ -221,10 +319,11 @@ def _attack_config(
     checks: str = "",
     records: str = "",
     workers: int = 1,
+    server: str = "",
 ) -> Path:
     (folder / "geodns.yaml").write_text(
         f"server: {{dns_listen: ['127.0.0.1:{dns_port}'], http_listen: '127.0.0.1:{http_port}',"
-        f" state_dir: state, workers: {workers}}}\n"
+        f" state_dir: state, workers: {workers}{server}}}\n"
         "datacenters: {par: {}, ams: {}}\n"
         f"checks: {{{checks}}}\n"
         f"pools:\n{pools}"
@@ -244,6 +343,7 @@ class Case:
     hostile: int = 0  # members answered by a hostile backend (not counted as false downs)
     fd_limit: int | None = None
     zone_records: int = 0
+    server: str = ""  # more `server:` settings, e.g. ", rate_limit: {...}"
 
 
 BACKEND_BASE = 21000
@@ -274,6 +374,7 @@ def _hostile_members(n: int) -> str:
     )
 
 
+BIG_TXT = "  big: {type: TXT, values: [" + ", ".join(f'"{c * 250}"' for c in "abcd") + "]}\n"
 CHECK = "web: {type: http, path: /health, expect_body: OK, interval: 2s, timeout: 1s}"
 CASES = [
     Case("quiet", "nothing but the legitimate client"),
@@ -315,6 +416,16 @@ CASES = [
         fd_limit=1024,
     ),
     Case(
+        "tcp-starve",
+        "1,000 slow-loris TCP clients (a byte a second) and 100 that pipeline and never read",
+    ),
+    Case(
+        "rrl-flood",
+        "20,000 q/s of a 1,100-byte TXT with EDNS from one forged /24 (rate limiting on)",
+        records=BIG_TXT,
+        server=", rate_limit: {exempt: [127.0.0.1/32]}",  # the client stands for many resolvers
+    ),
+    Case(
         "overload",
         "2,000 members probed every 100 ms (20,000 probes/s wanted)",
         pools=f"  web: {{check: web, members: {_members(2000, BACKEND_BASE)}}}\n",
@@ -324,9 +435,34 @@ CASES = [
 ]
 
 
-async def _attacker(case: Case, folder: Path, dns: int, http: int, pid: int, seconds: float) -> None:
+async def _script(script: str, *args: object) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, *map(str, args), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    return out.decode().strip()
+
+
+async def _attacker(case: Case, folder: Path, dns: int, http: int, pid: int, seconds: float) -> str | None:
+    """Runs the case's attack for `seconds`; a line of figures of its own, if any."""
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
+    if case.name == "tcp-starve":
+        attack = asyncio.ensure_future(_script(TCP_STARVE, dns, seconds))
+        await asyncio.sleep(1.0)  # the attackers hold every slot
+        tries, answered, *times = (await _script(TCP_PROBE, dns, seconds - 1.5)).split()
+        await attack
+        p50, p99, worst = (float(t) * 1000 for t in times)
+        return (
+            f"fresh TCP clients (connect, ask, read) under tcp-starve: {answered}/{tries} answered,"
+            f" p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms"
+        )
+    if case.name == "rrl-flood":
+        sent, got, full, slipped = map(int, (await _script(RRL_FLOOD, dns, 20000, seconds)).split())
+        return (
+            f"rrl-flood: {sent:,} bytes sent by the forger, {got:,} reflected ({got / max(1, sent):.2f}x);"
+            f" {full:,} full replies, {slipped:,} truncated (slip)"
+        )
     if case.name in ("truncation", "weighted-ecs"):
         name, rate, mode = (
             ("big.example.test", 2000, "case")
@@ -378,6 +514,7 @@ async def _attacker(case: Case, folder: Path, dns: int, http: int, pid: int, sec
             writer.close()
     else:
         await asyncio.sleep(seconds)
+    return None
 
 
 def _false_downs(metrics: str, hostile: int) -> int:
@@ -399,7 +536,7 @@ def _proc_kib(pid: int, field: str) -> int:
     return 0
 
 
-async def _run_case(case: Case, seconds: float, workers: int = 1) -> dict[str, float]:
+async def _run_case(case: Case, seconds: float, workers: int = 1) -> tuple[dict[str, float], str | None]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         dns, http = free_port(), free_port()
@@ -410,7 +547,14 @@ async def _run_case(case: Case, seconds: float, workers: int = 1) -> dict[str, f
                 for i in range(case.zone_records)
             )
         config = _attack_config(
-            folder, dns, http, pools=case.pools, checks=case.checks, records=records, workers=workers
+            folder,
+            dns,
+            http,
+            pools=case.pools,
+            checks=case.checks,
+            records=records,
+            workers=workers,
+            server=case.server,
         )
         helpers = []
         if case.backends:
@@ -448,6 +592,8 @@ async def _run_case(case: Case, seconds: float, workers: int = 1) -> dict[str, f
             async with aiohttp.ClientSession() as session:
                 # Up to 20 s: a 100,000-record zone's first start (or never, when overloaded).
                 for _ in range(200):
+                    if daemon.poll() is not None:
+                        raise PortTaken(f"geodns exited with {daemon.returncode} at start")
                     try:
                         async with session.get(f"http://127.0.0.1:{http}/readyz") as resp:
                             if resp.status == 200:
@@ -467,7 +613,7 @@ async def _run_case(case: Case, seconds: float, workers: int = 1) -> dict[str, f
                 )
                 attack = asyncio.ensure_future(_attacker(case, folder, dns, http, daemon.pid, seconds))
                 out, _ = await client.communicate()
-                await attack
+                note = await attack
                 async with session.get(f"http://127.0.0.1:{http}/metrics") as resp:
                     metrics = await resp.text()
             got, sent, p50, p99 = out.decode().split()
@@ -486,7 +632,7 @@ async def _run_case(case: Case, seconds: float, workers: int = 1) -> dict[str, f
                 "lag": lag * 1000,
                 "rss": _proc_kib(daemon.pid, "VmRSS") / 1024,
                 "false_downs": _false_downs(metrics, case.hostile),
-            }
+            }, note
         finally:
             daemon.send_signal(signal.SIGTERM)
             try:
@@ -497,6 +643,21 @@ async def _run_case(case: Case, seconds: float, workers: int = 1) -> dict[str, f
             for helper in helpers:
                 helper.kill()
                 helper.wait()
+
+
+class PortTaken(Exception):
+    """geodns could not start: the free port picked was taken meanwhile (thousands of
+    attack connections churn through ephemeral ports)."""
+
+
+def _run_with_retries(case: Case, seconds: float, workers: int) -> tuple[dict[str, float], str | None]:
+    for attempt in range(3):
+        try:
+            return asyncio.run(_run_case(case, seconds, workers))
+        except PortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def attacks(seconds: float, runs: int, only: list[str] | None, workers: int = 1) -> None:
@@ -511,10 +672,13 @@ def attacks(seconds: float, runs: int, only: list[str] | None, workers: int = 1)
     print("| " + " | ".join((*columns, "false downs")) + " |")
     print("|---|---|---|---|---|---|---|---|---|")
     quiet = None
+    notes: list[str] = []
     for case in CASES:
         if only and case.name not in only and case.name != "quiet":
             continue
-        results = [asyncio.run(_run_case(case, seconds, workers)) for _ in range(runs)]
+        outcomes = [_run_with_retries(case, seconds, workers) for _ in range(runs)]
+        results = [figures for figures, _ in outcomes]
+        notes += [note for _, note in outcomes if note]
         med = {k: statistics.median(r[k] for r in results) for k in results[0]}
         if case.name == "quiet":
             quiet = med["p99"]
@@ -525,6 +689,8 @@ def attacks(seconds: float, runs: int, only: list[str] | None, workers: int = 1)
             f" {max(r['false_downs'] for r in results)} |",
             flush=True,
         )
+    for note in notes:
+        print(f"\n{note}")
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ a table; medians of --runs.
 - growth: start-up, restart, memory (PSS of every process) and q/s with
   10 to 1,000,000 records.
 - probes: static q/s with 1,000 HTTP checks every 2 s on the same core.
+- ratelimit: what response rate limiting costs on cache hits, off vs on, under
+  and over the rate, and under a flood.
 
     apt-get install dnsperf gdnsd knot nsd pdns-server pdns-backend-bind   # if missing
     python bench/dns_qps.py [--section hits,misses,...] [--reference gdnsd,knot,nsd]
@@ -54,7 +56,7 @@ from bench.loadgen import (  # noqa: E402
 from bench.servers import Server, start_geodns, start_reference  # noqa: E402
 
 CONFIG = """\
-server: {http_listen: HTTP, state_dir: state, nsid: bench, workers: WORKERS}
+server: {http_listen: HTTP, state_dir: state, nsid: bench, workers: WORKERS, rate_limit: RATE}
 datacenters: {par: {}, ams: {}}
 checks:
   web: {type: http, path: /health, expect_body: OK, interval: 2s, timeout: 1s}
@@ -87,6 +89,7 @@ def make_config(
     workers: int = 1,
     check: str = "web",
     http: int | None = None,
+    rate_limit: str = "{}",
 ) -> Path:
     """The bench zone with `fillers` extra A records (h0, h1, ...); `probed` members
     in a pool of their own (`probed.example.test`), checked on base_port + i."""
@@ -96,8 +99,10 @@ def make_config(
         f"  h{i}: {{type: A, value: 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}}}\n" for i in range(fillers)
     )
     write_zone(root, RECORDS + ("  probed: {type: A, pool: probed}\n" if probed else "") + filler)
-    config = CONFIG.replace("WORKERS", str(workers)).replace(
-        "HTTP", "null" if http is None else f'"127.0.0.1:{http}"'
+    config = (
+        CONFIG.replace("WORKERS", str(workers))
+        .replace("HTTP", "null" if http is None else f'"127.0.0.1:{http}"')
+        .replace("RATE", rate_limit)
     )
     if probed:
         members = "\n".join(
@@ -371,6 +376,47 @@ def section_workers(root: Path, args: argparse.Namespace) -> None:
             server.stop()
 
 
+RATE_LIMITS = {
+    "off (rate_limit: false)": "false",
+    "default (loopback exempt)": "{}",
+    "on, every network under the rate": "{responses_per_second: 1000000, exempt: []}",
+    "on, over the rate: every reply counted": "{responses_per_second: 5000, exempt: []}",
+    "on, a flood: most replies dropped": "{responses_per_second: 200, exempt: []}",
+}
+
+
+def section_ratelimit(root: Path, args: argparse.Namespace) -> None:
+    """What response rate limiting costs: cache hits for 1,000 names from one
+    source (dnsperf), with the limiter off, exempting loopback (the default), on
+    with every network under the rate (the common case: one counter per reply),
+    on with the source over the per-network rate so every reply is classified and
+    charged (a busy resolver; each name stays under its own rate), and a flood of
+    one name where all but 200/s are dropped or slipped."""
+    names = query_file(root, "rrl-names", [f"h{i}.example.test A" for i in range(1000)])
+    flood = query_file(root, "rrl-flood", ["www.example.test A"])
+    print(f"\nResponse rate limiting: cache hits; CPU per query at {args.rate:,} q/s offered")
+    print("| rate_limit | stream | q/s | vs off | us per query received | answered in full |")
+    print("|---|---|---|---|---|---|")
+    reference = 0.0
+    for index, (label, setting) in enumerate(RATE_LIMITS.items()):
+        case = root / f"rrl-{index}"
+        case.mkdir()
+        make_config(case, 1000, rate_limit=setting)
+        queries = flood if "flood" in label else names
+        server = start_geodns(case)
+        try:
+            # Closed-loop q/s means nothing when replies are withheld: the flood row
+            # gives only the CPU per query received.
+            qps = max_qps(server, queries, args, []) if queries is names else 0.0
+            us, answered = cost(server, queries, args, [])
+        finally:
+            server.stop()
+        reference = reference or qps
+        speed = f"{qps:,.0f} | {qps / reference:.2f}x" if qps else "- | -"
+        stream = "1,000 names" if qps else "one name"
+        print(f"| {label} | {stream} | {speed} | {us * answered:.1f} | {answered:.0%} |", flush=True)
+
+
 def _metrics_text(http: int) -> str:
     deadline = time.monotonic() + 20
     while True:  # DNS answers a moment before the HTTP API listens (start-up, restarts)
@@ -489,6 +535,7 @@ SECTIONS: dict[str, Callable[[Path, argparse.Namespace, list[str]], None]] = {
     "workers": lambda root, args, _refs: section_workers(root, args),
     "growth": lambda root, args, _refs: section_growth(root, args),
     "probes": lambda root, args, _refs: section_probes(root, args),
+    "ratelimit": lambda root, args, _refs: section_ratelimit(root, args),
 }
 
 

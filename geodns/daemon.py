@@ -12,6 +12,7 @@ import logging
 import os
 import resource
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -23,7 +24,9 @@ from geodns.api.admin import AdminServer, make_app
 from geodns.api.metrics import Metrics
 from geodns.api.render import Rendered, Steps, joined, metrics_steps
 from geodns.api.status import status_document, status_steps
-from geodns.api.tokens import load_api_token, load_read_token
+from geodns.api.tokens import load_api_token, load_cluster_token, load_read_token
+from geodns.cluster.node import ClusterNode
+from geodns.cluster.peers import pull_all
 from geodns.config import Config, load
 from geodns.config.model import ListenAddress, worker_count
 from geodns.dns.handler import ServingState, Stats
@@ -125,6 +128,13 @@ class Daemon:
             )
         self._api_token = load_api_token(self.config)
         self._read_token = load_read_token(self.config)
+        self._cluster_token = load_cluster_token(self.config)
+        # Several instances: the monitor's own view goes to the vote, which publishes.
+        self.cluster: ClusterNode | None = None
+        if self.config.cluster is not None:
+            self.cluster = ClusterNode(self.config, self.store, instance_name(self.config))
+            self.monitor.sink = self.cluster.on_local
+        self._cluster_tasks: list[asyncio.Task[None]] = []
         self.state = serving_state(self.config, self.store.current())
         # Every new snapshot (and only that) swaps the answers' view of health.
         self.store.subscribe(self._on_snapshot)
@@ -189,6 +199,8 @@ class Daemon:
     def ready(self) -> tuple[bool, list[str]]:
         reasons = [f"waiting for {k.check} {k.address}:{k.port}" for k in self.monitor.pending()]
         reasons += self.monitor.checker_trouble()
+        if self.cluster is not None:
+            reasons += self.cluster.trouble()
         if self.pool is not None:
             reasons += self.pool.trouble()
         reasons += [
@@ -218,6 +230,26 @@ class Daemon:
     @property
     def api_token(self) -> str | None:
         return self._api_token
+
+    @property
+    def cluster_node(self) -> ClusterNode | None:
+        return self.cluster
+
+    @property
+    def cluster_token(self) -> str | None:
+        return self._cluster_token
+
+    def _start_cluster(self) -> None:
+        for task in self._cluster_tasks:
+            task.cancel()
+        self._cluster_tasks = []
+        if self.cluster is None or not self.cluster.peers or self._cluster_token is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._cluster_tasks = [
+            loop.create_task(pull_all(self.cluster, self._cluster_token), name="cluster-pull"),
+            loop.create_task(self.cluster.tick(), name="cluster-tick"),
+        ]
 
     @property
     def read_token(self) -> str | None:
@@ -274,6 +306,7 @@ class Daemon:
             self.admin = AdminServer(make_app(self), max_connections=self.config.server.api_max_connections)
             await self.admin.start(self.config.server.http_listen)
             self._say_who_may_write(self.config.server.http_listen)
+        self._start_cluster()
         self.serving = True
         # Again now that probe tasks, sockets and the first results exist: thousands of
         # long-lived objects the collector would otherwise walk on every full pass.
@@ -345,6 +378,7 @@ class Daemon:
         try:
             token = load_api_token(new)  # rotated on reload: the old one stops working now
             read_token = load_read_token(new)
+            cluster_token = load_cluster_token(new)
         except GeoDnsError as exc:
             log.error("reload failed, still serving the previous configuration: %s", exc)
             return False
@@ -358,6 +392,12 @@ class Daemon:
         old_state, old_zones = self.state, self.config.zones.zones
         self.config = new
         self._api_token, self._read_token = token, read_token
+        if (new.cluster is None) != (self.cluster is None):
+            log.warning("the cluster section was added or removed in %s; restart geodns to apply it", path)
+        elif self.cluster is not None:
+            self._cluster_token = cluster_token
+            self.cluster.configure(new)
+            self._start_cluster()
         self.state = serving_state(new, self.store.current())  # one swap: each query sees old or new
         self.dns.rate_limit(new.server.rate_limit)
         self.override_store.update(new)
@@ -461,7 +501,7 @@ class Daemon:
 
     async def stop(self) -> None:
         self.serving = False
-        for task in [self._reloading, *self._background]:
+        for task in [self._reloading, *self._background, *self._cluster_tasks]:
             if task is not None:
                 task.cancel()
         await self.monitor.stop()
@@ -471,6 +511,11 @@ class Daemon:
         if self.admin is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.admin.stop(), 1.0)
+
+
+def instance_name(config: Config) -> str:
+    """server.name, else the host name (as peers list this instance)."""
+    return config.server.name or socket.gethostname().split(".")[0]
 
 
 def _freeze_long_lived() -> None:

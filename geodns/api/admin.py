@@ -9,8 +9,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from geodns.api import browser, statuspage
+from geodns.api import browser, clusterapi, statuspage
 from geodns.api.guard import GuardedSite
+from geodns.cluster.node import ClusterNode
+from geodns.cluster.peers import OBSERVATIONS
 from geodns.config.fields import Invalid, to_duration
 from geodns.config.model import ListenAddress
 from geodns.health.overrides import Override, OverrideError
@@ -53,6 +55,12 @@ class AdminSource(Protocol):
 
     def explain(self, name: str, qtype: str, client: str, ecs: str | None) -> dict[str, Any]: ...
 
+    @property
+    def cluster_node(self) -> ClusterNode | None: ...
+
+    @property
+    def cluster_token(self) -> str | None: ...
+
 
 def _accepts_gzip(request: web.Request) -> bool:
     return "gzip" in request.headers.get("Accept-Encoding", "").lower()
@@ -91,6 +99,8 @@ async def _reads(request: web.Request, handler: browser.Handler) -> web.StreamRe
     """With a read token, the documents (/v1/*, /metrics) need it; the page's shell,
     /healthz and /readyz stay open for people and orchestrators."""
     source: AdminSource = request.app[SOURCE]
+    if request.path == OBSERVATIONS:
+        return await handler(request)  # peers: the cluster token, checked by the handler
     if request.method == "GET" and (request.path.startswith("/v1/") or request.path == "/metrics"):
         refused = _refusal(source, request, read=True)
         if refused is not None:
@@ -208,11 +218,34 @@ def make_app(source: AdminSource) -> web.Application:
             return _error(400, f"cannot explain that question: {exc}")
         return web.json_response(doc)
 
+    async def cluster_observations(request: web.Request) -> web.Response:
+        return await clusterapi.observations(request, source.cluster_node, source.cluster_token)
+
+    async def cluster(_request: web.Request) -> web.Response:
+        node = source.cluster_node
+        if node is None:
+            return _error(404, "this instance has no cluster section")
+        return web.json_response(clusterapi.cluster_document(node))
+
+    async def release(request: web.Request) -> web.Response:
+        if (refused := _refusal(source, request)) is not None:
+            return refused
+        node = source.cluster_node
+        if node is None:
+            return _error(404, "this instance has no cluster section")
+        who = request.headers.get("X-Geodns-User", "") or (request.remote or "the API")
+        if not node.release(who):
+            return _error(409, "the governor holds nothing")
+        return web.json_response({"released": True})
+
     guard = browser.guard(source.api_hosts, lambda: source.api_token is not None)
     app = web.Application(middlewares=[guard, _reads])
     app[SOURCE] = source
     app.on_response_prepare.append(browser.server_header)
     app.router.add_get("/", page)
+    app.router.add_get(OBSERVATIONS, cluster_observations)
+    app.router.add_get("/v1/cluster", cluster)
+    app.router.add_post("/v1/cluster/release", release)
     app.router.add_get("/static/{name}", asset)
     app.router.add_get("/v1/overrides", list_overrides)
     app.router.add_post("/v1/overrides", add_override)

@@ -27,6 +27,21 @@ def load_read_token(config: Config) -> str | None:
     )
 
 
+def load_cluster_token(config: Config) -> str | None:
+    """The secret peers share: GEODNS_CLUSTER_TOKEN, else cluster.token_file. Required
+    when peers are set: health observations are not for anyone who can connect."""
+    cluster = config.cluster
+    if cluster is None:
+        return None
+    token = _load_token("GEODNS_CLUSTER_TOKEN", cluster.token_file, "cluster.token_file")
+    if token is None and cluster.peers:
+        raise GeoDnsError(
+            "cluster.peers are set but there is no cluster token: set GEODNS_CLUSTER_TOKEN or"
+            " cluster.token_file (the same secret on every instance, chmod 600)"
+        )
+    return token
+
+
 def _load_token(variable: str, path: Path | None, key: str) -> str | None:
     token = os.environ.get(variable)
     if token is not None:

@@ -78,6 +78,7 @@ class ServerConfig:
     api_token_file: Path | None = None  # bearer token for writes; GEODNS_API_TOKEN also works
     api_read_token_file: Path | None = None  # bearer token for /v1/* and /metrics; GEODNS_API_READ_TOKEN
     workers: int = 0  # DNS worker processes; 0: "auto", one per CPU up to MAX_AUTO_WORKERS
+    name: str | None = None  # this instance's name among its peers; None: the host name
     rate_limit: RateLimit = RateLimit()
 
 
@@ -220,6 +221,35 @@ class Route53Config:
 
 
 @dataclass(frozen=True)
+class Peer:
+    """Another geodns instance: its HTTP API, and the datacenter it looks from."""
+
+    name: str
+    url: str  # http(s)://host:port of its API
+    datacenter: str | None = None
+
+
+QUORUMS = ("majority", "any", "all")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """`cluster:` several instances deciding health together (see README "Running
+    several instances"). Present even without peers: the blast-radius governor."""
+
+    peers: tuple[Peer, ...] = ()
+    token_file: Path | None = None  # shared bearer secret; GEODNS_CLUSTER_TOKEN also works
+    ca_file: Path | None = None  # for https peers with a private CA
+    interval: float = 1.0  # a peer is asked at least this often (changes arrive at once)
+    timeout: float = 3.0  # a peer not heard from for this long is not counted
+    quorum: str | int = "majority"  # vantages that must say down: majority, any, all or a count
+    isolation: float = 0.5  # share of remote targets a vantage alone sees down to be isolated
+    max_down_fraction: float = 0.75  # more of all targets going down at once: a checker fault
+    down_window: float = 60.0
+    hold_max: float = 600.0
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     server: ServerConfig
@@ -230,6 +260,7 @@ class Config:
     zones_dir: Path | None = None
     zones: ZoneSet = field(default_factory=lambda: ZoneSet({}))
     route53: Route53Config | None = None
+    cluster: ClusterConfig | None = None
     # zone cache key (a hash of everything a zone was built from) -> its origin: a reload
     # reuses the zones whose key did not change instead of building them again
     zone_keys: Mapping[str, Name] = field(default_factory=dict)

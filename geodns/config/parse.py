@@ -15,6 +15,7 @@ from typing import Any
 
 from geodns.config import zonecache
 from geodns.config.checks import parse_checks
+from geodns.config.cluster import parse_cluster, to_instance_name
 from geodns.config.fields import (
     Ctx,
     Fields,
@@ -101,6 +102,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
     token_file = f.get("api_token_file", to_str)
     read_token_file = f.get("api_read_token_file", to_str)
     workers = f.get("workers", int_or_auto(1, MAX_WORKERS), d.workers)
+    name = f.get("name", to_instance_name)
     rate_limit = _rate_limit(ctx, m, f)
     f.finish()
     if listen is not None and not listen and mode != "route53":
@@ -129,6 +131,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
         api_read_token_file=base / read_token_file if read_token_file else None,
         workers=d.workers if workers is None else workers,
         rate_limit=rate_limit,
+        name=name,
     )
 
 
@@ -272,7 +275,12 @@ def parse(
     route53 = (
         parse_route53(ctx, f.raw("route53"), top.value_loc("route53"), pools) if f.has("route53") else None
     )
+    cluster = None
+    if f.has("cluster"):
+        cluster = parse_cluster(ctx, f.raw("cluster"), top.value_loc("cluster"), base, dcs)
     f.finish()
+    if cluster is not None and server.name is not None and server.name in {p.name for p in cluster.peers}:
+        ctx.error(top.value_loc("cluster"), f"cluster.peers: {server.name!r} is this instance's own name")
     if server.datacenter is not None and server.datacenter not in dcs and datacenters:
         ctx.error(top.value_loc("server"), f"server.datacenter: unknown datacenter {server.datacenter!r}")
     zones_dir = base / (zones_dir_text or "zones")
@@ -296,6 +304,7 @@ def parse(
         zones_dir=zones_dir,
         zones=zones,
         route53=route53,
+        cluster=cluster,
         zone_keys=keys,
     )
 

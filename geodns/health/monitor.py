@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -108,6 +108,9 @@ class Monitor:
         self.trouble: dict[str, tuple[float, str]] = {}  # checker error class -> (loop time, reason)
         self._trouble_logged: dict[str, float] = {}
         self.all_known = asyncio.Event()  # every target has a status (probed or restored)
+        # Where this instance's own view goes: None publishes it as the answers' health;
+        # with peers, the cluster's vote takes it (and publishes what it decides).
+        self.sink: Callable[[Mapping[ProbeKey, Health]], None] | None = None
         saved = statefile.load(self.state_path) if persist else {}
         self._plan(config, saved)
 
@@ -164,7 +167,7 @@ class Monitor:
             self._sweeps = asyncio.get_running_loop().create_task(REAPER.sweep_every(1.0), name="reaper")
         if self.known():
             self.all_known.set()
-        self.store.publish(self.states)
+        self._emit()
         self._update_gauges()
         self._start_tasks()
 
@@ -340,9 +343,16 @@ class Monitor:
 
     def _publish(self) -> None:
         self._publish_scheduled = False
-        snapshot = self.store.publish(self.states)
-        self.metrics.snapshot_version.set(snapshot.version)
+        self._emit()
+        self.metrics.snapshot_version.set(self.store.current().version)
         self._save()
+
+    def _emit(self) -> None:
+        """This instance's own view, to the answers (alone) or to the cluster's vote."""
+        if self.sink is not None:
+            self.sink(self.states)
+        else:
+            self.store.publish(self.states)
 
     def _set_member_gauges(self, target: _Target) -> None:
         up = 1 if self.states[target.key].status is Status.UP else 0
@@ -400,7 +410,7 @@ class Monitor:
         # during an outage sent answers to the dead site until the first new probe.
         # The new check's results move it with the usual rise/fall.
         self.metrics.member_up.clear()
-        self.store.publish(self.states)
+        self._emit()
         self._update_gauges()
         if self._running:
             self._start_tasks()

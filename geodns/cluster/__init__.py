@@ -1,0 +1,1 @@
+"""Several instances, one truth: peer health exchange, votes, partitions and the governor."""

@@ -1,0 +1,136 @@
+"""Health decided from several vantage points (pure: everything is passed in).
+
+Each instance probes every target itself, with its own rise/fall hysteresis,
+and publishes what it sees. The state answers use is a vote over the vantages
+counted (heard from lately, this instance included):
+
+- a target is down when enough vantages with a result for it say so:
+  `majority` (more than half; a tie keeps it up, so a checker alone cannot take
+  a service down), `any`, `all`, or a count;
+- a vantage that sees most targets outside its own datacenter down while the
+  others see them up is *isolated*: its own network is what broke, and its
+  votes are not counted;
+- an instance that hears from no peer and sees most remote targets down is in
+  a minority partition (`Verdict.partitioned`): its caller keeps answering
+  with the last state the cluster agreed on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from geodns.health.health import ProbeKey, Status
+
+
+@dataclass(frozen=True)
+class Vantage:
+    """What one instance sees: the status its own probes give each target."""
+
+    name: str
+    datacenter: str | None
+    seen: Mapping[ProbeKey, Status]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    states: Mapping[ProbeKey, Status]  # what answers use (targets nobody has a result for: unknown)
+    down_votes: Mapping[ProbeKey, tuple[str, ...]]  # counted vantages saying down, by target
+    up_votes: Mapping[ProbeKey, tuple[str, ...]]
+    isolated: frozenset[str]  # vantages whose votes were not counted
+    partitioned: bool  # this instance hears no peer and sees most remote targets down
+
+
+Homes = Mapping[ProbeKey, frozenset[str]]  # the datacenters of the members behind each target
+
+
+def _remote(vantage: Vantage, homes: Homes) -> list[ProbeKey]:
+    """The targets `vantage` has a result for that live outside its own datacenter."""
+    dc = vantage.datacenter
+    return [
+        key
+        for key, status in vantage.seen.items()
+        if status is not Status.UNKNOWN and (dc is None or dc not in homes.get(key, ()))
+    ]
+
+
+def isolated(vantages: Sequence[Vantage], homes: Homes, share: float) -> frozenset[str]:
+    """Vantages that alone see more than `share` of their remote targets down: for
+    each such target, the other vantages with a result mostly say up."""
+    out: set[str] = set()
+    for vantage in vantages:
+        remote = _remote(vantage, homes)
+        if not remote:
+            continue
+        contradicted = 0
+        for key in remote:
+            if vantage.seen[key] is not Status.DOWN:
+                continue
+            others = [v.seen.get(key, Status.UNKNOWN) for v in vantages if v is not vantage]
+            up = sum(1 for s in others if s is Status.UP)
+            down = sum(1 for s in others if s is Status.DOWN)
+            if up > down:
+                contradicted += 1
+        if contradicted > share * len(remote):
+            out.add(vantage.name)
+    return frozenset(out)
+
+
+def remote_down_share(vantage: Vantage, homes: Homes) -> float:
+    remote = _remote(vantage, homes)
+    if not remote:
+        return 0.0
+    return sum(1 for key in remote if vantage.seen[key] is Status.DOWN) / len(remote)
+
+
+def needed(quorum: str | int, with_result: int) -> int:
+    """How many down votes take a target down, out of `with_result` vantages."""
+    if quorum == "majority":
+        return with_result // 2 + 1  # more than half: a tie keeps it up
+    if quorum == "any":
+        return 1
+    if quorum == "all":
+        return with_result
+    assert isinstance(quorum, int)
+    return min(quorum, with_result)  # a target few vantages probe is judged by those that do
+
+
+def decide(
+    own: Vantage,
+    peers: Sequence[Vantage],
+    homes: Homes,
+    *,
+    quorum: str | int = "majority",
+    isolation: float = 0.5,
+    peers_configured: bool = True,
+) -> Verdict:
+    """`peers`: the vantages heard from lately (stale ones left out by the caller).
+    `homes`: the datacenters of the members behind each target."""
+    vantages = [own, *peers]
+    alone = isolated(vantages, homes, isolation) if len(vantages) > 1 else frozenset()
+    counted = [v for v in vantages if v.name not in alone] or vantages
+    keys: set[ProbeKey] = set()
+    for vantage in vantages:
+        keys.update(vantage.seen)
+    states: dict[ProbeKey, Status] = {}
+    downs: dict[ProbeKey, tuple[str, ...]] = {}
+    ups: dict[ProbeKey, tuple[str, ...]] = {}
+    for key in keys:
+        down = tuple(v.name for v in counted if v.seen.get(key) is Status.DOWN)
+        up = tuple(v.name for v in counted if v.seen.get(key) is Status.UP)
+        downs[key], ups[key] = down, up
+        with_result = len(down) + len(up)
+        if not with_result:
+            states[key] = Status.UNKNOWN
+        else:
+            states[key] = Status.DOWN if len(down) >= needed(quorum, with_result) else Status.UP
+    partitioned = peers_configured and not peers and remote_down_share(own, homes) > isolation
+    return Verdict(states, downs, ups, alone, partitioned)
+
+
+def homes_of(members: Iterable[tuple[ProbeKey, str]]) -> dict[ProbeKey, frozenset[str]]:
+    """(target, member datacenter) pairs -> each target's datacenters."""
+    out: dict[ProbeKey, set[str]] = {}
+    for key, dc in members:
+        out.setdefault(key, set()).add(dc)
+    return {key: frozenset(dcs) for key, dcs in out.items()}

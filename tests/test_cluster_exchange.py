@@ -1,0 +1,220 @@
+"""Three instances on loopback exchanging observations over their real HTTP APIs:
+they agree, a backend's death crosses the cluster, a peer that falls silent or
+answers garbage stops counting (and nothing raises), and the endpoint wants the
+cluster token. Partitions need network namespaces: tests/test_cluster_netns.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from geodns.config import load
+from geodns.daemon import Daemon
+from geodns.health.health import Status
+from tests.backends import Behaviour, HttpBackend
+from tests.configs import write_zone
+from tests.dnsclient import Endpoint, ask
+
+TOKEN = "cluster-secret-for-tests"
+DCS = ("par", "ams", "nyc")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    daemons: dict[str, Daemon]
+    backends: dict[str, HttpBackend]
+    http: dict[str, int]
+
+    def dns(self, name: str) -> Endpoint:
+        bound = self.daemons[name].dns_bound()[0]
+        return Endpoint(bound.host, bound.port)
+
+
+def _config(
+    root: Path, name: str, http: dict[str, int], backends: dict[str, int], extra_peer: str = ""
+) -> Path:
+    folder = root / name
+    folder.mkdir()
+    write_zone(folder, "  www: {type: A, pool: web}\n")
+    (folder / "token").write_text(TOKEN)
+    os.chmod(folder / "token", 0o600)
+    peers = "".join(
+        f"    - {{name: {other}, url: 'http://127.0.0.1:{http[other]}', datacenter: {other}}}\n"
+        for other in DCS
+        if other != name
+    )
+    members = "".join(
+        f"      - {{address: 127.0.0.{9 + i}, dc: {dc}, check_port: {backends[dc]}}}\n"
+        for i, dc in enumerate(DCS)
+    )
+    (folder / "geodns.yaml").write_text(
+        f"server: {{dns_listen: ['127.0.0.1:0'], http_listen: '127.0.0.1:{http[name]}', state_dir: state,"
+        f" workers: 1, name: {name}, datacenter: {name}}}\n"
+        "datacenters: {par: {}, ams: {}, nyc: {}}\n"
+        "checks: {web: {type: http, interval: 300ms, timeout: 250ms, rise: 1, fall: 2}}\n"
+        "pools:\n  web:\n    check: web\n    policy: failover\n    datacenters: [par, ams, nyc]\n"
+        f"    members:\n{members}"
+        f"cluster:\n  token_file: token\n  interval: 500ms\n  timeout: 1500ms\n  peers:\n{peers}{extra_peer}"
+    )
+    return folder / "geodns.yaml"
+
+
+@pytest_asyncio.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    backends = {dc: await HttpBackend(f"127.0.0.{9 + i}").start() for i, dc in enumerate(DCS)}
+    http = {dc: _free_port() for dc in DCS}
+    daemons: dict[str, Daemon] = {}
+    try:
+        for dc in DCS:
+            daemon = Daemon(load(_config(tmp_path, dc, http, {d: b.port for d, b in backends.items()})))
+            await daemon.start()
+            daemons[dc] = daemon
+        yield Cluster(daemons, backends, http)
+    finally:
+        for daemon in daemons.values():
+            await daemon.stop()
+        for backend in backends.values():
+            await backend.stop()
+
+
+async def _until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    began = time.monotonic()
+    while not condition():
+        assert time.monotonic() - began < timeout, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - began
+
+
+async def _answers(cluster: Cluster) -> dict[str, set[str]]:
+    out = {}
+    for name in DCS:
+        reply = await ask(cluster.dns(name), "www.example.test.", "A")
+        out[name] = {rd.to_text() for rrset in reply.answer for rd in rrset}
+    return out
+
+
+def _all_counted(cluster: Cluster) -> bool:
+    return all(len(d.cluster.counted()) == 2 for d in cluster.daemons.values() if d.cluster)
+
+
+@pytest.mark.asyncio
+async def test_three_instances_agree_and_a_death_crosses_the_cluster(cluster: Cluster) -> None:
+    await _until(lambda: _all_counted(cluster), 5.0, "every peer counted everywhere")
+    assert await _answers(cluster) == {dc: {"127.0.0.9"} for dc in DCS}
+    cluster.backends["par"].behaviour = Behaviour(status=503, body="down for the test")
+    # fall 2 x interval 0.3 s + the exchange: well within a second and a half everywhere.
+    took = await _until(
+        lambda: all(
+            d.store.current().status(next(iter(d.monitor.states))) is Status.DOWN
+            for d in cluster.daemons.values()
+        ),
+        3.0,
+        "par down in every instance",
+    )
+    assert took < 2.5
+    assert await _answers(cluster) == {dc: {"127.0.0.10"} for dc in DCS}
+    # Everyone says why, with every vantage's word.
+    key = next(iter(cluster.daemons["ams"].monitor.states))
+    reason = cluster.daemons["ams"].store.current().states[key].reason
+    health = cluster.daemons["ams"].store.current().states[key]
+    assert health.status is Status.DOWN
+    assert "503" in (reason or cluster.daemons["ams"].monitor.states[key].reason)
+
+
+@pytest.mark.asyncio
+async def test_a_silent_peer_stops_counting_and_the_endpoint_wants_the_token(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _until(lambda: _all_counted(cluster), 5.0, "every peer counted everywhere")
+    url = f"http://127.0.0.1:{cluster.http['par']}/v1/cluster/observations"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as response:
+            assert response.status == 401
+        async with session.get(url, headers={"Authorization": "Bearer wrong"}) as response:
+            assert response.status == 401
+        async with session.get(url, headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+            assert response.status == 200
+            body = await response.json()
+        assert body["name"] == "par" and body["datacenter"] == "par" and len(body["targets"]) == 3
+        async with session.get(f"http://127.0.0.1:{cluster.http['ams']}/v1/cluster") as response:
+            doc = await response.json()
+    assert {p["name"]: p["counted"] for p in doc["peers"]} == {"par": True, "nyc": True}
+    assert all(p["same_config"] for p in doc["peers"])
+    await cluster.daemons["nyc"].stop()
+    par = cluster.daemons["par"].cluster
+    assert par is not None
+    await _until(lambda: [s.peer.name for s in par.counted()] == ["ams"], 4.0, "nyc no longer counted by par")
+    assert "peer nyc" in caplog.text
+    # Two left, all up: answers unchanged.
+    reply = await ask(cluster.dns("par"), "www.example.test.", "A")
+    assert {rd.to_text() for rrset in reply.answer for rd in rrset} == {"127.0.0.9"}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"not json",
+        b"[]",
+        b'{"name": "evil", "boot": "x", "seq": 1, "config_hash": "h", "targets": [["web"]]}',
+        b'{"name": "evil", "boot": "x", "seq": "1"}',
+        b'{"name": "evil", "boot": "x", "seq": 1, "config_hash": "h",'
+        b' "targets": [["web", "1.2.3.4", 99999, "up", "", 0, 0]]}',
+        b'{"name": "impostor", "boot": "x", "seq": 1, "config_hash": "h", "targets": []}',
+        b"{" * 100_000,
+    ],
+)
+async def test_a_hostile_peer_is_not_counted_and_nothing_raises(
+    tmp_path: Path, garbage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def evil(_request: web.Request) -> web.Response:
+        return web.Response(body=garbage, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/cluster/observations", evil)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    evil_port = runner.addresses[0][1]
+    backend = await HttpBackend("127.0.0.9").start()
+    http = {dc: _free_port() for dc in DCS}
+    ports = {dc: backend.port for dc in DCS}
+    path = _config(
+        tmp_path, "par", http, ports, f"    - {{name: evil, url: 'http://127.0.0.1:{evil_port}'}}\n"
+    )
+    daemon = Daemon(load(path))
+    await daemon.start()
+    try:
+        assert daemon.cluster is not None
+        await _until(
+            lambda: daemon.cluster is not None and daemon.cluster.peers["evil"].problem is not None,
+            5.0,
+            "a problem noted",
+        )
+        assert not any(s.peer.name == "evil" for s in daemon.cluster.counted())
+        assert "cluster: peer evil: not counted" in caplog.text
+        reply = await ask(
+            Endpoint(daemon.dns_bound()[0].host, daemon.dns_bound()[0].port), "www.example.test.", "A"
+        )
+        assert reply.answer  # still answering from its own view
+    finally:
+        await daemon.stop()
+        await backend.stop()
+        await runner.cleanup()

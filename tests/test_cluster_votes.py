@@ -1,0 +1,227 @@
+"""Votes, isolation, partitions and the governor, table-tested (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from geodns.cluster.governor import Governor
+from geodns.cluster.votes import Vantage, decide, needed
+from geodns.health.health import ProbeKey, Status
+
+UP, DOWN, UNKNOWN = Status.UP, Status.DOWN, Status.UNKNOWN
+DCS = ("par", "ams", "nyc")
+TARGETS = {f"{dc}{i}": ProbeKey("web", f"{dc}{i}", 80) for dc in DCS for i in (1, 2)}
+HOMES = {key: frozenset({name[:3]}) for name, key in TARGETS.items()}
+
+
+def seen(down: str = "", unknown: str = "", only: str = "") -> dict[ProbeKey, Status]:
+    """Every target up, except the datacenters or targets named in `down` / `unknown`
+    (space-separated: "par" or "par1"); `only`: probe just these."""
+
+    def named(spec: str, name: str) -> bool:
+        return any(name == word or name[:3] == word for word in spec.split())
+
+    out = {}
+    for name, key in TARGETS.items():
+        if only and not named(only, name):
+            continue
+        out[key] = DOWN if named(down, name) else UNKNOWN if named(unknown, name) else UP
+    return out
+
+
+def vantage(dc: str, **kw: str) -> Vantage:
+    return Vantage(dc, dc, seen(**kw))
+
+
+def downs(verdict_states: dict[ProbeKey, Status] | object) -> set[str]:
+    assert isinstance(verdict_states, dict)
+    return {name for name, key in TARGETS.items() if verdict_states[key] is DOWN}
+
+
+@pytest.mark.parametrize(
+    ("scenario", "own", "peers", "expect_down", "isolated", "partitioned"),
+    [
+        ("all agree up", vantage("par"), [vantage("ams"), vantage("nyc")], set(), set(), False),
+        # S1: par's backends die; every instance sees it.
+        (
+            "S1 par's backends die",
+            vantage("ams", down="par"),
+            [vantage("par", down="par"), vantage("nyc", down="par")],
+            {"par1", "par2"},
+            set(),
+            False,
+        ),
+        # S2: par burns, instance included: the two left agree.
+        (
+            "S2 par burns",
+            vantage("ams", down="par"),
+            [vantage("nyc", down="par")],
+            {"par1", "par2"},
+            set(),
+            False,
+        ),
+        # S3 from par's side: it hears nobody and sees everything remote down.
+        (
+            "S3 par cut off (par)",
+            vantage("par", down="ams nyc"),
+            [],
+            {"ams1", "ams2", "nyc1", "nyc2"},
+            set(),
+            True,
+        ),
+        # S3 from ams's side: par is not heard; both see par down.
+        (
+            "S3 par cut off (ams)",
+            vantage("ams", down="par"),
+            [vantage("nyc", down="par")],
+            {"par1", "par2"},
+            set(),
+            False,
+        ),
+        # S4: ams's instance loses its route to everything: its votes are not counted.
+        (
+            "S4 ams blind (par)",
+            vantage("par"),
+            [vantage("ams", down="par ams nyc"), vantage("nyc")],
+            set(),
+            {"ams"},
+            False,
+        ),
+        # S5: ams cannot reach nyc's backends; the others can: nyc stays up.
+        (
+            "S5 one bad path",
+            vantage("par"),
+            [vantage("ams", down="nyc"), vantage("nyc")],
+            set(),
+            set(),
+            False,
+        ),
+        # A tie keeps the target up: one checker alone cannot take it down.
+        ("tie", vantage("par"), [vantage("ams", down="nyc1")], set(), set(), False),
+        # Unknowns do not vote; a target only one vantage probes is judged by it.
+        ("unknowns", vantage("par", unknown="nyc1"), [vantage("ams", down="nyc1")], {"nyc1"}, set(), False),
+        (
+            "config differs",
+            vantage("par", only="par ams"),
+            [vantage("ams", only="par ams"), vantage("nyc", down="nyc2")],
+            {"nyc2"},
+            set(),
+            False,
+        ),
+        # A peer that lies about its datacenter (says par while blind to everything)
+        # is still outvoted on what others see up.
+        (
+            "lying peer",
+            vantage("par"),
+            [Vantage("ams", "par", seen(down="par ams nyc")), vantage("nyc")],
+            set(),
+            {"ams"},
+            False,
+        ),
+        # No peer configured: a single instance is never "partitioned".
+        ("alone", vantage("par", down="ams nyc"), [], {"ams1", "ams2", "nyc1", "nyc2"}, set(), False),
+    ],
+)
+def test_votes(
+    scenario: str,
+    own: Vantage,
+    peers: list[Vantage],
+    expect_down: set[str],
+    isolated: set[str],
+    partitioned: bool,
+) -> None:
+    verdict = decide(own, peers, HOMES, peers_configured=scenario != "alone")
+    assert downs(dict(verdict.states)) == expect_down, scenario
+    assert verdict.isolated == isolated, scenario
+    assert verdict.partitioned is partitioned, scenario
+
+
+def test_votes_name_who_said_what() -> None:
+    verdict = decide(vantage("par", down="nyc1"), [vantage("ams", down="nyc1"), vantage("nyc")], HOMES)
+    key = TARGETS["nyc1"]
+    assert verdict.states[key] is DOWN
+    assert verdict.down_votes[key] == ("par", "ams") and verdict.up_votes[key] == ("nyc",)
+
+
+@pytest.mark.parametrize(
+    ("quorum", "with_result", "expected"),
+    [
+        ("majority", 3, 2),
+        ("majority", 2, 2),
+        ("majority", 1, 1),
+        ("any", 3, 1),
+        ("all", 3, 3),
+        (2, 3, 2),
+        (5, 3, 3),
+    ],
+)
+def test_needed(quorum: str | int, with_result: int, expected: int) -> None:
+    assert needed(quorum, with_result) == expected
+
+
+def test_quorum_any_and_all() -> None:
+    own, peers = vantage("par", down="nyc1"), [vantage("ams"), vantage("nyc")]
+    assert downs(dict(decide(own, peers, HOMES, quorum="any").states)) == {"nyc1"}
+    assert downs(dict(decide(own, peers, HOMES, quorum="all").states)) == set()
+    assert downs(dict(decide(own, peers, HOMES).states)) == set()
+
+
+# The governor.
+
+KEYS = [ProbeKey("web", f"10.0.0.{i}", 80) for i in range(12)]  # 4 datacenters of 3
+
+
+def states(down: int) -> dict[ProbeKey, Status]:
+    return {key: DOWN if i < down else UP for i, key in enumerate(KEYS)}
+
+
+def test_a_datacenter_dying_is_not_a_surge() -> None:
+    governor = Governor(0.75, 60, 600)
+    out, event = governor.apply(states(0), states(3), 100.0)
+    assert out == states(3) and event is None and governor.hold is None
+
+
+def test_most_of_everything_down_at_once_is_held_until_it_clears() -> None:
+    governor = Governor(0.75, 60, 600)
+    out, event = governor.apply(states(0), states(10), 100.0)  # 10 of 12 > 75%
+    assert out == states(0) and event is not None and event.kind == "hold" and len(event.held) == 10
+    out, event = governor.apply(out, states(11), 101.0)  # one more joins the surge: held too
+    assert out == states(0) and event is None and governor.hold is not None and len(governor.hold.held) == 11
+    out, event = governor.apply(out, states(2), 130.0)  # the bad check was fixed
+    assert out == states(2) and event is not None and event.kind == "release"
+
+
+def test_just_over_and_just_under_the_line() -> None:
+    under = Governor(0.75, 60, 600)
+    assert under.apply(states(0), states(9), 1.0)[0] == states(9)  # 9 of 12 = 75%: not more than
+    over = Governor(0.75, 60, 600)
+    assert over.apply(states(0), states(10), 1.0)[0] == states(0)
+
+
+def test_downs_spread_over_the_window_add_up_and_old_ones_drop_out() -> None:
+    governor = Governor(0.75, 60, 600)
+    out, _ = governor.apply(states(0), states(5), 0.0)
+    assert out == states(5)
+    out, event = governor.apply(out, states(10), 30.0)  # 10 within a minute
+    assert event is not None and event.kind == "hold" and out == states(5)
+    slow = Governor(0.75, 60, 600)
+    out, _ = slow.apply(states(0), states(5), 0.0)
+    out, event = slow.apply(out, states(10), 90.0)  # the first five are older than the window
+    assert event is None and out == states(10)
+
+
+def test_release_and_hold_max_let_the_downs_apply_and_a_real_loss_after_still_fails_over() -> None:
+    governor = Governor(0.75, 60, 600)
+    out, _ = governor.apply(states(0), states(10), 0.0)
+    event = governor.release("released by alice")
+    assert event is not None and event.kind == "release" and "alice" in event.why
+    out, event = governor.apply(out, states(10), 1.0)
+    assert out == states(10) and event is None  # not held again
+    out, event = governor.apply(out, states(11), 2.0)  # a real loss right after: fails over
+    assert out == states(11) and event is None
+    timed = Governor(0.75, 60, 600)
+    out, _ = timed.apply(states(0), states(10), 0.0)
+    out, event = timed.apply(out, states(10), 599.0)
+    assert out == states(0)
+    out, event = timed.apply(out, states(10), 600.0)
+    assert out == states(10) and event is not None and "hold_max" in event.why

@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     ack = sub.add_parser("ack", help="acknowledge that saved drains could not all be read at start-up")
     _api_args(ack)
 
+    cluster = sub.add_parser("cluster", help="show the peers, who is isolated, the governor")
+    _api_args(cluster)
+    cluster.add_argument("--json", action="store_true", help="print the raw /v1/cluster document")
+
+    release = sub.add_parser("release", help="end the blast-radius governor's hold: the held downs apply")
+    _api_args(release)
+
     expl = sub.add_parser("explain", help="why a name answers what it answers")
     _api_args(expl)
     expl.add_argument("name")
@@ -200,6 +207,38 @@ def cmd_ack(args: argparse.Namespace) -> int:
         print(f"acknowledged: {problem}")
     if not said:
         print("nothing to acknowledge: every saved override was read")
+    return EXIT_OK
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    base, token = _api(args)
+    doc = call(base, "GET", "/v1/cluster", token=token)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return EXIT_OK
+    where = f" ({doc['datacenter']})" if doc.get("datacenter") else ""
+    print(f"instance {doc['name']}{where}, config {doc['config_hash']}")
+    if doc.get("partitioned"):
+        print("MINORITY PARTITION: no peer heard; answering with the last state the cluster agreed on")
+    for peer in doc["peers"]:
+        ago = peer["last_heard_seconds_ago"]
+        heard = "never heard" if ago is None else f"heard {ago:.1f}s ago"
+        state = "counted" if peer["counted"] else f"NOT COUNTED: {peer['problem'] or 'silent'}"
+        same = "" if peer["same_config"] in (True, None) else f"; config differs ({peer['config_hash']})"
+        print(f"  peer {peer['name']} [{peer['datacenter'] or '?'}] {peer['url']}: {state}, {heard}{same}")
+    if doc.get("isolated"):
+        print(f"isolated (votes not counted): {', '.join(doc['isolated'])}")
+    hold = doc.get("governor")
+    if hold:
+        print(f"GOVERNOR HOLDING {len(hold['holding'])} target(s) up for {hold['since_seconds']:.0f}s:")
+        print("  " + ", ".join(hold["holding"]) + "  (geodns release lets their downs apply)")
+    return EXIT_OK
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    base, token = _api(args)
+    call(base, "POST", "/v1/cluster/release", {}, token=token)
+    print("released: the governor's held downs apply now")
     return EXIT_OK
 
 
@@ -351,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
             "drain": cmd_drain,
             "undrain": cmd_undrain,
             "ack": cmd_ack,
+            "cluster": cmd_cluster,
+            "release": cmd_release,
             "explain": cmd_explain,
             "demo": cmd_demo,
             "plan": cmd_plan,

@@ -134,6 +134,7 @@ class Daemon:
         if self.config.cluster is not None:
             self.cluster = ClusterNode(self.config, self.store, instance_name(self.config))
             self.monitor.sink = self.cluster.on_local
+            self.metrics_registry.watch_cluster(self.cluster.figures)
         self._cluster_tasks: list[asyncio.Task[None]] = []
         self.state = serving_state(self.config, self.store.current())
         # Every new snapshot (and only that) swaps the answers' view of health.

@@ -202,8 +202,8 @@ def test_downs_spread_over_the_window_add_up_and_old_ones_drop_out() -> None:
     governor = Governor(0.75, 60, 600)
     out, _ = governor.apply(states(0), states(5), 0.0)
     assert out == states(5)
-    out, event = governor.apply(out, states(10), 30.0)  # 10 within a minute
-    assert event is not None and event.kind == "hold" and out == states(5)
+    out, event = governor.apply(out, states(10), 30.0)  # 10 within a minute: the state before them
+    assert event is not None and event.kind == "hold" and out == states(0)
     slow = Governor(0.75, 60, 600)
     out, _ = slow.apply(states(0), states(5), 0.0)
     out, event = slow.apply(out, states(10), 90.0)  # the first five are older than the window

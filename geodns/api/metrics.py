@@ -92,6 +92,50 @@ class _WorkersCollector(Collector):
         yield per
 
 
+class _ClusterCollector(Collector):
+    """Peers, isolation, partition and the governor, read at scrape time from a
+    figures function (the cluster node's state)."""
+
+    def __init__(self, figures: Callable[[], dict[str, Any]]) -> None:
+        self.figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        f = self.figures()
+        up = GaugeMetricFamily(
+            "geodns_peer_up", "1 when the peer is heard and its votes counted", labels=["peer"]
+        )
+        heard = GaugeMetricFamily(
+            "geodns_peer_last_heard_seconds", "Seconds since the peer last answered", labels=["peer"]
+        )
+        for name, (counted, ago) in sorted(f["peers"].items()):
+            up.add_metric([name], 1 if counted else 0)
+            if ago is not None:
+                heard.add_metric([name], ago)
+        yield up
+        yield heard
+        isolated = GaugeMetricFamily(
+            "geodns_vantage_isolated",
+            "1 when the vantage alone sees most remote targets down: its votes are not counted",
+            labels=["vantage"],
+        )
+        for name, flag in sorted(f["vantages"].items()):
+            isolated.add_metric([name], 1 if flag else 0)
+        yield isolated
+        yield GaugeMetricFamily(
+            "geodns_cluster_partitioned",
+            "1 while this instance hears no peer and sees most remote targets down (keeps the agreed state)",
+            value=1 if f["partitioned"] else 0,
+        )
+        yield GaugeMetricFamily(
+            "geodns_governor_hold",
+            "1 while the blast-radius governor holds a surge of downs",
+            value=f["hold"],
+        )
+        yield GaugeMetricFamily(
+            "geodns_governor_held_targets", "Targets the governor keeps up", value=f["held"]
+        )
+
+
 class Metrics:
     def __init__(self, stats: Stats | None = None) -> None:
         # No `_created` series: one per counter and label set, of no use to an
@@ -187,6 +231,9 @@ class Metrics:
 
     def watch_workers(self, figures: Callable[[], dict[str, Any]]) -> None:
         self.registry.register(_WorkersCollector(figures))
+
+    def watch_cluster(self, figures: Callable[[], dict[str, Any]]) -> None:
+        self.registry.register(_ClusterCollector(figures))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -21,7 +21,7 @@ from geodns.health.health import ProbeKey, Status
 @dataclass(frozen=True)
 class Hold:
     since: float
-    held: frozenset[ProbeKey]  # kept up: their downs came with the surge and were not applied
+    held: frozenset[ProbeKey]  # kept up: every down of the surge
     surge: frozenset[ProbeKey]  # every target that went down within the window (held or not)
     total: int  # targets when it began
 
@@ -74,10 +74,10 @@ class Governor:
                 joining = frozenset(k for k in recent if k not in hold.surge and before.get(k) is Status.UP)
                 self.hold = Hold(hold.since, hold.held | joining, hold.surge | joining, hold.total)
         elif total and len(recent) > self._limit(total):
-            # Downs already in the answers stay there (undoing them would flap); the
-            # ones arriving now are held.
-            held = frozenset(k for k in recent if before.get(k) is Status.UP)
-            self.hold = Hold(now, held, frozenset(recent), total)
+            # The state before the surge: downs of the window already in the answers go
+            # back up with the rest (they arrived one probe at a time, but are one event).
+            held = frozenset(recent)
+            self.hold = Hold(now, held, held, total)
             event = Event(
                 "hold",
                 held,

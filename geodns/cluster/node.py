@@ -17,6 +17,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from geodns.cluster.governor import Event, Governor
 from geodns.cluster.report import Report, config_hash, encode, observations
@@ -197,7 +198,7 @@ class ClusterNode:
                 continue
             changed = True
             self.since[key] = now
-            if old is not None:
+            if old not in (None, Status.UNKNOWN) and self.peers:  # alone, the monitor's line says it
                 log.warning(
                     "cluster: %s target %s:%s: %s -> %s (%s)",
                     key.check,
@@ -269,6 +270,23 @@ class ClusterNode:
         elif self.partitioned and not verdict.partitioned:
             log.warning("cluster: out of the minority partition: peers heard again")
         self.partitioned = verdict.partitioned
+
+    def figures(self) -> dict[str, Any]:
+        """For the metrics: peers (counted, seconds since heard), vantages' isolation,
+        partition and governor."""
+        now = self.clock()
+        isolated = self.verdict.isolated if self.verdict is not None else frozenset()
+        hold = self.governor.hold
+        return {
+            "peers": {
+                name: (s.counted(now, self.settings.timeout), None if s.heard is None else now - s.heard)
+                for name, s in self.peers.items()
+            },
+            "vantages": {name: name in isolated for name in [self.name, *self.peers]},
+            "partitioned": self.partitioned,
+            "hold": 0 if hold is None else 1,
+            "held": 0 if hold is None else len(hold.held),
+        }
 
     def trouble(self) -> list[str]:
         if self.partitioned:

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from geodns.config import load
 from geodns.daemon import Daemon
+from geodns.errors import GeoDnsError
 from geodns.health.health import Status
 from tests.backends import Behaviour, HttpBackend
 from tests.configs import write_zone
@@ -218,3 +219,15 @@ async def test_a_hostile_peer_is_not_counted_and_nothing_raises(
         await daemon.stop()
         await backend.stop()
         await runner.cleanup()
+
+
+def test_peers_without_a_token_are_refused_at_start(tmp_path: Path) -> None:
+    http = {dc: _free_port() for dc in DCS}
+    path = _config(tmp_path, "par", http, dict.fromkeys(DCS, 9))
+    path.write_text(path.read_text().replace("  token_file: token\n", ""))
+    with pytest.raises(GeoDnsError, match="no cluster token"):
+        Daemon(load(path))
+    (tmp_path / "par" / "token").chmod(0o644)
+    path.write_text(path.read_text().replace("cluster:\n", "cluster:\n  token_file: token\n"))
+    with pytest.raises(GeoDnsError, match="may be read or written by others"):
+        Daemon(load(path))

@@ -164,7 +164,10 @@ class ClusterNode:
         if verdict.partitioned:
             # Never "everything but me is dead": the last state the cluster agreed on.
             proposed.update({k: s for k, s in self.agreed.items() if k in proposed})
-        else:
+        elif peers or not self.peers:
+            # Agreed with someone (or alone by design). A decision taken alone while peers
+            # fall silent one by one is not an agreement: cut off, this instance saw one
+            # remote site fail before the other and would have held that half-way state.
             self.agreed = dict(verdict.states)
         out, event = self.governor.apply(self.answered, proposed, self.clock())
         if event is not None:

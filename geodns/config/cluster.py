@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from geodns.config.fields import Ctx, Fields, Invalid, mapping, to_duration, to_str
+from geodns.config.fields import Ctx, Fields, Invalid, each_mapping, mapping, to_duration, to_str
 from geodns.config.model import QUORUMS, ClusterConfig, Peer
 from geodns.config.yamlload import YList
 from geodns.errors import Location
@@ -46,13 +46,15 @@ def _quorum(value: Any) -> str | int:
     return text
 
 
-def parse_cluster(ctx: Ctx, raw: Any, where: Location, base: Path, dcs: set[str]) -> ClusterConfig:
+def parse_cluster(
+    ctx: Ctx, raw: Any, where: Location, base: Path, dcs: set[str], own: str | None = None
+) -> ClusterConfig:
     m = mapping(ctx, raw, where, "cluster", allow_null=True)
     d = ClusterConfig()
     if m is None:
         return d
     f = Fields(ctx, m, "cluster")
-    peers = _peers(ctx, f.raw("peers"), m.value_loc("peers") if "peers" in m else m.loc, dcs)
+    peers = _peers(ctx, f.raw("peers"), m.value_loc("peers") if "peers" in m else m.loc, dcs, own)
     token_file = f.get("token_file", to_str)
     ca_file = f.get("ca_file", to_str)
     interval = f.get("interval", to_duration, d.interval)
@@ -81,7 +83,7 @@ def parse_cluster(ctx: Ctx, raw: Any, where: Location, base: Path, dcs: set[str]
     )
 
 
-def _peers(ctx: Ctx, raw: Any, where: Location, dcs: set[str]) -> tuple[Peer, ...]:
+def _peers(ctx: Ctx, raw: Any, where: Location, dcs: set[str], own: str | None) -> tuple[Peer, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, YList):
@@ -89,12 +91,7 @@ def _peers(ctx: Ctx, raw: Any, where: Location, dcs: set[str]) -> tuple[Peer, ..
         return ()
     peers: list[Peer] = []
     names: set[str] = set()
-    for i, item in enumerate(raw):
-        path = f"cluster.peers[{i}]"
-        m = mapping(ctx, item, raw.item_loc(i), path)
-        if m is None:
-            continue
-        f = Fields(ctx, m, path)
+    for _path, _m, f in each_mapping(ctx, raw, "cluster.peers"):
         name = f.get("name", to_instance_name, required=True)
         url = f.get("url", _url, required=True)
         dc = f.get("datacenter", to_str)
@@ -103,6 +100,8 @@ def _peers(ctx: Ctx, raw: Any, where: Location, dcs: set[str]) -> tuple[Peer, ..
             f.error("datacenter", f"unknown datacenter {dc!r}; known: {', '.join(sorted(dcs))}")
         if name is not None and name in names:
             f.error("name", f"peer {name!r} is listed twice")
+        elif name is not None and name == own:
+            f.error("name", f"{name!r} is this instance's own name (server.name)")
         if name is not None and url is not None:
             names.add(name)
             peers.append(Peer(name, url, dc))

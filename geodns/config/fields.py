@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from geodns.config.yamlload import YList, YMap
@@ -145,6 +145,16 @@ def mapping(ctx: Ctx, value: Any, where: Location, path: str, *, allow_null: boo
 
 
 # Converters: value -> T, raise Invalid with a message meant for a person.
+
+
+def each_mapping(ctx: Ctx, items: YList, path: str) -> Iterator[tuple[str, YMap, Fields]]:
+    """The items of a list of mappings, each with its path (`path[3]`) and its
+    Fields; an item that is not a mapping is reported and skipped."""
+    for i, item in enumerate(items):
+        where = f"{path}[{i}]"
+        m = mapping(ctx, item, items.item_loc(i), where)
+        if m is not None:
+            yield where, m, Fields(ctx, m, where)
 
 
 def to_str(value: Any) -> str:

@@ -277,10 +277,8 @@ def parse(
     )
     cluster = None
     if f.has("cluster"):
-        cluster = parse_cluster(ctx, f.raw("cluster"), top.value_loc("cluster"), base, dcs)
+        cluster = parse_cluster(ctx, f.raw("cluster"), top.value_loc("cluster"), base, dcs, server.name)
     f.finish()
-    if cluster is not None and server.name is not None and server.name in {p.name for p in cluster.peers}:
-        ctx.error(top.value_loc("cluster"), f"cluster.peers: {server.name!r} is this instance's own name")
     if server.datacenter is not None and server.datacenter not in dcs and datacenters:
         ctx.error(top.value_loc("server"), f"server.datacenter: unknown datacenter {server.datacenter!r}")
     zones_dir = base / (zones_dir_text or "zones")

@@ -8,6 +8,7 @@ from geodns.config.fields import (
     Ctx,
     Fields,
     Invalid,
+    each_mapping,
     int_in,
     mapping,
     one_of,
@@ -178,12 +179,7 @@ def parse_topology(ctx: Ctx, raw: Any, where: Location, dcs: set[str]) -> tuple[
         ctx.error(where, f"topology: expected a list of rules, got {type_name(raw)}")
         return ()
     rules = []
-    for i, item in enumerate(raw):
-        path = f"topology[{i}]"
-        m = mapping(ctx, item, raw.item_loc(i), path)
-        if m is None:
-            continue
-        f = Fields(ctx, m, path)
+    for path, m, f in each_mapping(ctx, raw, "topology"):
         match = f.get("match", to_network, required=True)
         prefer = f.get_list("prefer", to_str)
         if "prefer" not in m:

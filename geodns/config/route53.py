@@ -5,7 +5,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from geodns.config.fields import Ctx, Fields, Invalid, mapping, to_duration, to_str, to_ttl, type_name
+from geodns.config.fields import (
+    Ctx,
+    Fields,
+    Invalid,
+    each_mapping,
+    mapping,
+    to_duration,
+    to_str,
+    to_ttl,
+    type_name,
+)
 from geodns.config.model import Pool, Route53Config, Route53Record
 from geodns.config.yamlload import YList
 from geodns.errors import Location
@@ -42,12 +52,8 @@ def parse_route53(ctx: Ctx, raw: Any, where: Location, pools: dict[str, Pool]) -
     records = []
     if raw_records is not None and not isinstance(raw_records, YList):
         f.error("records", f"expected a list, got {type_name(raw_records)}")
-    for i, item in enumerate(raw_records or []):
-        path = f"route53.records[{i}]"
-        rm = mapping(ctx, item, raw_records.item_loc(i), path)
-        if rm is None:
-            continue
-        rf = Fields(ctx, rm, path)
+    listed = each_mapping(ctx, raw_records, "route53.records") if isinstance(raw_records, YList) else ()
+    for _path, _m, rf in listed:
         name = rf.get("name", _abs_name, required=True)
         zone_id = rf.get("hosted_zone_id", to_str, required=True)
         pool = rf.get("pool", to_str, required=True)

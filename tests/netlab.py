@@ -1,0 +1,164 @@
+"""Datacenters in network namespaces, for the cluster's partition tests.
+
+One namespace per datacenter (its geodns instance on 198.18.N.2, its backend on
+198.18.N.3: the benchmarking range, RFC 2544), joined by a router namespace.
+The test looks in from the router's namespace: `Lab.call` runs a function on a
+thread moved into it (setns), so the host's own network is never touched and
+nothing but these namespaces ever sees a packet. Links are cut with
+`ip link set ... down`, paths with blackhole routes. Needs root and iproute2.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+_CLONE_NEWNET = 0x40000000
+
+REPO = Path(__file__).resolve().parent.parent
+
+BACKEND = r"""
+import asyncio, sys
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK"
+async def serve(reader, writer):
+    try:
+        await reader.readuntil(b"\r\n\r\n"); writer.write(OK); await writer.drain()
+    except Exception: pass
+    finally: writer.close()
+async def main():
+    await asyncio.start_server(serve, sys.argv[1], int(sys.argv[2]))
+    await asyncio.sleep(3600)
+asyncio.run(main())
+"""
+
+
+def available() -> str | None:
+    """Why the lab cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    if shutil.which("ip") is None:
+        return "network namespaces need iproute2 (ip)"
+    return None
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+class Lab:
+    def __init__(self, dcs: tuple[str, ...]) -> None:
+        tag = uuid.uuid4().hex[:6]
+        self.dcs = dcs
+        self.router = f"gr-{tag}"
+        self.ns = {dc: f"g{dc}-{tag}" for dc in dcs}
+        self.links: dict[str, str] = {}  # dc -> the router's end of its link
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.named: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def instance_ip(self, dc: str) -> str:
+        return f"198.18.{self.dcs.index(dc) + 1}.2"
+
+    def backend_ip(self, dc: str) -> str:
+        return f"198.18.{self.dcs.index(dc) + 1}.3"
+
+    def _build(self) -> None:
+        _ip("netns", "add", self.router)
+        _ip("-n", self.router, "link", "set", "lo", "up")
+        subprocess.run(
+            ["ip", "netns", "exec", self.router, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+            check=True,
+            timeout=30,
+        )
+        for i, dc in enumerate(self.dcs, start=1):
+            ns, here, there = self.ns[dc], f"r{i}-{self.router[3:]}", f"d{i}-{self.router[3:]}"
+            _ip("netns", "add", ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("link", "add", here, "netns", self.router, "type", "veth", "peer", "name", there, "netns", ns)
+            _ip("-n", self.router, "addr", "add", f"198.18.{i}.1/24", "dev", here)
+            _ip("-n", self.router, "link", "set", here, "up")
+            _ip("-n", ns, "addr", "add", f"198.18.{i}.2/24", "dev", there)
+            _ip("-n", ns, "addr", "add", f"198.18.{i}.3/24", "dev", there)
+            _ip("-n", ns, "link", "set", there, "up")
+            _ip("-n", ns, "route", "add", "default", "via", f"198.18.{i}.1")
+            self.links[dc] = here
+
+    def spawn(self, key: str, dc: str, cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns[dc], *cmd], stdout=out, stderr=out, env=env
+            )
+        self.procs.append(proc)
+        self.named[key] = proc
+        return proc
+
+    def backend(self, dc: str, port: int, log: Path) -> None:
+        self.spawn(f"backend-{dc}", dc, [sys.executable, "-c", BACKEND, self.backend_ip(dc), str(port)], log)
+
+    def kill(self, key: str) -> None:
+        proc = self.named.pop(key)
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def cut(self, dc: str, up: bool = False) -> None:
+        """Take the datacenter's only link down (or up again)."""
+        _ip("-n", self.router, "link", "set", self.links[dc], "up" if up else "down")
+        if up:
+            _ip("-n", self.ns[dc], "route", "replace", "default", "via", f"198.18.{self.dcs.index(dc) + 1}.1")
+
+    def blackhole(self, dc: str, address: str) -> None:
+        """From `dc`, packets to `address` go nowhere (a broken path)."""
+        _ip("-n", self.ns[dc], "route", "add", "blackhole", f"{address}/32")
+
+    def lose_routes(self, dc: str) -> None:
+        """The instance's host loses its route to everything (policy routing on its
+        address): its backend next to it keeps answering everyone else."""
+        ns = self.ns[dc]
+        _ip("-n", ns, "route", "add", "blackhole", "default", "table", "100")
+        _ip("-n", ns, "rule", "add", "from", self.instance_ip(dc), "lookup", "100", "priority", "100")
+
+    def call(self, fn: Callable[..., T], *args: object, inside_dc: str | None = None) -> T:
+        """`fn(*args)` on a thread inside the router's namespace (or a datacenter's):
+        its sockets live there."""
+        name = self.router if inside_dc is None else self.ns[inside_dc]
+
+        def inside() -> T:
+            fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+            try:
+                if ctypes.CDLL(None, use_errno=True).setns(fd, _CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns failed")
+            finally:
+                os.close(fd)
+            return fn(*args)
+
+        with ThreadPoolExecutor(1) as pool:  # a fresh thread each time: it never leaves the namespace
+            return pool.submit(inside).result()
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 5
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for ns in [*self.ns.values(), self.router]:
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)

@@ -135,6 +135,9 @@ class Daemon:
             self.cluster = ClusterNode(self.config, self.store, instance_name(self.config))
             self.monitor.sink = self.cluster.on_local
             self.metrics_registry.watch_cluster(self.cluster.figures)
+            if self.route53 is not None and self.cluster.peers:
+                self.route53.may_write = self.cluster.may_write
+                self.cluster.on_writer = self.route53.trigger
         self._cluster_tasks: list[asyncio.Task[None]] = []
         self.state = serving_state(self.config, self.store.current())
         # Every new snapshot (and only that) swaps the answers' view of health.

@@ -51,7 +51,11 @@ class Proc:
 
 
 async def serve_process(
-    config: Path, dns_listen: str, env: dict[str, str] | None = None, command: str = "serve"
+    config: Path,
+    dns_listen: str,
+    env: dict[str, str] | None = None,
+    command: str = "serve",
+    http_listen: str = "127.0.0.1:0",
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -63,7 +67,7 @@ async def serve_process(
         "--dns-listen",
         dns_listen,
         "--http-listen",
-        "127.0.0.1:0",
+        http_listen,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
         stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL,
@@ -71,11 +75,16 @@ async def serve_process(
 
 
 async def spawn(
-    config: Path, env: dict[str, str] | None = None, command: str = "serve", *, dns: bool = True
+    config: Path,
+    env: dict[str, str] | None = None,
+    command: str = "serve",
+    *,
+    dns: bool = True,
+    http_listen: str = "127.0.0.1:0",
 ) -> Proc:
     """Start `geodns serve` (or `demo`) on free ports; returns once its listeners are up
     (with dns=False, for route53 mode, only the HTTP one)."""
-    proc = await serve_process(config, "127.0.0.1:0", env, command)
+    proc = await serve_process(config, "127.0.0.1:0", env, command, http_listen)
     assert proc.stderr is not None
     log: list[str] = []
     dns_ep = http_ep = None

@@ -318,3 +318,66 @@ async def test_serve_in_route53_mode_moves_weights_off_a_dying_datacenter(tmp_pa
         await daemon.kill()
         for b in backends.values():
             await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_one_writer_among_instances_and_a_hand_over_when_it_dies(tmp_path: Path, moto: Moto) -> None:
+    """Two instances sync the same hosted zone: only the smallest name writes; killed,
+    the other takes over within cluster.timeout and writes the next change."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.91", 0))
+        port = s.getsockname()[1]
+    backends = {a: await HttpBackend(a).start(port=port) for addrs in MEMBERS.values() for a in addrs}
+    zone = moto.new_zone()
+    http = {}
+    for name in ("a", "b"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            http[name] = s.getsockname()[1]
+    procs = {}
+    try:
+        for name, other in (("a", "b"), ("b", "a")):
+            folder = tmp_path / name
+            folder.mkdir()
+            path = write_config(folder, moto, zone, port=port, interval="500ms", timeout="200ms")
+            (folder / "token").write_text("writer-test-token")
+            (folder / "token").chmod(0o600)
+            text = path.read_text().replace(
+                'http_listen: "127.0.0.1:0"}', f'http_listen: "127.0.0.1:0", name: {name}}}'
+            )
+            text += (
+                f"cluster:\n  token_file: token\n  interval: 500ms\n  timeout: 1500ms\n"
+                f"  peers: [{{name: {other}, url: 'http://127.0.0.1:{http[other]}'}}]\n"
+            )
+            path.write_text(text)
+            procs[name] = await spawn(path, env=FAKE_AWS, dns=False, http_listen=f"127.0.0.1:{http[name]}")
+
+        async def weight_of(set_id: str, want: int, within: float) -> float:
+            start = time.monotonic()
+            while time.monotonic() - start < within:
+                current = await asyncio.to_thread(weights, moto, zone)
+                if set_id in current and current[set_id][0] == want:
+                    return time.monotonic() - start
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"{set_id} never reached weight {want}: {current}")
+
+        await weight_of("geodns-par", 6, within=10)
+        try:
+            await procs["b"].wait_for_log("not writing (a writes)")
+        except TimeoutError:
+            raise AssertionError("".join(procs["b"].log[-30:])) from None
+        assert not any("route53: ~" in line or "route53: +" in line for line in procs["b"].log)
+        assert any("route53: +" in line for line in procs["a"].log)
+
+        await procs["a"].kill()
+        await procs["b"].wait_for_log("Route53 writer: a -> b", timeout=5)
+        for address in MEMBERS["par"]:
+            await backends[address].stop()
+        took = await weight_of("geodns-par", 0, within=10)
+        assert took <= 0.5 * 3 + 1.5 + 2.0, took  # interval x fall + cluster.timeout + 2 s
+        assert any("route53: ~ www.example.com. A geodns-par weight" in line for line in procs["b"].log)
+    finally:
+        for proc in procs.values():
+            await proc.kill()
+        for b in backends.values():
+            await b.stop()

@@ -70,6 +70,10 @@ class ClusterNode:
         self._isolated: frozenset[str] = frozenset()
         self._change = asyncio.Event()
         self._encoded: tuple[int, bytes] | None = None
+        self._writer: str | None = None
+        self._born = clock()
+        self._alone_since: float | None = None  # since when no peer is counted
+        self.on_writer: Callable[[], None] | None = None  # the writer changed: a sync round now
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -79,6 +83,7 @@ class ClusterNode:
         self.settings: ClusterConfig = config.cluster
         self.datacenter = config.server.datacenter
         self.hash = config_hash(config)
+        self.syncs_route53 = config.server.mode in ("route53", "both") and config.route53 is not None
         self.governor = Governor(
             self.settings.max_down_fraction, self.settings.down_window, self.settings.hold_max
         )
@@ -93,7 +98,28 @@ class ClusterNode:
     # The own view.
     @property
     def report(self) -> Report:
-        return Report(self.name, self.datacenter, self.boot, self.seq, self.hash, observations(self.local))
+        local = observations(self.local)
+        return Report(self.name, self.datacenter, self.boot, self.seq, self.hash, local, self.syncs_route53)
+
+    def writer(self) -> str | None:
+        """Who pushes Route53 changes: the counted, non-isolated instance with the
+        smallest name among those that sync Route53; never an isolated or partitioned
+        one. A dead writer stops being counted after cluster.timeout: the next takes over."""
+        isolated = self.verdict.isolated if self.verdict is not None else frozenset()
+        names = [
+            s.peer.name
+            for s in self.counted()
+            if s.report and s.report.route53 and s.peer.name not in isolated
+        ]
+        if self.syncs_route53 and self.name not in isolated and not self.partitioned:
+            names.append(self.name)
+        return min(names) if names else None
+
+    def may_write(self) -> tuple[bool, str]:
+        writer = self.writer()
+        if writer == self.name:
+            return True, "this instance writes"
+        return False, f"{writer} writes" if writer else "no instance may write (isolated or partitioned)"
 
     def encoded(self) -> bytes:
         if self._encoded is None or self._encoded[0] != self.seq:
@@ -161,18 +187,31 @@ class ClusterNode:
         self._note_isolation(verdict)
         self._note_partition(verdict)
         proposed = dict(verdict.states)
-        if verdict.partitioned:
+        now = self.clock()
+        alone = bool(self.peers) and not peers
+        if not alone:
+            self._alone_since = None
+        elif self._alone_since is None:
+            self._alone_since = now
+        # Peers fall silent before this instance's own probes have failed everything a cut
+        # hides: for one cluster.timeout alone, wait and see whether it is a partition.
+        settling = alone and self._alone_since is not None and now - self._alone_since < self.settings.timeout
+        if verdict.partitioned or settling:
             # Never "everything but me is dead": the last state the cluster agreed on.
             proposed.update({k: s for k, s in self.agreed.items() if k in proposed})
         elif peers or not self.peers:
-            # Agreed with someone (or alone by design). A decision taken alone while peers
-            # fall silent one by one is not an agreement: cut off, this instance saw one
-            # remote site fail before the other and would have held that half-way state.
+            # Agreed with someone (or alone by design); a decision taken alone is not.
             self.agreed = dict(verdict.states)
         out, event = self.governor.apply(self.answered, proposed, self.clock())
         if event is not None:
             self._log_governor(event)
         self._publish(out, publish)
+        writer = self.writer()
+        if writer != self._writer:
+            log.warning("cluster: Route53 writer: %s -> %s", self._writer or "none", writer or "none")
+            self._writer = writer
+            if self.on_writer is not None:
+                self.on_writer()
 
     def release(self, who: str) -> bool:
         event = self.governor.release(f"released by {who}")
@@ -302,7 +341,7 @@ class ClusterNode:
         while True:
             await asyncio.sleep(self.settings.interval / 2)
             now = {s.peer.name for s in self.counted()}
-            if now != counted:
+            if now != counted or self.writer() != self._writer or self._alone_since is not None:
                 for name in counted - now:
                     self.failed(name, f"not heard from within {self.settings.timeout:g}s: not counted")
                 counted = now

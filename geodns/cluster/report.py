@@ -41,6 +41,7 @@ class Report:
     seq: int  # grows with every change of the instance's own statuses
     config_hash: str
     targets: Mapping[ProbeKey, Observation]
+    route53: bool = False  # it would write Route53 (mode route53 or both): a writer candidate
 
 
 def observations(states: Mapping[ProbeKey, Health]) -> dict[ProbeKey, Observation]:
@@ -69,6 +70,7 @@ def encode(report: Report) -> bytes:
         "boot": report.boot,
         "seq": report.seq,
         "config_hash": report.config_hash,
+        "route53": report.route53,
         "targets": targets,
     }
     return json.dumps(body, separators=(",", ":")).encode()
@@ -138,4 +140,7 @@ def decode(body: bytes, previous: Report | None) -> Report:
             _time(since, f"targets[{i}] since"),
             _time(checked, f"targets[{i}] checked"),
         )
-    return Report(name, datacenter, boot, seq, digest, targets)
+    route53 = data.get("route53", False)
+    if not isinstance(route53, bool):
+        raise ReportError("'route53' is not a boolean")
+    return Report(name, datacenter, boot, seq, digest, targets, route53)

@@ -118,10 +118,17 @@ class Route53Sync:
     """The async shell: debounced on snapshot changes, periodic for drift."""
 
     def __init__(
-        self, config: Config, store: SnapshotStore, reconciler: Reconciler, known: Callable[[], bool]
+        self,
+        config: Config,
+        store: SnapshotStore,
+        reconciler: Reconciler,
+        known: Callable[[], bool],
+        may_write: Callable[[], tuple[bool, str]] | None = None,
     ) -> None:
         assert config.route53 is not None
         self.known = known  # no round before every member has a state: never sync from no information
+        # With peers, one instance writes (cluster.writer); the others plan and say who does.
+        self.may_write = may_write
         self.settings = config.route53
         self.store = store
         self.reconciler = reconciler
@@ -152,11 +159,24 @@ class Route53Sync:
             if not self.known():
                 log.info("route53: waiting for the first probe results before syncing")
                 continue  # the snapshot those results publish wakes us again
+            if self.may_write is not None:
+                allowed, who = self.may_write()
+                if not allowed:
+                    await self._plan_only(who)
+                    continue
             try:
                 await asyncio.to_thread(self.reconciler.reconcile, self.store.current())
             except Exception:
                 # Never let a bug end the loop: the next round tries again, loudly.
                 log.exception("route53: reconcile failed")
+
+    async def _plan_only(self, who: str) -> None:
+        try:
+            plan, _ = await asyncio.to_thread(self.reconciler.plan, self.store.current())
+        except Route53Error as exc:
+            log.warning("route53: not writing (%s); planning failed: %s", who, exc)
+            return
+        log.info("route53: not writing (%s); %d change(s) pending for the writer", who, len(plan.changes))
 
     async def stop(self) -> None:
         if self._debounce is not None:

@@ -215,7 +215,8 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         ready, _ = self.ready()
-        return status_document(self.config, self.store.current(), self.monitor.states, ready)
+        votes = self.cluster.votes if self.cluster is not None and self.cluster.peers else None
+        return status_document(self.config, self.store.current(), self.monitor.states, ready, votes)
 
     def metrics(self) -> bytes:
         return self.metrics_registry.render()
@@ -229,7 +230,8 @@ class Daemon:
     def _status_steps(self) -> Steps:
         ready, _ = self.ready()
         live = dict(self.monitor.states)  # a copy: probes keep writing the monitor's table
-        return joined(status_steps(self.config, self.store.current(), live, ready))
+        votes = self.cluster.votes if self.cluster is not None and self.cluster.peers else None
+        return joined(status_steps(self.config, self.store.current(), live, ready, votes))
 
     @property
     def api_token(self) -> str | None:

@@ -24,6 +24,7 @@ from geodns.errors import GeoDnsError
 from geodns.health.health import Status
 from tests.backends import Behaviour, HttpBackend
 from tests.configs import write_zone
+from tests.daemonproc import run_geodns
 from tests.dnsclient import Endpoint, ask
 
 TOKEN = "cluster-secret-for-tests"
@@ -136,6 +137,17 @@ async def test_three_instances_agree_and_a_death_crosses_the_cluster(cluster: Cl
     health = cluster.daemons["ams"].store.current().states[key]
     assert health.status is Status.DOWN
     assert "503" in (reason or cluster.daemons["ams"].monitor.states[key].reason)
+    # /v1/status and `geodns status` name every vantage's word.
+    api = f"http://127.0.0.1:{cluster.http['ams']}"
+    async with aiohttp.ClientSession() as session, session.get(api + "/v1/status") as response:
+        doc = await response.json()
+    par = next(m for m in doc["pools"][0]["members"] if m["dc"] == "par")
+    assert sorted(par["votes"]["down"]) == ["ams", "nyc", "par"] and par["votes"]["up"] == []
+    assert (
+        "3 of 3 vantages say down" in par["votes"]["summary"] and "par: HTTP 503" in par["votes"]["summary"]
+    )
+    shown = await asyncio.to_thread(run_geodns, "status", "--api", api)
+    assert "votes: 3 of 3 vantages say down" in shown.stdout, shown.stdout
 
 
 @pytest.mark.asyncio

@@ -64,4 +64,7 @@ def render_status(doc: dict[str, Any]) -> str:
             since = f" since {m['since']}" if m["since"] else ""
             reason = f"  {m['reason']}" if m["reason"] and m["real_state"] != "up" else ""
             lines.append(f"  {m['dc']:<8} {m['address']:<22} {state}{since}{reason}")
+            votes = m.get("votes")
+            if votes and (votes["down"] or votes["own"] != m["real_state"]):
+                lines.append(f"  {'':<8} {'':<22} votes: {votes['summary']}")
     return "\n".join(lines) + "\n"

@@ -261,6 +261,18 @@ class ClusterNode:
             return local
         return dataclasses.replace(local, status=status, reason=self.why(key), since=self.since.get(key))
 
+    def votes(self, key: ProbeKey) -> dict[str, Any] | None:
+        """For /v1/status: the counted vantages saying down and up, and why."""
+        verdict = self.verdict
+        if verdict is None:
+            return None
+        return {
+            "down": list(verdict.down_votes.get(key, ())),
+            "up": list(verdict.up_votes.get(key, ())),
+            "own": str(self.local[key].status) if key in self.local else "unknown",
+            "summary": self.why(key),
+        }
+
     def why(self, key: ProbeKey) -> str:
         """'down: 2 of 3 vantages (par: HTTP 503; ams: timeout); nyc says up'."""
         verdict = self.verdict

@@ -6,6 +6,7 @@ Needs root and iproute2 (CI has both); skipped with the reason elsewhere."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import urllib.request
@@ -49,9 +50,9 @@ def _config(root: Path, lab: Lab, dc: str) -> Path:
     members = "".join(f"      - {{address: {lab.backend_ip(o)}, dc: {o}, check_port: 8080}}\n" for o in DCS)
     (folder / "geodns.yaml").write_text(
         f"server: {{dns_listen: ['{ip}:5300'], http_listen: '{ip}:8053', state_dir: state, workers: 1,"
-        f" name: {dc}, datacenter: {dc}}}\n"
+        f" name: {dc}, datacenter: {dc}, api_token_file: token}}\n"
         "datacenters: {par: {}, ams: {}, nyc: {}}\n"
-        f"checks: {{web: {{type: http, interval: {INTERVAL}s, timeout: 400ms,"
+        f"checks: {{web: {{type: http, expect_body: OK, interval: {INTERVAL}s, timeout: 400ms,"
         f" rise: {RISE}, fall: {FALL}}}}}\n"
         f"pools:\n  web:\n    check: web\n    policy: all\n    members:\n{members}"
         f"cluster:\n  token_file: token\n  interval: {CLUSTER_INTERVAL}s\n  timeout: 1500ms\n"
@@ -185,3 +186,55 @@ def test_s5_one_broken_path_does_not_take_a_datacenter_down(lab: Lab) -> None:
     everyone = {lab.backend_ip(dc) for dc in DCS}
     lab.blackhole("ams", lab.backend_ip("nyc"))
     _holds(lab, dict.fromkeys(DCS, everyone), INTERVAL * FALL + 3.0)
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return str(response.read().decode())
+
+
+def _post(url: str) -> int:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    request = urllib.request.Request(url, method="POST", data=b"{}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _reload_all(lab: Lab, tmp_path: Path, old: str, new: str) -> None:
+    for dc in DCS:
+        path = tmp_path / dc / "geodns.yaml"
+        path.write_text(path.read_text().replace(old, new))
+        lab.named[f"geodns-{dc}"].send_signal(signal.SIGHUP)
+
+
+def test_s6_a_bad_check_everywhere_is_held_and_a_real_loss_after_release_fails_over(
+    lab: Lab, tmp_path: Path
+) -> None:
+    everyone = {lab.backend_ip(dc) for dc in DCS}
+    _reload_all(lab, tmp_path, "expect_body: OK", "expect_body: NOPE")  # every member fails, everywhere
+    # The downs arriving before the line is crossed apply until it is (probes are spread over an
+    # interval); then the governor holds the state before the surge, and keeps holding it.
+    _until(
+        lab,
+        lambda a: (
+            all(v == everyone for v in a.values())
+            and all(
+                "geodns_governor_hold 1.0" in lab.call(_get, f"http://{lab.instance_ip(dc)}:8053/metrics")
+                for dc in DCS
+            )
+        ),
+        INTERVAL * FALL + 4.0,
+        "the governor holding everywhere",
+    )
+    _holds(lab, dict.fromkeys(DCS, everyone), 3.0)
+    _reload_all(lab, tmp_path, "expect_body: NOPE", "expect_body: OK")  # the check is mended
+    for dc in DCS:
+        status = lab.call(_post, f"http://{lab.instance_ip(dc)}:8053/v1/cluster/release")
+        assert status in (200, 409), status  # 409: its hold had already ended as the surge cleared
+    time.sleep(INTERVAL * RISE + 1.0)
+    lab.kill("backend-par")  # and then a real datacenter loss
+    off_par = everyone - {lab.backend_ip("par")}
+    _until(lab, lambda a: all(v == off_par for v in a.values()), BOUND + 3, "all off par after the release")

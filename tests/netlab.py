@@ -22,6 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import dns.exception
+import dns.message
+import dns.query
+
 T = TypeVar("T")
 _CLONE_NEWNET = 0x40000000
 
@@ -40,6 +44,17 @@ async def main():
     await asyncio.sleep(3600)
 asyncio.run(main())
 """
+
+
+def www_answer(address: str, timeout: float = 0.5) -> set[str] | None:
+    """The addresses an instance answers for www.example.test (None: no answer)."""
+    try:
+        reply = dns.query.udp(
+            dns.message.make_query("www.example.test.", "A"), address, port=5300, timeout=timeout
+        )
+    except (dns.exception.Timeout, OSError):
+        return None
+    return {rd.to_text() for rrset in reply.answer for rd in rrset}
 
 
 def available() -> str | None:
@@ -109,6 +124,74 @@ class Lab:
 
     def backend(self, dc: str, port: int, log: Path) -> None:
         self.spawn(f"backend-{dc}", dc, [sys.executable, "-c", BACKEND, self.backend_ip(dc), str(port)], log)
+
+    def start_cluster(
+        self,
+        root: Path,
+        token: str,
+        *,
+        interval: float = 0.5,
+        rise: int = 2,
+        fall: int = 2,
+        cluster_interval: float = 0.5,
+        cluster: bool = True,
+    ) -> None:
+        """A backend and a geodns instance in every datacenter: one `all` pool of the
+        three backends, www.example.test answered from it, the instances peers of each
+        other (or, `cluster=False`, each alone)."""
+        for dc in self.dcs:
+            self.backend(dc, 8080, root / f"backend-{dc}.log")
+        for dc in self.dcs:
+            config = self._config(root, dc, token, interval, rise, fall, cluster_interval, cluster)
+            cmd = [sys.executable, "-m", "geodns", "--log-level", "info", "serve", "-c", str(config)]
+            self.spawn(f"geodns-{dc}", dc, cmd, root / f"geodns-{dc}.log")
+
+    def _config(
+        self,
+        root: Path,
+        dc: str,
+        token: str,
+        interval: float,
+        rise: int,
+        fall: int,
+        cluster_interval: float,
+        cluster: bool,
+    ) -> Path:
+        folder = root / dc
+        folder.mkdir()
+        (folder / "zones").mkdir()
+        (folder / "zones" / "example.test.yaml").write_text(
+            "origin: example.test.\nsoa: {mname: ns1.example.test., rname: hostmaster.example.test.}\n"
+            "records:\n  '@': {type: NS, value: ns1}\n  ns1: {type: A, value: 192.0.2.53}\n"
+            "  www: {type: A, pool: web}\n"
+        )
+        (folder / "token").write_text(token)
+        (folder / "token").chmod(0o600)
+        ip = self.instance_ip(dc)
+        peers = "".join(
+            f"    - {{name: {o}, url: 'http://{self.instance_ip(o)}:8053', datacenter: {o}}}\n"
+            for o in self.dcs
+            if o != dc
+        )
+        members = "".join(
+            f"      - {{address: {self.backend_ip(o)}, dc: {o}, check_port: 8080}}\n" for o in self.dcs
+        )
+        text = (
+            f"server: {{dns_listen: ['{ip}:5300'], http_listen: '{ip}:8053', state_dir: state, workers: 1,"
+            f" name: {dc}, datacenter: {dc}, api_token_file: token,"
+            " rate_limit: {exempt: [198.18.0.0/15]}}\n"  # the lab's own clients, asking fast
+            f"datacenters: {{{', '.join(f'{d}: {{}}' for d in self.dcs)}}}\n"
+            f"checks: {{web: {{type: http, expect_body: OK, interval: {interval}s, timeout: 400ms,"
+            f" rise: {rise}, fall: {fall}}}}}\n"
+            f"pools:\n  web:\n    check: web\n    policy: all\n    members:\n{members}"
+        )
+        if cluster:
+            text += (
+                f"cluster:\n  token_file: token\n  interval: {cluster_interval}s\n  timeout: 1500ms\n"
+                f"  peers:\n{peers}"
+            )
+        (folder / "geodns.yaml").write_text(text)
+        return folder / "geodns.yaml"
 
     def kill(self, key: str) -> None:
         proc = self.named.pop(key)

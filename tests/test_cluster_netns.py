@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import dns.exception
-import dns.message
-import dns.query
 import pytest
 
-from tests.netlab import Lab, available
+from tests.netlab import Lab, available, www_answer
 
 DCS = ("par", "ams", "nyc")
 TOKEN = "netns-cluster-secret"
@@ -30,51 +26,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _config(root: Path, lab: Lab, dc: str) -> Path:
-    folder = root / dc
-    folder.mkdir()
-    (folder / "zones").mkdir()
-    (folder / "zones" / "example.test.yaml").write_text(
-        "origin: example.test.\nsoa: {mname: ns1.example.test., rname: hostmaster.example.test.}\n"
-        "records:\n  '@': {type: NS, value: ns1}\n  ns1: {type: A, value: 192.0.2.53}\n"
-        "  www: {type: A, pool: web}\n"
-    )
-    (folder / "token").write_text(TOKEN)
-    (folder / "token").chmod(0o600)
-    ip = lab.instance_ip(dc)
-    peers = "".join(
-        f"    - {{name: {o}, url: 'http://{lab.instance_ip(o)}:8053', datacenter: {o}}}\n"
-        for o in DCS
-        if o != dc
-    )
-    members = "".join(f"      - {{address: {lab.backend_ip(o)}, dc: {o}, check_port: 8080}}\n" for o in DCS)
-    (folder / "geodns.yaml").write_text(
-        f"server: {{dns_listen: ['{ip}:5300'], http_listen: '{ip}:8053', state_dir: state, workers: 1,"
-        f" name: {dc}, datacenter: {dc}, api_token_file: token}}\n"
-        "datacenters: {par: {}, ams: {}, nyc: {}}\n"
-        f"checks: {{web: {{type: http, expect_body: OK, interval: {INTERVAL}s, timeout: 400ms,"
-        f" rise: {RISE}, fall: {FALL}}}}}\n"
-        f"pools:\n  web:\n    check: web\n    policy: all\n    members:\n{members}"
-        f"cluster:\n  token_file: token\n  interval: {CLUSTER_INTERVAL}s\n  timeout: 1500ms\n"
-        f"  peers:\n{peers}"
-    )
-    return folder / "geodns.yaml"
-
-
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     lab = Lab(DCS)
     try:
-        for dc in DCS:
-            lab.backend(dc, 8080, tmp_path / f"backend-{dc}.log")
-        for dc in DCS:
-            config = _config(tmp_path, lab, dc)
-            lab.spawn(
-                f"geodns-{dc}",
-                dc,
-                [sys.executable, "-m", "geodns", "--log-level", "info", "serve", "-c", str(config)],
-                tmp_path / f"geodns-{dc}.log",
-            )
+        lab.start_cluster(
+            tmp_path, TOKEN, interval=INTERVAL, rise=RISE, fall=FALL, cluster_interval=CLUSTER_INTERVAL
+        )
         everyone = {lab.backend_ip(dc) for dc in DCS}
         _until(
             lab, lambda a: all(v == everyone for v in a.values()), 20.0, "all three answering with all three"
@@ -84,21 +42,11 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         lab.close()
 
 
-def _ask(address: str) -> set[str] | None:
-    try:
-        reply = dns.query.udp(
-            dns.message.make_query("www.example.test.", "A"), address, port=5300, timeout=0.5
-        )
-    except (dns.exception.Timeout, OSError):
-        return None
-    return {rd.to_text() for rrset in reply.answer for rd in rrset}
-
-
 def answers(lab: Lab, cut_off: str | None = None) -> dict[str, set[str] | None]:
     """Each instance's answer, asked from the router (a cut-off one from inside its own datacenter)."""
     out = {}
     for dc in DCS:
-        out[dc] = lab.call(_ask, lab.instance_ip(dc), inside_dc=dc if dc == cut_off else None)
+        out[dc] = lab.call(www_answer, lab.instance_ip(dc), inside_dc=dc if dc == cut_off else None)
     return out
 
 

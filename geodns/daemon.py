@@ -40,7 +40,7 @@ from geodns.health.overrides import Override
 from geodns.health.snapshot import HealthSnapshot, SnapshotStore
 from geodns.reloading import read_cached_zone, release, zones_by_key
 from geodns.serving import next_state, serving_state
-from geodns.steering.explain import explain
+from geodns.steering.explain import add_votes, explain
 from geodns.steering.overridestore import OverrideStore
 from geodns.workers.pool import WorkerPool
 from geodns.zone.zone import Zone
@@ -286,7 +286,10 @@ class Daemon:
         return browser.allowed_hosts(bound.host, bound.port, self.config.server.api_allowed_hosts)
 
     def explain(self, name: str, qtype: str, client: str, ecs: str | None) -> dict[str, Any]:
-        return explain(self.config, self.store.current(), name, qtype, client, ecs)
+        doc = explain(self.config, self.store.current(), name, qtype, client, ecs)
+        if self.cluster is not None and self.cluster.peers:
+            add_votes(doc, self.config, self.cluster.why)
+        return doc
 
     async def start(self) -> None:
         try:

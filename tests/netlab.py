@@ -70,13 +70,26 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
 
 
+def _forward(ns: str) -> None:
+    """Route between links in `ns` (per namespace; no sysctl binary needed)."""
+    forward = "echo 1 > /proc/sys/net/ipv4/ip_forward"
+    subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", forward], check=True, timeout=30)
+
+
 class Lab:
+    """Per datacenter N: a namespace for its backend (198.18.N.3, linked to the router)
+    and one for its geodns instance (198.19.N.2, linked to the backend's namespace),
+    so an instance can lose its network while its datacenter's backend stays reachable."""
+
     def __init__(self, dcs: tuple[str, ...]) -> None:
         tag = uuid.uuid4().hex[:6]
+        self.tag = tag
         self.dcs = dcs
         self.router = f"gr-{tag}"
-        self.ns = {dc: f"g{dc}-{tag}" for dc in dcs}
+        self.ns = {dc: f"g{dc}-{tag}" for dc in dcs}  # the datacenter: its backend
+        self.ins = {dc: f"i{dc}-{tag}" for dc in dcs}  # its geodns instance
         self.links: dict[str, str] = {}  # dc -> the router's end of its link
+        self.uplinks: dict[str, str] = {}  # dc -> the instance's end of its link
         self.procs: list[subprocess.Popen[bytes]] = []
         self.named: dict[str, subprocess.Popen[bytes]] = {}
         try:
@@ -86,7 +99,7 @@ class Lab:
             raise
 
     def instance_ip(self, dc: str) -> str:
-        return f"198.18.{self.dcs.index(dc) + 1}.2"
+        return f"198.19.{self.dcs.index(dc) + 1}.2"
 
     def backend_ip(self, dc: str) -> str:
         return f"198.18.{self.dcs.index(dc) + 1}.3"
@@ -94,36 +107,44 @@ class Lab:
     def _build(self) -> None:
         _ip("netns", "add", self.router)
         _ip("-n", self.router, "link", "set", "lo", "up")
-        subprocess.run(
-            ["ip", "netns", "exec", self.router, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
-            check=True,
-            timeout=30,
-        )
+        _forward(self.router)
         for i, dc in enumerate(self.dcs, start=1):
-            ns, here, there = self.ns[dc], f"r{i}-{self.router[3:]}", f"d{i}-{self.router[3:]}"
-            _ip("netns", "add", ns)
-            _ip("-n", ns, "link", "set", "lo", "up")
+            ns, ins, here, there = self.ns[dc], self.ins[dc], f"r{i}-{self.tag}", f"d{i}-{self.tag}"
+            for name in (ns, ins):
+                _ip("netns", "add", name)
+                _ip("-n", name, "link", "set", "lo", "up")
+            _forward(ns)
             _ip("link", "add", here, "netns", self.router, "type", "veth", "peer", "name", there, "netns", ns)
             _ip("-n", self.router, "addr", "add", f"198.18.{i}.1/24", "dev", here)
             _ip("-n", self.router, "link", "set", here, "up")
-            _ip("-n", ns, "addr", "add", f"198.18.{i}.2/24", "dev", there)
             _ip("-n", ns, "addr", "add", f"198.18.{i}.3/24", "dev", there)
             _ip("-n", ns, "link", "set", there, "up")
             _ip("-n", ns, "route", "add", "default", "via", f"198.18.{i}.1")
             self.links[dc] = here
+            dc_end, instance_end = f"e{i}-{self.tag}", f"u{i}-{self.tag}"
+            _ip(
+                "link", "add", dc_end, "netns", ns, "type", "veth", "peer", "name", instance_end, "netns", ins
+            )
+            _ip("-n", ns, "addr", "add", f"198.19.{i}.1/24", "dev", dc_end)
+            _ip("-n", ns, "link", "set", dc_end, "up")
+            _ip("-n", ins, "addr", "add", f"198.19.{i}.2/24", "dev", instance_end)
+            _ip("-n", ins, "link", "set", instance_end, "up")
+            _ip("-n", ins, "route", "add", "default", "via", f"198.19.{i}.1")
+            _ip("-n", self.router, "route", "add", f"198.19.{i}.0/24", "via", f"198.18.{i}.3")
+            self.uplinks[dc] = instance_end
 
-    def spawn(self, key: str, dc: str, cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    def spawn(self, key: str, namespace: str, cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with log.open("ab") as out:
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns[dc], *cmd], stdout=out, stderr=out, env=env
-            )
+            proc = subprocess.Popen(["ip", "netns", "exec", namespace, *cmd], stdout=out, stderr=out, env=env)
         self.procs.append(proc)
         self.named[key] = proc
         return proc
 
     def backend(self, dc: str, port: int, log: Path) -> None:
-        self.spawn(f"backend-{dc}", dc, [sys.executable, "-c", BACKEND, self.backend_ip(dc), str(port)], log)
+        self.spawn(
+            f"backend-{dc}", self.ns[dc], [sys.executable, "-c", BACKEND, self.backend_ip(dc), str(port)], log
+        )
 
     def start_cluster(
         self,
@@ -144,7 +165,7 @@ class Lab:
         for dc in self.dcs:
             config = self._config(root, dc, token, interval, rise, fall, cluster_interval, cluster)
             cmd = [sys.executable, "-m", "geodns", "--log-level", "info", "serve", "-c", str(config)]
-            self.spawn(f"geodns-{dc}", dc, cmd, root / f"geodns-{dc}.log")
+            self.spawn(f"geodns-{dc}", self.ins[dc], cmd, root / f"geodns-{dc}.log")
 
     def _config(
         self,
@@ -201,24 +222,24 @@ class Lab:
     def cut(self, dc: str, up: bool = False) -> None:
         """Take the datacenter's only link down (or up again)."""
         _ip("-n", self.router, "link", "set", self.links[dc], "up" if up else "down")
-        if up:
-            _ip("-n", self.ns[dc], "route", "replace", "default", "via", f"198.18.{self.dcs.index(dc) + 1}.1")
+        if up:  # a link going down takes its routes with it
+            i = self.dcs.index(dc) + 1
+            _ip("-n", self.ns[dc], "route", "replace", "default", "via", f"198.18.{i}.1")
+            _ip("-n", self.router, "route", "replace", f"198.19.{i}.0/24", "via", f"198.18.{i}.3")
 
     def blackhole(self, dc: str, address: str) -> None:
-        """From `dc`, packets to `address` go nowhere (a broken path)."""
-        _ip("-n", self.ns[dc], "route", "add", "blackhole", f"{address}/32")
+        """From `dc`'s instance, packets to `address` go nowhere (a broken path)."""
+        _ip("-n", self.ins[dc], "route", "add", "blackhole", f"{address}/32")
 
     def lose_routes(self, dc: str) -> None:
-        """The instance's host loses its route to everything (policy routing on its
-        address): its backend next to it keeps answering everyone else."""
-        ns = self.ns[dc]
-        _ip("-n", ns, "route", "add", "blackhole", "default", "table", "100")
-        _ip("-n", ns, "rule", "add", "from", self.instance_ip(dc), "lookup", "100", "priority", "100")
+        """The instance's host loses its network (its link goes down); the datacenter's
+        backend beside it stays reachable to everyone else."""
+        _ip("-n", self.ins[dc], "link", "set", self.uplinks[dc], "down")
 
     def call(self, fn: Callable[..., T], *args: object, inside_dc: str | None = None) -> T:
         """`fn(*args)` on a thread inside the router's namespace (or a datacenter's):
         its sockets live there."""
-        name = self.router if inside_dc is None else self.ns[inside_dc]
+        name = self.router if inside_dc is None else self.ins[inside_dc]
 
         def inside() -> T:
             fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
@@ -243,5 +264,5 @@ class Lab:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for ns in [*self.ns.values(), self.router]:
+        for ns in [*self.ins.values(), *self.ns.values(), self.router]:
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)

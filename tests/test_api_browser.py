@@ -4,9 +4,6 @@ writes are refused; every response carries the security headers."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from aiohttp import web
 
 from geodns.config import load
 from geodns.daemon import Daemon
+from tests.chromium import dump_dom
 from tests.configs import write_zone
 from tests.conftest import needs, serving
 
@@ -63,27 +61,6 @@ async def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
         yield running
 
 
-async def _dump_dom(url: str) -> str:
-    """The page as headless Chromium leaves it once its scripts have run."""
-    profile = tempfile.mkdtemp(prefix="geodns-chromium-")
-    try:
-        browser = await asyncio.create_subprocess_exec(
-            shutil.which("chromium") or "chromium",
-            *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"),
-            *("--disable-background-networking", "--disable-component-update", "--disable-sync"),
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            url,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        dom, _ = await asyncio.wait_for(browser.communicate(), 60)
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-    return dom.decode()
-
-
 def _api(daemon: Daemon) -> str:
     assert daemon.admin is not None and daemon.admin.bound is not None
     return f"http://{daemon.admin.bound}"
@@ -105,7 +82,7 @@ async def test_a_hostile_page_cannot_drain_or_read(daemon: Daemon) -> None:
     await site.start()
     port = runner.addresses[0][1]
     try:
-        text = await _dump_dom(f"http://127.0.0.2:{port}/")
+        text = await dump_dom(f"http://127.0.0.2:{port}/")
     finally:
         await runner.cleanup()
     assert "form-sent" in text, text  # the page ran to its end
@@ -152,9 +129,9 @@ async def test_the_status_page_reads_with_a_token_in_its_fragment(
     running = Daemon(load(_config(tmp_path)))
     await running.start()
     try:
-        closed = await _dump_dom(_api(running) + "/")
+        closed = await dump_dom(_api(running) + "/")
         assert "HTTP 401" in closed and "#token=" in closed
-        opened = await _dump_dom(_api(running) + "/#token=reader")
+        opened = await dump_dom(_api(running) + "/#token=reader")
         assert "HTTP 401" not in opened and ">par <small>" in opened, opened
     finally:
         await running.stop()

@@ -16,7 +16,9 @@ from geodns.config import load
 from geodns.daemon import Daemon
 from geodns.health.health import Status
 from tests.backends import Behaviour, HttpBackend
+from tests.chromium import dump_dom
 from tests.configs import write_zone
+from tests.conftest import needs
 from tests.daemonproc import run_geodns
 
 DCS = ("par", "ams", "nyc", "sin")
@@ -93,6 +95,28 @@ async def test_a_surge_is_held_until_released_and_a_single_loss_is_not(
         assert daemon.cluster is not None and daemon.cluster.governor.hold is None
         again = await asyncio.to_thread(run_geodns, "release", "--api", api, cwd=tmp_path)
         assert again.returncode != 0 and "holds nothing" in again.stderr
+    finally:
+        await daemon.stop()
+        for backend in backends.values():
+            await backend.stop()
+
+
+@needs("chromium")
+@pytest.mark.asyncio
+async def test_the_status_page_shows_the_cluster_and_the_governor(tmp_path: Path) -> None:
+    backends = {dc: await HttpBackend(f"127.0.0.{20 + i}").start() for i, dc in enumerate(DCS)}
+    daemon = Daemon(load(_config(tmp_path, {dc: b.port for dc, b in backends.items()})))
+    await daemon.start()
+    try:
+        for backend in backends.values():
+            backend.behaviour = Behaviour(status=503, body="<b>injected</b>")
+        await _wait(
+            lambda: daemon.cluster is not None and daemon.cluster.governor.hold is not None, 3.0, "a hold"
+        )
+        assert daemon.admin is not None and daemon.admin.bound is not None
+        dom = await dump_dom(f"http://{daemon.admin.bound}/")
+        assert "<h3>Cluster</h3>" in dom and "governor holding 4 target(s) up" in dom, dom
+        assert "<b>injected</b>" not in dom
     finally:
         await daemon.stop()
         for backend in backends.values():

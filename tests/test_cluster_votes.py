@@ -1,12 +1,19 @@
-"""Votes, isolation, partitions and the governor, table-tested (pure)."""
+"""Votes, isolation, partitions and the governor, table-tested (pure), and the
+Route53 writer's choice on a clock of its own."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from geodns.cluster.governor import Governor
+from geodns.cluster.node import ClusterNode
+from geodns.cluster.report import Report
 from geodns.cluster.votes import Vantage, decide, needed
+from geodns.config import load
 from geodns.health.health import ProbeKey, Status
+from geodns.health.snapshot import SnapshotStore
 
 UP, DOWN, UNKNOWN = Status.UP, Status.DOWN, Status.UNKNOWN
 DCS = ("par", "ams", "nyc")
@@ -225,3 +232,27 @@ def test_release_and_hold_max_let_the_downs_apply_and_a_real_loss_after_still_fa
     assert out == states(0)
     out, event = timed.apply(out, states(10), 600.0)
     assert out == states(10) and event is not None and "hold_max" in event.why
+
+
+# The Route53 writer (the node, on a clock of its own).
+
+
+def test_a_new_instance_waits_for_its_peers_before_it_may_write(tmp_path: Path) -> None:
+    (tmp_path / "geodns.yaml").write_text(
+        "server: {mode: route53, state_dir: state, http_listen: null, name: b}\n"
+        "datacenters: {par: {}}\n"
+        "pools: {web: {members: [{address: 192.0.2.1, dc: par}]}}\n"
+        "route53: {records: [{name: www.example.com., hosted_zone_id: Z1, pool: web}]}\n"
+        "cluster: {timeout: 3s, peers: [{name: a, url: 'http://127.0.0.1:9'}, {name: c, url: 'http://127.0.0.1:9'}]}\n"
+    )
+    now = [100.0]
+    node = ClusterNode(load(tmp_path / "geodns.yaml"), SnapshotStore(), "b", clock=lambda: now[0])
+    assert node.writer() is None and node.may_write()[0] is False  # a or c may be alive and writing
+    now[0] = 103.5
+    assert node.writer() == "b"  # nobody heard within a timeout: this one writes
+    node.heard("c", Report("c", None, "boot", 1, "h", {}, route53=True))
+    assert node.writer() == "b"  # c syncs too, but b is the smaller name
+    node.heard("a", Report("a", None, "boot", 1, "h", {}, route53=True))
+    assert node.writer() == "a" and node.may_write() == (False, "a writes")
+    now[0] = 110.0  # a silent for longer than the timeout: not counted, b takes over
+    assert node.writer() == "b"

@@ -111,7 +111,11 @@ class ClusterNode:
             for s in self.counted()
             if s.report and s.report.route53 and s.peer.name not in isolated
         ]
-        if self.syncs_route53 and self.name not in isolated and not self.partitioned:
+        # Just started, a peer not yet heard may be the writer: not this instance, yet.
+        settling = any(s.heard is None for s in self.peers.values()) and (
+            self.clock() - self._born < self.settings.timeout
+        )
+        if self.syncs_route53 and self.name not in isolated and not self.partitioned and not settling:
             names.append(self.name)
         return min(names) if names else None
 

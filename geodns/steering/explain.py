@@ -8,12 +8,14 @@ real and effective state, the answer, its TTL and the ECS scope.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from geodns.config.model import Config
 from geodns.dns.answer import Client, PoolResult, resolve
 from geodns.dns.zonetext import rdata_text
+from geodns.health.health import ProbeKey, probe_key
 from geodns.health.snapshot import HealthSnapshot
 from geodns.steering.policy import Decision, PolicySource
 from geodns.zone.names import parse_name, to_text
@@ -101,6 +103,26 @@ def _decision_json(entry: PoolRRset, d: Decision, result: PoolResult) -> dict[st
     return out
 
 
+def add_votes(doc: dict[str, Any], config: Config, why: Callable[[ProbeKey], str]) -> None:
+    """With peers: each member's line says how the vantages voted ("3 of 3 vantages say
+    down (par: HTTP 503; ...)")."""
+
+    def walk(p: dict[str, Any]) -> None:
+        pool = config.pools.get(p["pool"])
+        if pool is not None:
+            by_address = {m.address: m for m in pool.members}
+            for m in p["members"]:
+                member = by_address.get(m["address"])
+                key = probe_key(pool, member, config.checks) if member is not None else None
+                if key is not None:
+                    m["votes"] = why(key)
+        if "via" in p:
+            walk(p["via"])
+
+    for p in doc["pools"]:
+        walk(p)
+
+
 def render(doc: dict[str, Any]) -> str:
     q = doc["question"]
     lines = [
@@ -130,6 +152,8 @@ def _render_pool(p: dict[str, Any], indent: str) -> list[str]:
         lines.append(
             f"{indent}  - {m['address']:<20} {m['dc']:<8} weight {m['weight']:<4} {m['state']}{forced}"
         )
+        if m.get("votes"):
+            lines.append(f"{indent}      {m['state']}: {m['votes']}")
     if p["chosen_dc"]:
         lines.append(f"{indent}  chosen datacenter: {p['chosen_dc']}")
     if p["fallback"]:

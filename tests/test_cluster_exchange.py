@@ -250,3 +250,62 @@ def test_peers_without_a_token_are_refused_at_start(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("cluster:\n", "cluster:\n  token_file: token\n"))
     with pytest.raises(GeoDnsError, match="may be read or written by others"):
         Daemon(load(path))
+
+
+@pytest.mark.asyncio
+async def test_a_slow_peer_is_not_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def slow(_request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.Response(body=b"{}", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/cluster/observations", slow)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    backend = await HttpBackend("127.0.0.9").start()
+    http = {dc: _free_port() for dc in DCS}
+    path = _config(
+        tmp_path,
+        "par",
+        http,
+        dict.fromkeys(DCS, backend.port),
+        f"    - {{name: slow, url: 'http://127.0.0.1:{runner.addresses[0][1]}'}}\n",
+    )
+    daemon = Daemon(load(path))
+    await daemon.start()
+    try:
+        node = daemon.cluster
+        assert node is not None
+        # interval 0.5 s + timeout 1.5 s: the request gives up after 2 s.
+        await _until(lambda: node.peers["slow"].problem is not None, 5.0, "the slow peer given up on")
+        assert "TimeoutError" in (node.peers["slow"].problem or "")
+        assert not any(s.peer.name == "slow" for s in node.counted())
+    finally:
+        await daemon.stop()
+        await backend.stop()
+        await runner.cleanup()
+
+
+@pytest.mark.asyncio
+async def test_a_peer_with_another_config_is_shown_and_still_counted(cluster: Cluster) -> None:
+    await _until(lambda: _all_counted(cluster), 5.0, "every peer counted everywhere")
+    nyc = cluster.daemons["nyc"]
+    path = nyc.config.source
+    path.write_text(path.read_text().replace("interval: 300ms", "interval: 400ms"))
+    assert await nyc.reload()
+    api = f"http://127.0.0.1:{cluster.http['par']}/v1/cluster"
+
+    async def peers() -> dict[str, dict[str, object]]:
+        async with aiohttp.ClientSession() as session, session.get(api) as response:
+            return {p["name"]: p for p in (await response.json())["peers"]}
+
+    for _ in range(60):
+        seen = await peers()
+        if seen["nyc"]["same_config"] is False:
+            break
+        await asyncio.sleep(0.1)
+    assert seen["nyc"]["same_config"] is False and seen["nyc"]["counted"] is True
+    assert seen["ams"]["same_config"] is True
+    shown = await asyncio.to_thread(run_geodns, "cluster", "--api", f"http://127.0.0.1:{cluster.http['par']}")
+    assert "peer nyc [nyc]" in shown.stdout and "config differs" in shown.stdout, shown.stdout

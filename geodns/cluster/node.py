@@ -82,7 +82,10 @@ class ClusterNode:
         self.config = config
         self.settings: ClusterConfig = config.cluster
         self.datacenter = config.server.datacenter
+        old_hash = getattr(self, "hash", None)
         self.hash = config_hash(config)
+        if old_hash is not None and old_hash != self.hash:
+            self._changed()  # peers see the new config hash at once
         self.syncs_route53 = config.server.mode in ("route53", "both") and config.route53 is not None
         self.governor = Governor(
             self.settings.max_down_fraction, self.settings.down_window, self.settings.hold_max
@@ -135,10 +138,14 @@ class ClusterNode:
         before = {k: (h.status, h.reason) for k, h in self.local.items()}
         self.local = dict(states)
         if {k: (h.status, h.reason) for k, h in self.local.items()} != before:
-            self.seq += 1
-            self._change.set()
-            self._change = asyncio.Event()
+            self._changed()
         self.recompute(publish=True)
+
+    def _changed(self) -> None:
+        """The own report changed: a new sequence number, and the long-polls answer."""
+        self.seq += 1
+        self._change.set()
+        self._change = asyncio.Event()
 
     async def wait_change(self, seq: int, seconds: float) -> None:
         """Until the own report moves past `seq`, or `seconds` pass (the long-poll)."""

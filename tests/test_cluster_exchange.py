@@ -198,7 +198,9 @@ async def test_a_silent_peer_stops_counting_and_the_endpoint_wants_the_token(
         b' "targets": [["web", "1.2.3.4", 99999, "up", "", 0, 0]]}',
         b'{"name": "impostor", "boot": "x", "seq": 1, "config_hash": "h", "targets": []}',
         b"{" * 100_000,
+        b'{"name": "evil", "pad": "' + b"x" * (16 * 1024 * 1024) + b'"}',  # over the 16 MiB limit
     ],
+    ids=["not-json", "list", "short-row", "seq-string", "bad-port", "impostor", "deep", "huge"],
 )
 async def test_a_hostile_peer_is_not_counted_and_nothing_raises(
     tmp_path: Path, garbage: bytes, caplog: pytest.LogCaptureFixture

@@ -71,6 +71,18 @@ def reconciler(config: Config, metrics: Metrics | None = None) -> Reconciler:
     return Reconciler(config, Route53Client(config.route53, metrics), metrics)
 
 
+async def weight_of(moto: Moto, zone: str, set_id: str, want: int, within: float) -> float:
+    """Seconds until the record set `set_id` has weight `want` in the emulator."""
+    start = time.monotonic()
+    current: dict[str, tuple[int, list[str]]] = {}
+    while time.monotonic() - start < within:
+        current = await asyncio.to_thread(weights, moto, zone)
+        if set_id in current and current[set_id][0] == want:
+            return time.monotonic() - start
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{set_id} never reached weight {want}: {current}")
+
+
 def weights(moto: Moto, zone_id: str, rtype: str = "A") -> dict[str, tuple[int, list[str]]]:
     return {
         set_id: (r["Weight"], sorted(v["Value"] for v in r["ResourceRecords"]))
@@ -288,20 +300,10 @@ async def test_serve_in_route53_mode_moves_weights_off_a_dying_datacenter(tmp_pa
     write_config(tmp_path, moto, zone, port=port, interval="500ms", timeout="200ms")
     daemon = await spawn(tmp_path / "geodns.yaml", env=FAKE_AWS, dns=False)
     try:
-
-        async def weight_of(set_id: str, want: int, within: float) -> float:
-            start = time.monotonic()
-            while time.monotonic() - start < within:
-                current = await asyncio.to_thread(weights, moto, zone)
-                if set_id in current and current[set_id][0] == want:
-                    return time.monotonic() - start
-                await asyncio.sleep(0.05)
-            raise AssertionError(f"{set_id} never reached weight {want}: {current}")
-
-        await weight_of("geodns-par", 6, within=10)
+        await weight_of(moto, zone, "geodns-par", 6, within=10)
         for address in MEMBERS["par"]:
             await backends[address].stop()
-        took = await weight_of("geodns-par", 0, within=10)
+        took = await weight_of(moto, zone, "geodns-par", 0, within=10)
         assert took <= 0.5 * 3 + 2.0, took  # interval x fall + 2 s (the issue's bound)
         assert (await asyncio.to_thread(weights, moto, zone))["geodns-ams"][0] == 2
         # par's two members may fail in the same round (6 -> 0) or one after the other (6 -> 3 -> 0).
@@ -310,7 +312,7 @@ async def test_serve_in_route53_mode_moves_weights_off_a_dying_datacenter(tmp_pa
 
         for address in MEMBERS["par"]:
             await backends[address].start(port=port)
-        await weight_of("geodns-par", 6, within=10)
+        await weight_of(moto, zone, "geodns-par", 6, within=10)
         # Afterwards there is nothing left to do.
         plan = await asyncio.to_thread(run_geodns, "plan", "-c", "geodns.yaml", cwd=tmp_path)
         assert plan.returncode == 0, plan.stdout + plan.stderr
@@ -352,16 +354,7 @@ async def test_one_writer_among_instances_and_a_hand_over_when_it_dies(tmp_path:
             path.write_text(text)
             procs[name] = await spawn(path, env=FAKE_AWS, dns=False, http_listen=f"127.0.0.1:{http[name]}")
 
-        async def weight_of(set_id: str, want: int, within: float) -> float:
-            start = time.monotonic()
-            while time.monotonic() - start < within:
-                current = await asyncio.to_thread(weights, moto, zone)
-                if set_id in current and current[set_id][0] == want:
-                    return time.monotonic() - start
-                await asyncio.sleep(0.05)
-            raise AssertionError(f"{set_id} never reached weight {want}: {current}")
-
-        await weight_of("geodns-par", 6, within=10)
+        await weight_of(moto, zone, "geodns-par", 6, within=10)
         try:
             await procs["b"].wait_for_log("not writing (a writes)")
         except TimeoutError:
@@ -373,7 +366,7 @@ async def test_one_writer_among_instances_and_a_hand_over_when_it_dies(tmp_path:
         await procs["b"].wait_for_log("Route53 writer: a -> b", timeout=5)
         for address in MEMBERS["par"]:
             await backends[address].stop()
-        took = await weight_of("geodns-par", 0, within=10)
+        took = await weight_of(moto, zone, "geodns-par", 0, within=10)
         assert took <= 0.5 * 3 + 1.5 + 2.0, took  # interval x fall + cluster.timeout + 2 s
         assert any("route53: ~ www.example.com. A geodns-par weight" in line for line in procs["b"].log)
     finally:

@@ -372,6 +372,6 @@ class ClusterNode:
 
 
 def governor_event_text(event: Event) -> str:
-    names = ", ".join(f"{k.address}:{k.port}" for k in sorted(event.held)[:20])
+    names = ", ".join(f"{k.address}:{k.port}" for k in sorted(event.held, key=str)[:20])
     more = f" and {len(event.held) - 20} more" if len(event.held) > 20 else ""
     return f"{event.why}: {names}{more}"

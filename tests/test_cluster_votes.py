@@ -143,6 +143,19 @@ def test_votes(
     assert verdict.partitioned is partitioned, scenario
 
 
+def test_targets_seen_only_through_held_states_count_as_down_for_a_partition() -> None:
+    # Cut off, one remote site fails with timeouts (down), the other with "no route" (a
+    # checker-side error: its state held at up, no fresh result): still a partition.
+    own = vantage("par", down="ams")
+    blind = frozenset({TARGETS["nyc1"], TARGETS["nyc2"]})
+    verdict = decide(own, [], HOMES, blind=blind)
+    assert verdict.partitioned
+    assert not decide(own, [], HOMES).partitioned  # without knowing, half looked up
+    # With peers heard, a blind target gets no vote from this instance.
+    voted = decide(vantage("par", down="nyc"), [vantage("ams", down="nyc1")], HOMES, blind=blind)
+    assert voted.down_votes[TARGETS["nyc1"]] == ("ams",) and voted.states[TARGETS["nyc2"]] is UP
+
+
 def test_votes_name_who_said_what() -> None:
     verdict = decide(vantage("par", down="nyc1"), [vantage("ams", down="nyc1"), vantage("nyc")], HOMES)
     key = TARGETS["nyc1"]

@@ -193,6 +193,7 @@ class ClusterNode:
             quorum=self.settings.quorum,
             isolation=self.settings.isolation,
             peers_configured=bool(self.peers),
+            blind=self._blind(),
         )
         self.verdict = verdict
         self._note_isolation(verdict)
@@ -223,6 +224,21 @@ class ClusterNode:
             self._writer = writer
             if self.on_writer is not None:
                 self.on_writer()
+
+    def _blind(self) -> frozenset[ProbeKey]:
+        """Targets whose last own result is old: their probes keep failing on this
+        host's side (no route, no descriptors) and the monitor holds their states, so
+        'up' here only means 'last seen up'. A cut-off instance sees its remote
+        targets this way, not as down."""
+        now = self.wall()
+        out = []
+        for key, health in self.local.items():
+            check = self.config.checks.get(key.check)
+            if check is None or health.checked is None:
+                continue
+            if now - health.checked > 2 * check.interval + check.timeout + 1.0:
+                out.append(key)
+        return frozenset(out)
 
     def release(self, who: str) -> bool:
         event = self.governor.release(f"released by {who}")

@@ -103,9 +103,20 @@ def decide(
     quorum: str | int = "majority",
     isolation: float = 0.5,
     peers_configured: bool = True,
+    blind: frozenset[ProbeKey] = frozenset(),
 ) -> Verdict:
     """`peers`: the vantages heard from lately (stale ones left out by the caller).
-    `homes`: the datacenters of the members behind each target."""
+    `homes`: the datacenters of the members behind each target. `blind`: targets this
+    instance has no fresh result for (its probes failed on its own side, e.g. no route:
+    states held): no vote, but they look down when judging a partition."""
+    looks = own
+    if blind:
+        looks = Vantage(
+            own.name, own.datacenter, {k: Status.DOWN if k in blind else s for k, s in own.seen.items()}
+        )
+        own = Vantage(
+            own.name, own.datacenter, {k: Status.UNKNOWN if k in blind else s for k, s in own.seen.items()}
+        )
     vantages = [own, *peers]
     alone = isolated(vantages, homes, isolation) if len(vantages) > 1 else frozenset()
     counted = [v for v in vantages if v.name not in alone] or vantages
@@ -124,7 +135,7 @@ def decide(
             states[key] = Status.UNKNOWN
         else:
             states[key] = Status.DOWN if len(down) >= needed(quorum, with_result) else Status.UP
-    partitioned = peers_configured and not peers and remote_down_share(own, homes) > isolation
+    partitioned = peers_configured and not peers and remote_down_share(looks, homes) > isolation
     return Verdict(states, downs, ups, alone, partitioned)
 
 

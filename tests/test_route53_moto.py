@@ -363,7 +363,10 @@ async def test_one_writer_among_instances_and_a_hand_over_when_it_dies(tmp_path:
         assert any("route53: +" in line for line in procs["a"].log)
 
         await procs["a"].kill()
-        await procs["b"].wait_for_log("Route53 writer: a -> b", timeout=5)
+        try:
+            await procs["b"].wait_for_log("Route53 writer: a -> b", timeout=5)
+        except TimeoutError:
+            raise AssertionError("b never took over:\n" + "".join(procs["b"].log[-40:])) from None
         for address in MEMBERS["par"]:
             await backends[address].stop()
         took = await weight_of(moto, zone, "geodns-par", 0, within=10)

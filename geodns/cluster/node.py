@@ -60,6 +60,7 @@ class ClusterNode:
         self.boot = secrets.token_hex(8)
         self.seq = 0
         self.local: Mapping[ProbeKey, Health] = {}
+        self._live: Mapping[ProbeKey, Health] = {}
         self.peers: dict[str, PeerState] = {}
         self.answered: dict[ProbeKey, Status] = {}  # what the answers use now
         self.agreed: dict[ProbeKey, Status] = {}  # the last decision made while not partitioned
@@ -137,6 +138,7 @@ class ClusterNode:
         """The monitor's sink: this instance's own statuses changed (or were first known)."""
         before = {k: (h.status, h.reason) for k, h in self.local.items()}
         self.local = dict(states)
+        self._live = states  # the monitor's own table: every probe's time, not only changes
         if {k: (h.status, h.reason) for k, h in self.local.items()} != before:
             self._changed()
         self.recompute(publish=True)
@@ -232,7 +234,7 @@ class ClusterNode:
         targets this way, not as down."""
         now = self.wall()
         out = []
-        for key, health in self.local.items():
+        for key, health in self._live.items():
             check = self.config.checks.get(key.check)
             if check is None or health.checked is None:
                 continue

@@ -15,22 +15,23 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geodns import durable
+from geodns import __version__, durable
 from geodns.api import browser
 from geodns.api.admin import AdminServer, make_app
 from geodns.api.metrics import Metrics
 from geodns.api.render import Rendered, Steps, joined, metrics_steps
-from geodns.api.status import status_document, status_steps
+from geodns.api.status import Story, status_document, status_steps
 from geodns.api.tokens import load_api_token, load_cluster_token, load_read_token
 from geodns.cluster.node import ClusterNode
 from geodns.cluster.peers import pull_all
 from geodns.config import Config, load
 from geodns.config.model import ListenAddress, worker_count
 from geodns.dns.handler import ServingState, Stats
-from geodns.dns.server import DnsServer
+from geodns.dns.server import DnsServer, without_missing_ipv6
 from geodns.errors import ConfigError, GeoDnsError
 from geodns.eventloop import uvloop_run
 from geodns.health.capacity import capacity_warnings, fd_budget
@@ -42,6 +43,7 @@ from geodns.reloading import read_cached_zone, release, zones_by_key
 from geodns.serving import next_state, serving_state
 from geodns.steering.explain import add_votes, explain
 from geodns.steering.overridestore import OverrideStore
+from geodns.steering.poolwatch import PoolWatch
 from geodns.workers.pool import WorkerPool
 from geodns.zone.zone import Zone
 
@@ -117,6 +119,13 @@ class Daemon:
         self.metrics_registry.loop_lag.set_function(lambda: self.monitor.watch.recent(10.0))
         self.metrics_registry.overrides_unreadable.set_function(lambda: len(self.override_store.problems))
         self.override_store = OverrideStore(self.config, self.store)
+        self.override_store.history = self.monitor.history
+        # Which datacenter each pool answers from, and a loud word when one fails open.
+        self.pool_watch = PoolWatch(
+            self.config, time.time, self.monitor.history, self.metrics_registry.set_pool, self.monitor.known
+        )
+        self.store.subscribe(self.pool_watch.on_snapshot)
+        self.story = Story(self.pool_watch.to_json, self.monitor.history, self._story_extra)
         self._stopping = threading.Event()  # wakes the Route53 thread out of its sleeps
         self.route53: Route53Sync | None = None
         if self.config.server.mode in ("route53", "both") and self.config.route53 is not None:
@@ -195,6 +204,9 @@ class Daemon:
         else:
             self._swap(next_state(self.config, self.state, snapshot))
 
+    def _story_extra(self) -> dict[str, Any]:
+        return {"route53": self.route53.to_json() if self.route53 is not None else None}
+
     def dns_bound(self) -> list[ListenAddress]:
         """The DNS addresses answered on (ports chosen when the config said 0)."""
         return self.pool.bound if self.pool is not None else self.dns.bound
@@ -207,6 +219,8 @@ class Daemon:
             reasons += self.cluster.trouble()
         if self.pool is not None:
             reasons += self.pool.trouble()
+        if self.route53 is not None:
+            reasons += self.route53.trouble()
         reasons += [
             f"drains may be missing: {problem} (acknowledge with `geodns ack` or any drain change)"
             for problem in self.override_store.problems
@@ -216,7 +230,9 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         ready, _ = self.ready()
         votes = self.cluster.votes if self.cluster is not None and self.cluster.peers else None
-        return status_document(self.config, self.store.current(), self.monitor.states, ready, votes)
+        return status_document(
+            self.config, self.store.current(), self.monitor.states, ready, votes, self.story
+        )
 
     def metrics(self) -> bytes:
         return self.metrics_registry.render()
@@ -231,7 +247,7 @@ class Daemon:
         ready, _ = self.ready()
         live = dict(self.monitor.states)  # a copy: probes keep writing the monitor's table
         votes = self.cluster.votes if self.cluster is not None and self.cluster.peers else None
-        return joined(status_steps(self.config, self.store.current(), live, ready, votes))
+        return joined(status_steps(self.config, self.store.current(), live, ready, votes, self.story))
 
     @property
     def api_token(self) -> str | None:
@@ -305,10 +321,11 @@ class Daemon:
         await self.monitor.start()
         await self._first_results()
         if self.config.server.mode != "route53":
+            addresses = without_missing_ipv6(self.config.server.dns_listen)
             if self.pool is not None:
-                await self.pool.start(self.config, self.store.current(), self.config.server.dns_listen)
+                await self.pool.start(self.config, self.store.current(), addresses)
             else:
-                await self.dns.start(self.config.server.dns_listen)
+                await self.dns.start(addresses)
         if self.route53 is not None:
             self.route53.start()
         if self.config.server.http_listen is not None:
@@ -410,6 +427,7 @@ class Daemon:
         self.state = serving_state(new, self.store.current())  # one swap: each query sees old or new
         self.dns.rate_limit(new.server.rate_limit)
         self.override_store.update(new)
+        self.pool_watch.update_config(new)
         if self.route53 is not None and new.route53 is not None:
             self.route53.settings = new.route53
             self.route53.reconciler = self._reconciler(new)
@@ -547,6 +565,7 @@ def run(
     use_uvloop: bool = True,
 ) -> None:
     """Load, serve until SIGTERM. Raises ConfigError before binding anything."""
+    log.info("geodns %s starting: pid %d, config %s", __version__, os.getpid(), path.resolve())
     config = load(path, use_cache=True)
     daemon = Daemon(config, dns_listen=dns_listen, http_listen=http_listen)
     uvloop_run(daemon.run(), use_uvloop=use_uvloop)

@@ -28,6 +28,7 @@ from tests.backends import HttpBackend
 from tests.configs import write_zone
 from tests.conftest import REPO
 from tests.daemonproc import run_geodns
+from tests.waiting import until
 
 
 @contextlib.contextmanager
@@ -89,13 +90,6 @@ async def backends() -> AsyncIterator[list[HttpBackend]]:
             await b.stop()
 
 
-async def _until(condition: object, within: float) -> None:
-    deadline = time.monotonic() + within
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 def _statuses(daemon: Daemon) -> set[Status]:
     return {h.status for h in daemon.monitor.states.values()}
 
@@ -109,7 +103,7 @@ async def test_no_fds_holds_states_and_says_so(tmp_path: Path, backends: list[Ht
     daemon = Daemon(load(_config(tmp_path, backends, interval="200ms", timeout="150ms", members=3)))
     await daemon.start()
     try:
-        await _until(lambda: _statuses(daemon) == {Status.UP} and daemon.monitor.ready(), 3)
+        await until(lambda: _statuses(daemon) == {Status.UP} and daemon.monitor.ready(), 3)
         with no_fds_left():
             await asyncio.sleep(1.0)  # five probes of each member, every one failing with EMFILE
             assert _statuses(daemon) == {Status.UP}
@@ -140,7 +134,7 @@ async def test_a_stalled_event_loop_is_not_a_dead_backend(
             loop.call_soon(hog)
 
     try:
-        await _until(lambda: _statuses(daemon) == {Status.UP}, 3)
+        await until(lambda: _statuses(daemon) == {Status.UP}, 3)
         loop.call_soon(hog)
         await asyncio.sleep(2.5)
         hogging = False

@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tests.backends import Behaviour, HttpBackend
 from tests.configs import write_zone
 from tests.daemonproc import run_geodns
 from tests.dnsclient import Endpoint, ask
+from tests.waiting import until
 
 TOKEN = "cluster-secret-for-tests"
 DCS = ("par", "ams", "nyc")
@@ -95,14 +95,6 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             await backend.stop()
 
 
-async def _until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    began = time.monotonic()
-    while not condition():
-        assert time.monotonic() - began < timeout, f"timed out after {timeout}s waiting for {what}"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - began
-
-
 async def _answers(cluster: Cluster) -> dict[str, set[str]]:
     out = {}
     for name in DCS:
@@ -117,11 +109,11 @@ def _all_counted(cluster: Cluster) -> bool:
 
 @pytest.mark.asyncio
 async def test_three_instances_agree_and_a_death_crosses_the_cluster(cluster: Cluster) -> None:
-    await _until(lambda: _all_counted(cluster), 5.0, "every peer counted everywhere")
+    await until(lambda: _all_counted(cluster), 5.0, "every peer counted everywhere")
     assert await _answers(cluster) == {dc: {"127.0.0.9"} for dc in DCS}
     cluster.backends["par"].behaviour = Behaviour(status=503, body="down for the test")
     # fall 2 x interval 0.3 s + the exchange: well within a second and a half everywhere.
-    took = await _until(
+    took = await until(
         lambda: all(
             d.store.current().status(next(iter(d.monitor.states))) is Status.DOWN
             for d in cluster.daemons.values()
@@ -161,7 +153,7 @@ async def test_three_instances_agree_and_a_death_crosses_the_cluster(cluster: Cl
 async def test_a_silent_peer_stops_counting_and_the_endpoint_wants_the_token(
     cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await _until(lambda: _all_counted(cluster), 5.0, "every peer counted everywhere")
+    await until(lambda: _all_counted(cluster), 5.0, "every peer counted everywhere")
     url = f"http://127.0.0.1:{cluster.http['par']}/v1/cluster/observations"
     async with aiohttp.ClientSession() as session:
         async with session.get(url) as response:
@@ -179,7 +171,7 @@ async def test_a_silent_peer_stops_counting_and_the_endpoint_wants_the_token(
     await cluster.daemons["nyc"].stop()
     par = cluster.daemons["par"].cluster
     assert par is not None
-    await _until(lambda: [s.peer.name for s in par.counted()] == ["ams"], 4.0, "nyc no longer counted by par")
+    await until(lambda: [s.peer.name for s in par.counted()] == ["ams"], 4.0, "nyc no longer counted by par")
     assert "peer nyc" in caplog.text
     # Two left, all up: answers unchanged.
     reply = await ask(cluster.dns("par"), "www.example.test.", "A")
@@ -225,7 +217,7 @@ async def test_a_hostile_peer_is_not_counted_and_nothing_raises(
     await daemon.start()
     try:
         assert daemon.cluster is not None
-        await _until(
+        await until(
             lambda: daemon.cluster is not None and daemon.cluster.peers["evil"].problem is not None,
             5.0,
             "a problem noted",
@@ -280,7 +272,7 @@ async def test_a_slow_peer_is_not_counted(tmp_path: Path, caplog: pytest.LogCapt
         node = daemon.cluster
         assert node is not None
         # interval 0.5 s + timeout 1.5 s: the request gives up after 2 s.
-        await _until(lambda: node.peers["slow"].problem is not None, 5.0, "the slow peer given up on")
+        await until(lambda: node.peers["slow"].problem is not None, 5.0, "the slow peer given up on")
         assert "TimeoutError" in (node.peers["slow"].problem or "")
         assert not any(s.peer.name == "slow" for s in node.counted())
     finally:
@@ -291,7 +283,7 @@ async def test_a_slow_peer_is_not_counted(tmp_path: Path, caplog: pytest.LogCapt
 
 @pytest.mark.asyncio
 async def test_a_peer_with_another_config_is_shown_and_still_counted(cluster: Cluster) -> None:
-    await _until(lambda: _all_counted(cluster), 5.0, "every peer counted everywhere")
+    await until(lambda: _all_counted(cluster), 5.0, "every peer counted everywhere")
     nyc = cluster.daemons["nyc"]
     path = nyc.config.source
     path.write_text(path.read_text().replace("interval: 300ms", "interval: 400ms"))

@@ -112,4 +112,4 @@ async def test_port_in_use_is_a_clear_error(daemon: Proc, config_copy: Path) -> 
     _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
     assert proc.returncode == 1
     assert b"Traceback" not in err
-    assert b"cannot serve:" in err and b"Address already in use" in err
+    assert b"cannot serve: cannot listen on" in err and b"address in use by another process" in err

@@ -14,7 +14,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -28,6 +28,7 @@ from tests.backends import HttpBackend
 from tests.configs import write_zone
 from tests.daemonproc import Proc, run_geodns, spawn
 from tests.dnsclient import Endpoint
+from tests.waiting import until
 
 RECORDS = "  www: {type: A, pool: web}\n  static: {type: A, value: 192.0.2.1}\n"
 
@@ -106,13 +107,6 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")  # a zombie has closed its sockets
 
 
-async def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.asyncio
 async def test_every_worker_answers_and_the_load_is_spread(served: Proc) -> None:
     assert len(_workers(served.proc.pid)) == 2
@@ -158,12 +152,12 @@ async def test_a_reload_reaches_every_worker(served: Proc, tmp_path: Path) -> No
 async def test_a_dead_worker_is_replaced_while_the_other_answers(served: Proc) -> None:
     first, second = _workers(served.proc.pid)
     os.kill(first, signal.SIGKILL)
-    await _until(lambda: _gone(first), 5, "the worker to die")
+    await until(lambda: _gone(first), 5, "the worker to die")
     # Its sockets closed with it: every query now goes to the one left.
     assert all(a == {"192.0.2.1"} for a in await _answers(served.dns, "static.example.test.", 30))
     line = await served.wait_for_log("starting a new one", timeout=5)
     assert f"(pid {first}) was killed by SIGKILL" in line
-    await _until(lambda: len(_workers(served.proc.pid)) == 2, 10, "a new worker")
+    await until(lambda: len(_workers(served.proc.pid)) == 2, 10, "a new worker")
     assert second in _workers(served.proc.pid)
     await _until_ready(served)
     _, text = await _get(served, "/metrics")
@@ -200,8 +194,8 @@ async def test_a_hung_worker_is_noticed_said_and_replaced(served: Proc, tmp_path
             assert r.status == 201
         line = await served.wait_for_log("starting a new one", timeout=15)
         assert "sent nothing for" in line and "stuck" in line
-        await _until(lambda: hung not in _workers(served.proc.pid), 5, "the hung worker to go")
-        await _until(lambda: len(_workers(served.proc.pid)) == 2, 10, "a new worker")
+        await until(lambda: hung not in _workers(served.proc.pid), 5, "the hung worker to go")
+        await until(lambda: len(_workers(served.proc.pid)) == 2, 10, "a new worker")
         await _until_ready(served)
         assert all(a == {"192.0.2.1"} for a in await _answers(served.dns, "static.example.test.", 20))
         # The new worker started with the drain in force.
@@ -215,7 +209,7 @@ async def test_a_hung_worker_is_noticed_said_and_replaced(served: Proc, tmp_path
 async def test_workers_end_with_the_main_process(served: Proc) -> None:
     workers = _workers(served.proc.pid)
     assert await served.stop() == 0
-    await _until(lambda: all(_gone(p) for p in workers), 2, "the workers to exit with SIGTERM")
+    await until(lambda: all(_gone(p) for p in workers), 2, "the workers to exit with SIGTERM")
     assert not [line for line in served.log if "starting a new one" in line or "ERROR" in line]
 
 
@@ -224,7 +218,7 @@ async def test_workers_do_not_outlive_a_killed_main_process(served: Proc) -> Non
     workers = _workers(served.proc.pid)
     served.proc.kill()
     await served.proc.wait()
-    await _until(
+    await until(
         lambda: all(not Path(f"/proc/{p}").exists() or _gone(p) for p in workers), 5, "orphans to exit"
     )
 

@@ -15,6 +15,7 @@ from geodns.cluster.node import ClusterNode
 from geodns.cluster.peers import OBSERVATIONS
 from geodns.config.fields import Invalid, to_duration
 from geodns.config.model import ListenAddress
+from geodns.errors import listen_failure
 from geodns.health.overrides import Override, OverrideError
 from geodns.steering.overridestore import StateNotSaved
 
@@ -200,7 +201,8 @@ def make_app(source: AdminSource) -> web.Application:
         except StateNotSaved as exc:
             return _error(503, str(exc))
         if not gone:
-            return _error(404, f"no override for {target}")
+            active = ", ".join(o.target for o in source.overrides()) or "none"
+            return _error(404, f"nothing to undrain: {target} has no override (active overrides: {active})")
         return web.json_response(await _with_lag(source, {"removed": [o.to_json() for o in gone]}))
 
     async def acknowledge(request: web.Request) -> web.Response:
@@ -282,7 +284,10 @@ class AdminServer:
             idle_timeout=API_IDLE_TIMEOUT,
             lifetime=API_LIFETIME,
         )
-        await self.site.start()
+        try:
+            await self.site.start()
+        except OSError as exc:
+            raise listen_failure(exc, address.host, address.port, "HTTP") from None
         port = self.runner.addresses[0][1] if self.runner.addresses else address.port
         self.bound = ListenAddress(address.host, port)
         log.info("HTTP listening on http://%s/", self.bound)

@@ -12,7 +12,14 @@ from geodns.errors import GeoDnsError
 
 
 class ApiError(GeoDnsError):
-    """The daemon could not be reached, or refused the request (its message kept)."""
+    """The daemon could not be reached, or refused the request (its message kept).
+
+    Exit 2 when the daemon refused what we sent (4xx: a bad target, a token), 1 when
+    it could not be reached or failed itself (5xx: e.g. a full disk refusing a drain)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def api_url(config: Config | None, override: str | None) -> str:
@@ -40,11 +47,11 @@ def call(
             message = json.loads(exc.read()).get("error", exc.reason)
         except ValueError:
             message = exc.reason
-        raise ApiError(f"{method} {path}: HTTP {exc.code}: {message}") from None
+        raise ApiError(f"{method} {path}: HTTP {exc.code}: {message}", 1 if exc.code >= 500 else 2) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ApiError(
-            f"cannot reach geodns at {base}: {reason} (is it running? --api sets the address)"
+            f"cannot reach geodns at {base}: {reason} (is it running? --api sets the address)", 1
         ) from None
 
 
@@ -55,8 +62,22 @@ def render_status(doc: dict[str, Any]) -> str:
     for o in doc.get("overrides", []):
         until = f" until {o['expires_at']}" if o.get("expires_at") else ""
         lines.append(f"override {o['target']}: forced {o['state']}{until}: {o['reason']}")
+    r53 = doc.get("route53")
+    if r53:
+        if r53["ok"]:
+            lines.append(f"route53: in sync (last success {r53['last_success']}; writer: {r53['writer']})")
+        else:
+            lines.append(
+                f"route53: FAILING for {r53['failed_rounds']} round(s) (last success "
+                f"{r53['last_success'] or 'never'}): {r53['last_error']}"
+            )
     for pool in doc["pools"]:
         lines.append(f"pool {pool['name']} ({pool['policy']}, fallback {pool['fallback']}):")
+        now = pool.get("now")
+        if now and now["failing_open"]:
+            lines.append(f"  FAILING OPEN since {now['fallback_since']}: {now['summary']}")
+        elif now:
+            lines.append(f"  {now['summary']}, since {now['since']}")
         for m in pool["members"]:
             state = m["state"].upper()
             if m["forced_by"]:
@@ -67,4 +88,11 @@ def render_status(doc: dict[str, Any]) -> str:
             votes = m.get("votes")
             if votes and (votes["down"] or votes["own"] != m["real_state"]):
                 lines.append(f"  {'':<8} {'':<22} votes: {votes['summary']}")
+    events = doc.get("events") or []
+    if events:
+        lines.append("recent changes (newest first):")
+        for e in events[:10]:
+            forced = " [forced]" if e["forced"] else ""
+            why = f": {e['reason']}" if e["reason"] else ""
+            lines.append(f"  {e['time']} {e['subject']}: {e['old']} -> {e['new']}{forced}{why}")
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ the global default registry would reject the second set of names).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from geodns.dns.handler import TCP_CLOSE_REASONS, Stats
+from geodns.steering.poolstate import PoolState
 
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -226,8 +228,34 @@ class Metrics:
             "Names refused because records not owned by geodns live there",
             registry=r,
         )
+        self.pool_fallback = Gauge(
+            "geodns_pool_fallback",
+            "1 while the pool answers with its fallback because no member is up (failing open)",
+            ["pool"],
+            registry=r,
+        )
+        self.pool_answering = Gauge(
+            "geodns_pool_answering",
+            "1 for each datacenter the pool answers from now (for a client no topology rule matches)",
+            ["pool", "dc"],
+            registry=r,
+        )
         if stats is not None:
             r.register(_DnsStatsCollector(stats))
+
+    def set_pool(self, state: PoolState | str) -> None:
+        """A pool's fallback and answering gauges; a name alone removes the pool's series."""
+        name = state if isinstance(state, str) else state.pool
+        for labels in [s.labels for m in self.pool_answering.collect() for s in m.samples]:
+            if labels["pool"] == name:
+                self.pool_answering.remove(name, labels["dc"])
+        if isinstance(state, str):
+            with contextlib.suppress(KeyError):
+                self.pool_fallback.remove(name)
+            return
+        self.pool_fallback.labels(name).set(1 if state.failing_open else 0)
+        for dc in state.answering:
+            self.pool_answering.labels(name, dc).set(1)
 
     def watch_workers(self, figures: Callable[[], dict[str, Any]]) -> None:
         self.registry.register(_WorkersCollector(figures))

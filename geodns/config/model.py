@@ -218,6 +218,7 @@ class Route53Config:
     debounce: float = 1.0  # a burst of health changes makes one change batch
     max_change_fraction: float = 0.3  # config-driven creates+deletes beyond this need --force
     requests_per_second: float = 5.0  # Route53's documented limit per account
+    unready_after: int = 3  # failed rounds in a row before /readyz says the sync is failing
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ def parse_route53(ctx: Ctx, raw: Any, where: Location, pools: dict[str, Pool]) -
     debounce = f.get("debounce", to_duration, d.debounce)
     fraction = f.get("max_change_fraction", _fraction, d.max_change_fraction)
     rate = f.get("requests_per_second", _rate, d.requests_per_second)
+    unhealthy = f.get("unready_after", _rounds, d.unready_after)
     f.finish()
     records = []
     if raw_records is not None and not isinstance(raw_records, YList):
@@ -83,7 +84,14 @@ def parse_route53(ctx: Ctx, raw: Any, where: Location, pools: dict[str, Pool]) -
         debounce=debounce or d.debounce,
         max_change_fraction=d.max_change_fraction if fraction is None else fraction,
         requests_per_second=rate or d.requests_per_second,
+        unready_after=unhealthy or d.unready_after,
     )
+
+
+def _rounds(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1000:
+        return value
+    raise Invalid(f"expected a number of failed rounds from 1 to 1000, got {value!r}")
 
 
 def _owner(value: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 import time
@@ -20,6 +21,7 @@ from geodns.dns.fastpath import answer_entry
 from geodns.dns.handler import ServingState, Stats
 from geodns.dns.ratelimit import RateLimiter
 from geodns.dns.tcp import TCP_TURN_BUDGET, TcpAcceptor, TcpConnection
+from geodns.errors import ListenError, listen_failure
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +210,17 @@ def bind_pair(address: ListenAddress, *, reuseport: bool = False) -> tuple[socke
     """A UDP socket (non-blocking, big receive buffer) and a TCP socket (bound, not
     yet listening) on the same port; port 0 picks one free for both."""
     family = socket.AF_INET6 if address.family_v6 else socket.AF_INET
+    proto = "UDP"
+    try:
+        return _bind_pair(address, family, reuseport)
+    except ListenError:
+        raise
+    except OSError as exc:
+        proto = "TCP" if getattr(exc, "geodns_tcp", False) else proto
+        raise listen_failure(exc, address.host, address.port, proto) from None
+
+
+def _bind_pair(address: ListenAddress, family: int, reuseport: bool) -> tuple[socket.socket, socket.socket]:
     for _attempt in range(20 if address.port == 0 else 1):
         udp = _socket(family, socket.SOCK_DGRAM, reuseport)
         try:
@@ -220,17 +233,18 @@ def bind_pair(address: ListenAddress, *, reuseport: bool = False) -> tuple[socke
             try:
                 tcp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, TCP_SNDBUF)
                 tcp.bind((address.host, port))
-            except OSError:
+            except OSError as exc:
                 tcp.close()
                 if address.port == 0:
                     udp.close()
                     continue  # the UDP port's TCP twin is taken: try another port
+                exc.geodns_tcp = True  # type: ignore[attr-defined] # for the message: which half failed
                 raise
         except BaseException:
             udp.close()
             raise
         return udp, tcp
-    raise OSError(f"no free port with both UDP and TCP available on {address.host}")
+    raise ListenError(f"no free port with both UDP and TCP available on {address.host}")
 
 
 def reserve(address: ListenAddress) -> tuple[socket.socket, ListenAddress]:
@@ -241,3 +255,31 @@ def reserve(address: ListenAddress) -> tuple[socket.socket, ListenAddress]:
     udp, tcp = bind_pair(address, reuseport=True)
     udp.close()
     return tcp, ListenAddress(address.host, tcp.getsockname()[1])
+
+
+def without_missing_ipv6(addresses: tuple[ListenAddress, ...]) -> tuple[ListenAddress, ...]:
+    """The listen addresses minus IPv6 ones on a host that has no IPv6 (a container
+    or a kernel with it disabled), each skipped with a WARNING, so the shipped
+    example (127.0.0.1 and ::1) starts everywhere. Never all of them: when nothing
+    would be left, binding raises the error itself, naming the cause."""
+    problems = {a: _ipv6_problem(a.host) for a in addresses if a.family_v6}
+    kept = tuple(a for a in addresses if problems.get(a) is None)
+    if not kept:
+        return addresses
+    for address, problem in problems.items():
+        if problem is not None:
+            told = listen_failure(problem, address.host, address.port, "UDP and TCP")
+            log.warning("not listening: %s; serving on the other addresses", told.strerror)
+    return kept
+
+
+def _ipv6_problem(host: str) -> OSError | None:
+    """Why this host cannot have an IPv6 socket on `host`, when the reason is that
+    it has no IPv6 there at all (any other error is for the real bind to report)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+    except OSError as exc:
+        if exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+            return exc
+    return None

@@ -28,6 +28,7 @@ from geodns.health.checks import Probe, ProbeResult, Target, make_probe
 from geodns.health.checks.base import checker_error, failed
 from geodns.health.checks.reaper import REAPER
 from geodns.health.health import Health, ProbeKey, Status, describe, probe_keys, restore, step
+from geodns.health.history import Event, History
 from geodns.health.loopwatch import LoopWatch
 from geodns.health.overrides import describe_override, forced
 from geodns.health.snapshot import SnapshotStore
@@ -111,6 +112,7 @@ class Monitor:
         # Where this instance's own view goes: None publishes it as the answers' health;
         # with peers, the cluster's vote takes it (and publishes what it decides).
         self.sink: Callable[[Mapping[ProbeKey, Health]], None] | None = None
+        self.history = History()  # recent results and changes, for the status page
         saved = statefile.load(self.state_path) if persist else {}
         self._plan(config, saved)
 
@@ -308,6 +310,7 @@ class Monitor:
             latency=latency,
         )
         self.states[key] = new
+        self.history.probe(key, new.checked or self.wall(), result.ok, latency)
         if self._pending and key in self._pending:
             self._pending.discard(key)
             if not self._pending:
@@ -327,8 +330,29 @@ class Monitor:
                     pool.name,
                     describe(old, new),
                     note,
+                    extra={
+                        "event": "state_change",
+                        "member": member.address,
+                        "pool": pool.name,
+                        "dc": member.dc,
+                        "old": str(old.status),
+                        "new": str(new.status),
+                        "reason": new.reason if new.status is not Status.UP else "",
+                        "forced": False,
+                    },
                 )
                 self.metrics.state_changes.labels(pool.name, member.address, str(new.status)).inc()
+                self.history.add(
+                    Event(
+                        new.since or self.wall(),
+                        f"member {member.address}",
+                        str(old.status),
+                        str(new.status),
+                        describe(old, new)[len(f"{old.status} -> {new.status}") :].lstrip(" :"),
+                        pool=pool.name,
+                        dc=member.dc,
+                    )
+                )
             self._set_member_gauges(target)
             self._schedule_publish()
 
@@ -395,6 +419,7 @@ class Monitor:
         old_checks = self.config.checks
         self.config = config
         self._plan(config, {})
+        self.history.forget(set(self.targets))
         for key, target in old_targets.items():
             new = self.targets.get(key)
             if new is not None and old_checks.get(key.check) == config.checks.get(key.check):

@@ -51,6 +51,18 @@ PAGE_SIZE = "300"  # Route53's maximum for list_resource_record_sets
 class Route53Error(GeoDnsError):
     """A Route53 call that failed for good (after retries, or not retryable)."""
 
+    exit_code = 1  # the API failed, not the user's input: `plan` must not say "changes pending"
+
+
+# Errors no retry can mend: fail at once with the reason instead of backing off for seconds.
+FINAL_BOTO_ERRORS = (
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
+    botocore.exceptions.NoRegionError,
+    botocore.exceptions.ParamValidationError,
+)
+CONNECT_ATTEMPTS = 3  # an endpoint that cannot be reached: the next round (or run) tries again
+
 
 class TokenBucket:
     """At most `rate` calls per second on average, bursts up to `rate`."""
@@ -83,12 +95,17 @@ class TokenBucket:
 
 
 def make_boto_client(cfg: Route53Config) -> Any:
-    return boto3.client(
-        "route53",
-        region_name=cfg.region,
-        endpoint_url=cfg.endpoint_url,
-        config=botocore.config.Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30),
-    )
+    try:
+        return boto3.client(
+            "route53",
+            region_name=cfg.region,
+            endpoint_url=cfg.endpoint_url,
+            config=botocore.config.Config(
+                retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30
+            ),
+        )
+    except (botocore.exceptions.BotoCoreError, ValueError) as exc:  # a bad endpoint_url, a broken profile
+        raise Route53Error(f"cannot create a Route53 client: {exc}") from None
 
 
 class Route53Client:
@@ -142,7 +159,7 @@ class Route53Client:
                 continue
             except (botocore.exceptions.BotoCoreError, OSError) as exc:
                 self._count(operation, "error")
-                if attempt == MAX_ATTEMPTS - 1:
+                if isinstance(exc, FINAL_BOTO_ERRORS) or attempt >= CONNECT_ATTEMPTS - 1:
                     raise Route53Error(f"{operation}: {exc}") from None
                 self.sleep(self.backoff(attempt))
                 continue
@@ -169,6 +186,11 @@ class Route53Client:
             if page.get("NextRecordIdentifier"):
                 kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
         raise Route53Error(f"list_resource_record_sets on {zone_id} did not end")
+
+    def zone_name(self, zone_id: str) -> str:
+        """The hosted zone's own name (lower case, with the final dot)."""
+        zone = self.call("get_hosted_zone", Id=zone_id)["HostedZone"]
+        return str(zone["Name"]).lower().rstrip(".") + "."
 
     def change(self, zone_id: str, batch: dict[str, object]) -> str:
         response = self.call("change_resource_record_sets", HostedZoneId=zone_id, ChangeBatch=batch)

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from geodns.config.model import Config
 from geodns.health.monitor import probe_all_once
@@ -25,6 +26,8 @@ from geodns.route53.model import RecordSet
 from geodns.route53.plan import Change, Plan, apply_safety, batches, diff, to_change_batch
 from geodns.steering.overridestore import STATE_FILE as OVERRIDES_FILE
 from geodns.steering.overridestore import load_overrides
+from geodns.timefmt import iso
+from geodns.zone.names import to_text
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +53,31 @@ class Reconciler:
         self.client = client
         self.metrics = metrics
         self.last_desired: tuple[RecordSet, ...] | None = None
+        self._zones_checked = False
+
+    def check_zones(self) -> None:
+        """Every record name must lie inside its hosted zone: Route53 would refuse the
+        whole batch, so say which record is wrong before listing or changing anything."""
+        assert self.config.route53 is not None
+        names = {zone_id: self.client.zone_name(zone_id) for zone_id in self.zone_ids()}
+        wrong = []
+        for record in self.config.route53.records:
+            zone = names[record.hosted_zone_id]
+            name = to_text(record.name).lower()
+            if not (zone in (".", name) or name.endswith("." + zone)):
+                wrong.append(f"{name} is not inside hosted zone {record.hosted_zone_id} ({zone})")
+        if wrong:
+            raise Route53Error("; ".join(wrong) + ": fix route53.records (nothing was changed)")
+        self._zones_checked = True
+
+    def zone_ids(self) -> list[str]:
+        assert self.config.route53 is not None
+        return sorted({r.hosted_zone_id for r in self.config.route53.records})
 
     def plan(self, snapshot: HealthSnapshot, *, force: bool = False) -> tuple[Plan, Desired]:
         assert self.config.route53 is not None
+        if not self._zones_checked:
+            self.check_zones()
         desired = desired_records(self.config, snapshot)
         actual: list[RecordSet] = []
         for zone_id in sorted({r.zone_id for r in desired.records}):
@@ -135,6 +160,13 @@ class Route53Sync:
         self._wake = asyncio.Event()
         self._debounce: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        # Rounds that failed in a row, and why: a sync that cannot sync must not look
+        # healthy (/readyz, status, the page) just because the daemon answers.
+        self.failed_rounds = 0
+        self.last_error: str | None = None
+        self.last_success: float | None = None
+        self.last_round: float | None = None
+        self.writing: str = "this instance"
 
     def start(self) -> None:
         self.store.subscribe(lambda _snapshot: self.trigger())
@@ -162,21 +194,59 @@ class Route53Sync:
             if self.may_write is not None:
                 allowed, who = self.may_write()
                 if not allowed:
-                    await self._plan_only(who)
+                    self.writing = who
+                    self._round(await self._plan_only(who))
                     continue
+            self.writing = "this instance"
             try:
-                await asyncio.to_thread(self.reconciler.reconcile, self.store.current())
-            except Exception:
+                result = await asyncio.to_thread(self.reconciler.reconcile, self.store.current())
+                self._round([*result.plan.conflicts, *result.errors])
+            except Exception as exc:
                 # Never let a bug end the loop: the next round tries again, loudly.
                 log.exception("route53: reconcile failed")
+                self._round([f"reconcile failed: {type(exc).__name__}: {exc}"])
 
-    async def _plan_only(self, who: str) -> None:
+    def _round(self, errors: list[str]) -> None:
+        self.last_round = time.time()
+        if not errors:
+            if self.failed_rounds >= self.settings.unready_after:
+                log.warning("route53: syncing again after %d failed round(s)", self.failed_rounds)
+            self.failed_rounds, self.last_error, self.last_success = 0, None, self.last_round
+            return
+        self.failed_rounds += 1
+        self.last_error = "; ".join(errors)
+        if self.failed_rounds == self.settings.unready_after:
+            log.error(
+                "route53: %d rounds in a row failed; /readyz says so until one succeeds: %s",
+                self.failed_rounds,
+                self.last_error,
+            )
+
+    def trouble(self) -> list[str]:
+        """Why readiness is withheld: a sync failing for `unready_after` rounds."""
+        if self.failed_rounds < self.settings.unready_after:
+            return []
+        return [f"Route53 sync failing for {self.failed_rounds} rounds: {self.last_error}"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.failed_rounds == 0,
+            "failing": self.failed_rounds >= self.settings.unready_after,
+            "failed_rounds": self.failed_rounds,
+            "last_error": self.last_error,
+            "last_success": iso(self.last_success),
+            "last_round": iso(self.last_round),
+            "writer": self.writing,
+        }
+
+    async def _plan_only(self, who: str) -> list[str]:
         try:
             plan, _ = await asyncio.to_thread(self.reconciler.plan, self.store.current())
         except Route53Error as exc:
             log.warning("route53: not writing (%s); planning failed: %s", who, exc)
-            return
+            return [str(exc)]
         log.info("route53: not writing (%s); %d change(s) pending for the writer", who, len(plan.changes))
+        return list(plan.conflicts)
 
     async def stop(self) -> None:
         if self._debounce is not None:

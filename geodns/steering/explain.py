@@ -95,12 +95,25 @@ def _decision_json(entry: PoolRRset, d: Decision, result: PoolResult) -> dict[st
         "degraded": d.degraded,
         "notes": list(d.notes),
         "ttl": result.rrset.ttl if result.rrset else None,
+        "ttl_rule": _ttl_rule(entry, d, result),
         "ecs_scope": result.ecs_scope,
         "servfail": result.servfail,
     }
     if d.via is not None:
         out["via"] = _decision_json(entry, d.via, result)
     return out
+
+
+def _ttl_rule(entry: PoolRRset, d: Decision, result: PoolResult) -> str | None:
+    """Which rule gave the answer its TTL, in words."""
+    if result.rrset is None:
+        return None
+    pool = d.pool
+    if result.rrset.ttl < entry.ttl:
+        return f"pool {pool.name}'s degraded_ttl ({result.rrset.ttl}s, not {entry.ttl}s: a member is not up)"
+    if pool.ttl is not None and entry.ttl == pool.ttl:
+        return f"pool {pool.name}'s ttl ({entry.ttl}s)"
+    return f"the record's ttl, or the zone's when the record sets none ({entry.ttl}s)"
 
 
 def add_votes(doc: dict[str, Any], config: Config, why: Callable[[ProbeKey], str]) -> None:
@@ -128,8 +141,12 @@ def render(doc: dict[str, Any]) -> str:
     lines = [
         f"{q['name']} {q['type']} asked by {q['client']}" + (f" with ECS {q['ecs']}" if q["ecs"] else "")
     ]
+    if doc.get("offline"):
+        lines.append(
+            "offline what-if: no probe ran; every member is taken as up unless --down says otherwise"
+        )
     for p in doc["pools"]:
-        lines += _render_pool(p, "")
+        lines += _render_pool(p, "", offline=bool(doc.get("offline")))
     lines.append(f"answer ({doc['rcode']}{', authoritative' if doc['authoritative'] else ''}):")
     lines += [f"  {rr}" for rr in doc["answer"]] or ["  (no records)"]
     if doc["ecs_scope"] is not None:
@@ -138,7 +155,7 @@ def render(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _render_pool(p: dict[str, Any], indent: str) -> list[str]:
+def _render_pool(p: dict[str, Any], indent: str, *, offline: bool = False) -> list[str]:
     lines = [f"{indent}{p['record']} is answered from pool {p['pool']} (policy {p['policy']})"]
     if p["rule"]:
         lines.append(
@@ -148,7 +165,12 @@ def _render_pool(p: dict[str, Any], indent: str) -> list[str]:
         lines.append(f"{indent}  no topology rule matched: the pool's own order")
     lines.append(f"{indent}  datacenter order: {', '.join(p['preference'])}")
     for m in p["members"]:
-        forced = f" (forced by {m['forced_by']}; probes say {m['real_state']})" if m["forced_by"] else ""
+        if offline:
+            forced = f" (what-if: {m['forced_by']})" if m["forced_by"] else " (assumed: not probed)"
+        elif m["forced_by"]:
+            forced = f" (forced by {m['forced_by']}; probes say {m['real_state']})"
+        else:
+            forced = ""
         lines.append(
             f"{indent}  - {m['address']:<20} {m['dc']:<8} weight {m['weight']:<4} {m['state']}{forced}"
         )
@@ -157,10 +179,15 @@ def _render_pool(p: dict[str, Any], indent: str) -> list[str]:
     if p["chosen_dc"]:
         lines.append(f"{indent}  chosen datacenter: {p['chosen_dc']}")
     if p["fallback"]:
-        lines.append(f"{indent}  no member healthy: fallback {p['fallback']}")
+        what = {
+            "all": f"answering all {len(p['members'])} members",
+            "empty": "answering no address (NODATA)",
+            "servfail": "answering SERVFAIL",
+        }.get(p["fallback"], f"answering from {p['fallback']}")
+        lines.append(f"{indent}  FAILING OPEN: no member is up, {what} (fallback {p['fallback']})")
     lines += [f"{indent}  note: {n}" for n in p["notes"]]
-    if p["degraded"]:
-        lines.append(f"{indent}  pool degraded (a member is not up): TTL {p['ttl']}")
+    if p.get("ttl_rule"):
+        lines.append(f"{indent}  TTL {p['ttl']}: {p['ttl_rule']}")
     if "via" in p:
-        lines += _render_pool(p["via"], indent + "  ")
+        lines += _render_pool(p["via"], indent + "  ", offline=offline)
     return lines

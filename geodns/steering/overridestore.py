@@ -21,6 +21,7 @@ from geodns import durable
 from geodns.config.model import Config
 from geodns.errors import GeoDnsError
 from geodns.health.health import Status
+from geodns.health.history import Event, History
 from geodns.health.overrides import Override, OverrideError, check_target, describe_override, parse_target
 from geodns.health.snapshot import HealthSnapshot, SnapshotStore
 from geodns.steering.policy import member_views
@@ -97,6 +98,7 @@ class OverrideStore:
         # Until an operator acts (a drain written, or `geodns ack`), say that drains may be missing.
         self.problems: list[str] = loaded.problems
         self._timer: asyncio.TimerHandle | None = None
+        self.history: History | None = None  # forced changes join the status page's timeline
 
     def _persist(self, overrides: list[Override]) -> None:
         """Durably on disk before anything is applied or acknowledged: a write that
@@ -149,6 +151,8 @@ class OverrideStore:
     def remove(self, target: str) -> list[Override]:
         kind, name = parse_target(target)
         gone = [o for o in self.overrides if (o.kind, o.name) == (kind, name)]
+        if not gone:
+            check_target(self.config, kind, name)  # a typo is named as one, not as "no override"
         if gone:
             before = self.store.current()
             wanted = [o for o in self.overrides if o not in gone]
@@ -220,4 +224,28 @@ class OverrideStore:
                     a.effective,
                     b.effective,
                     why,
+                    extra={
+                        "event": "state_change",
+                        "member": m.address,
+                        "pool": pool.name,
+                        "dc": m.dc,
+                        "old": str(a.effective),
+                        "new": str(b.effective),
+                        "reason": why,
+                        "forced": b.forced_by is not None,
+                        "target": b.forced_by.target if b.forced_by else None,
+                    },
                 )
+                if self.history is not None:
+                    self.history.add(
+                        Event(
+                            self.wall(),
+                            f"member {m.address}",
+                            str(a.effective),
+                            str(b.effective),
+                            why,
+                            forced=b.forced_by is not None,
+                            pool=pool.name,
+                            dc=m.dc,
+                        )
+                    )

@@ -1,0 +1,67 @@
+"""The commands that work on this host alone: check, export-zone, serve, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from geodns import __version__
+from geodns.cli.codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+from geodns.config import load
+from geodns.daemon import with_overrides
+from geodns.demo import run_demo
+from geodns.dns.zonetext import zone_text
+from geodns.eventloop import uvloop_run
+from geodns.health.capacity import capacity_warnings, probe_load
+from geodns.steering.policy import AllMembers
+
+log = logging.getLogger("geodns")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    log.info("geodns %s demo starting: pid %d, config %s", __version__, os.getpid(), args.config.resolve())
+    config = with_overrides(load(args.config), args.dns_listen, args.http_listen)
+    try:
+        uvloop_run(run_demo(config))
+    except OSError as exc:
+        log.error("cannot start the demo: %s", exc)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    records = sum(len(node) for z in config.zones.zones.values() for node in z.nodes.values())
+    wanted = probe_load(config)
+    print(
+        f"{args.config}: OK ({len(config.zones.zones)} zone(s), {records} record set(s), "
+        f"{len(config.pools)} pool(s), {len(config.checks)} check(s), {wanted.rate:,.0f} probes/s)"
+    )
+    for warning in capacity_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_export_zone(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    origin = tuple(label.lower() for label in args.origin.rstrip(".").split(".") if label)
+    zone = config.zones.zones.get(origin)
+    if zone is None:
+        known = ", ".join(sorted(".".join(o) + "." for o in config.zones.zones))
+        print(f"no zone {args.origin!r} in {args.config} (zones: {known})", file=sys.stderr)
+        return EXIT_CONFIG
+    sys.stdout.write(zone_text(zone, AllMembers(config.pools)))
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from geodns.daemon import run  # noqa: PLC0415
+
+    try:
+        run(args.config, args.dns_listen, args.http_listen, use_uvloop=not args.no_uvloop)
+    except OSError as exc:
+        log.error("cannot serve: %s", exc)
+        return EXIT_FAILURE
+    return EXIT_OK

@@ -280,8 +280,10 @@ class Daemon:
     def overrides(self) -> list[Override]:
         return list(self.override_store.overrides)
 
-    def add_override(self, target: str, state: str, reason: str, duration: float | None) -> Override:
-        return self.override_store.add(target, state, reason, duration)
+    def add_override(
+        self, target: str, state: str, reason: str, duration: float | None, by: str = ""
+    ) -> Override:
+        return self.override_store.add(target, state, reason, duration, by)
 
     def remove_override(self, target: str) -> list[Override]:
         return self.override_store.remove(target)

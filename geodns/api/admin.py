@@ -42,7 +42,9 @@ class AdminSource(Protocol):
 
     def overrides(self) -> list[Override]: ...
 
-    def add_override(self, target: str, state: str, reason: str, duration: float | None) -> Override: ...
+    def add_override(
+        self, target: str, state: str, reason: str, duration: float | None, by: str = ""
+    ) -> Override: ...
 
     def remove_override(self, target: str) -> list[Override]: ...
 
@@ -181,8 +183,11 @@ def make_app(source: AdminSource) -> web.Application:
             except Invalid as exc:
                 return _error(400, f"for: {exc}")
         try:
+            # Who: what the CLI says (user@host), always with the address it came from.
+            said = str(body.get("by") or "").strip()
+            by = f"{said} from {request.remote}" if said else f"API client {request.remote}"
             override = source.add_override(
-                body["target"], str(body.get("state", "down")), str(body.get("reason", "")), duration
+                body["target"], str(body.get("state", "down")), str(body.get("reason", "")), duration, by
             )
         except OverrideError as exc:
             return _error(400, str(exc))

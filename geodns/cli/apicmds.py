@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
+import socket
 import sys
 import time
 import urllib.parse
@@ -66,12 +68,22 @@ def cmd_drain(args: argparse.Namespace) -> int:
         "state": "up" if args.up else "down",
         "reason": args.reason,
         "for": args.duration,
+        "by": _who(),
     }
     o = call(base, "POST", "/v1/overrides", body, token=token)
     until = f" until {iso(o['expires'])}" if o.get("expires") else ""
     print(f"{o['target']} forced {o['state']}{until}: {o['reason'] or '(no reason given)'}")
     _say_lag(o)
     return EXIT_OK
+
+
+def _who() -> str:
+    """user@host, shown beside the drain on the status page and in the logs."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's random uid)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
 
 
 def _say_lag(response: dict[str, Any]) -> None:

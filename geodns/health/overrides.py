@@ -32,6 +32,7 @@ class Override:
     reason: str
     created: float
     expires: float | None = None
+    by: str = ""  # who asked: "ops@host" from the CLI, else the API client's address
 
     @property
     def target(self) -> str:
@@ -51,6 +52,7 @@ class Override:
             "reason": self.reason,
             "created": self.created,
             "expires": self.expires,
+            "by": self.by,
         }
 
     @classmethod
@@ -70,6 +72,9 @@ class Override:
         if not isinstance(reason, str):
             raise OverrideError("reason must be a string")
         expires = data.get("expires")
+        by = data.get("by", "")
+        if not isinstance(by, str) or len(by) > MAX_BY:
+            raise OverrideError(f"by must be a string of at most {MAX_BY} characters")
         return cls(
             kind,
             name,
@@ -77,9 +82,11 @@ class Override:
             reason,
             _timestamp(data.get("created"), "created"),
             None if expires is None else _timestamp(expires, "expires"),
+            by,
         )
 
 
+MAX_BY = 200
 LATEST_TIME = 32503680000.0  # 3000-01-01: any later time in a file is a corruption
 
 
@@ -91,7 +98,8 @@ def _timestamp(value: Any, field: str) -> float:
 
 def describe_override(o: Override) -> str:
     until = f", until {iso(o.expires)}" if o.expires is not None else ""
-    return f"forced {o.state} by {o.target}: {o.reason or 'no reason given'}{until}"
+    who = f" (by {o.by})" if o.by else ""
+    return f"forced {o.state} by {o.target}: {o.reason or 'no reason given'}{until}{who}"
 
 
 def parse_target(text: str) -> tuple[str, str]:

@@ -22,7 +22,14 @@ from geodns.config.model import Config
 from geodns.errors import GeoDnsError
 from geodns.health.health import Status
 from geodns.health.history import Event, History
-from geodns.health.overrides import Override, OverrideError, check_target, describe_override, parse_target
+from geodns.health.overrides import (
+    MAX_BY,
+    Override,
+    OverrideError,
+    check_target,
+    describe_override,
+    parse_target,
+)
 from geodns.health.snapshot import HealthSnapshot, SnapshotStore
 from geodns.steering.policy import member_views
 
@@ -130,7 +137,7 @@ class OverrideStore:
         if self._timer is not None:
             self._timer.cancel()
 
-    def add(self, target: str, state: str, reason: str, duration: float | None) -> Override:
+    def add(self, target: str, state: str, reason: str, duration: float | None, by: str = "") -> Override:
         kind, name = parse_target(target)
         check_target(self.config, kind, name)
         if state not in ("up", "down"):
@@ -138,7 +145,9 @@ class OverrideStore:
         if duration is not None and duration <= 0:
             raise OverrideError("the duration must be positive")
         now = self.wall()
-        override = Override(kind, name, Status(state), reason, now, now + duration if duration else None)
+        override = Override(
+            kind, name, Status(state), reason, now, now + duration if duration else None, by[:MAX_BY]
+        )
         before = self.store.current()
         # One override per target: a new drain of dc=par replaces the old one.
         wanted = [o for o in self.overrides if o.target != override.target] + [override]

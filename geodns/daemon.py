@@ -29,6 +29,7 @@ from geodns.api.tokens import load_api_token, load_cluster_token, load_read_toke
 from geodns.cluster.node import ClusterNode
 from geodns.cluster.peers import pull_all
 from geodns.config import Config, load
+from geodns.config.advice import advice
 from geodns.config.model import ListenAddress, worker_count
 from geodns.dns.handler import ServingState, Stats
 from geodns.dns.server import DnsServer, without_missing_ipv6
@@ -316,7 +317,7 @@ class Daemon:
             raise GeoDnsError(f"server.state_dir: {exc}") from exc
         limit = claim_fds(self.config)
         log.debug("open-files limit %d, budget %d", limit, sum(fd_budget(self.config).values()))
-        for warning in capacity_warnings(self.config):
+        for warning in [*advice(self.config), *capacity_warnings(self.config)]:
             log.warning("%s", warning)
         _freeze_long_lived()
         self.override_store.start()

@@ -50,3 +50,29 @@ def test_missing_config_file_is_a_clean_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("nowhere.yaml:1:1: cannot read file:")
+
+
+def test_a_pool_without_a_check_is_accepted_but_warned_about(tmp_path: Path) -> None:
+    (tmp_path / "zones").mkdir()
+    (tmp_path / "zones" / "example.com.yaml").write_text(
+        (BAD / "relative_name_slip" / "zones" / "example.com.yaml").read_text().rsplit("\n  mx:", 1)[0] + "\n"
+    )
+    (tmp_path / "geodns.yaml").write_text(
+        "datacenters: {par: {}}\npools:\n  api: {members: [{address: 192.0.2.2, dc: par}]}\n"
+    )
+    result = run_geodns("check", "-c", "geodns.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "warning: pool api is never health-checked (no `check`): every member counts as up,"
+        " so it will never fail over" in result.stderr
+    )
+
+
+def test_a_main_file_that_is_not_utf8_is_located(tmp_path: Path) -> None:
+    (tmp_path / "geodns.yaml").write_bytes(b"datacenters:\n  par: {}\n  # \xe9t\xe9 2026\n")
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path / "geodns.yaml")
+    assert [str(i).split(": ", 1)[1] for i in info.value.issues] == [
+        "not UTF-8: byte(s) e9 here (save the file as UTF-8; Latin-1 is a common cause)"
+    ]
+    assert info.value.issues[0].where.line == 3 and info.value.issues[0].where.col == 5

@@ -10,6 +10,7 @@ import sys
 from geodns import __version__
 from geodns.cli.codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from geodns.config import load
+from geodns.config.advice import advice
 from geodns.daemon import with_overrides
 from geodns.demo import run_demo
 from geodns.dns.zonetext import zone_text
@@ -39,7 +40,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{args.config}: OK ({len(config.zones.zones)} zone(s), {records} record set(s), "
         f"{len(config.pools)} pool(s), {len(config.checks)} check(s), {wanted.rate:,.0f} probes/s)"
     )
-    for warning in capacity_warnings(config):
+    for warning in [*advice(config), *capacity_warnings(config)]:
         print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK
 

@@ -134,7 +134,7 @@ def _check(ctx: Ctx, body: YMap, name: str, path: str, base: Path) -> Check | No
     fall = f.get("fall", int_in(1, 100), d.fall)
     f.finish()
     if ctype is None:
-        return None
+        return d  # reported; known by name, so pools naming it get no second, misleading error
     for key in body:
         owner = next((t for t, keys in TYPE_KEYS.items() if key in keys), None)
         if owner is not None and key not in TYPE_KEYS[ctype]:

@@ -6,7 +6,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from geodns.config.fields import Ctx, Fields, Invalid, each_mapping, mapping, to_duration, to_str
+from geodns.config.fields import (
+    Ctx,
+    Fields,
+    Invalid,
+    each_mapping,
+    mapping,
+    to_duration,
+    to_str,
+    unknown,
+)
 from geodns.config.model import QUORUMS, ClusterConfig, Peer
 from geodns.config.yamlload import YList
 from geodns.errors import Location
@@ -97,7 +106,10 @@ def _peers(ctx: Ctx, raw: Any, where: Location, dcs: set[str], own: str | None) 
         dc = f.get("datacenter", to_str)
         f.finish()
         if dc is not None and dcs and dc not in dcs:
-            f.error("datacenter", f"unknown datacenter {dc!r}; known: {', '.join(sorted(dcs))}")
+            f.error(
+                "datacenter",
+                unknown("datacenter", dc, dcs),
+            )
         if name is not None and name in names:
             f.error("name", f"peer {name!r} is listed twice")
         elif name is not None and name == own:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from geodns.config.yamlload import YList, YMap
@@ -277,7 +277,22 @@ def one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
     def conv(value: Any) -> str:
         text = to_str(value)
         if text not in choices:
-            raise Invalid(f"{text!r} is not one of: {', '.join(choices)}")
+            raise Invalid(f"{text!r} is not one of: {', '.join(choices)}{did_you_mean(text, choices)}")
         return text
 
     return conv
+
+
+def did_you_mean(text: str, choices: Iterable[str]) -> str:
+    """' (did you mean "failover"?)' for a near miss, else ''."""
+    close = difflib.get_close_matches(text.lower(), [c.lower() for c in choices], n=1, cutoff=0.6)
+    if not close:
+        return ""
+    original = next(c for c in choices if c.lower() == close[0])
+    return f" (did you mean {original!r}?)"
+
+
+def unknown(kind: str, name: str, known: Iterable[str]) -> str:
+    """'unknown datacenter 'pra' (did you mean 'par'?); known: ams, par'."""
+    names = sorted(known)
+    return f"unknown {kind} {name!r}{did_you_mean(name, names)}; known: {', '.join(names) or 'none'}"

@@ -29,6 +29,7 @@ from geodns.config.fields import (
     to_size,
     to_str,
     type_name,
+    unknown,
 )
 from geodns.config.model import (
     MAX_WORKERS,
@@ -42,7 +43,7 @@ from geodns.config.model import (
 )
 from geodns.config.pools import parse_pools, parse_topology
 from geodns.config.route53 import parse_route53
-from geodns.config.yamlload import MAX_ZONE_BYTES, YMap, load_file, load_text, too_big
+from geodns.config.yamlload import MAX_ZONE_BYTES, YMap, decode, load_file, load_text, too_big
 from geodns.config.zonefile import parse_zone
 from geodns.errors import ConfigError, Location
 from geodns.zone.names import Name, to_text
@@ -208,10 +209,8 @@ def _zone_file(
         keys[key] = cached.origin
         return cached
     before = len(ctx.issues)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        ctx.error(Location(str(path), 1, 1), f"cannot read file: {exc}")
+    text = decode(str(path), data, ctx.issues)
+    if text is None:
         return None
     doc = load_text(text, str(path), ctx.issues)
     if doc is None:
@@ -224,6 +223,12 @@ def _zone_file(
         if cache_dir is not None:
             zonecache.save(cache_dir, key, zone, set(keys))
     return zone
+
+
+def _origin_loc(path: Path) -> Location:
+    """Where a zone file says `origin:` (it may have come from the compiled cache)."""
+    doc = load_file(path, [])
+    return doc.value_loc("origin") if isinstance(doc, YMap) else Location(str(path), 1, 1)
 
 
 def _zones(
@@ -246,8 +251,9 @@ def _zones(
             continue
         if zone.origin in files:
             ctx.error(
-                Location(str(path), 1, 1),
-                f"zone {to_text(zone.origin)} is already defined in {files[zone.origin]}",
+                _origin_loc(path),
+                f"zone {to_text(zone.origin)} is already defined in {files[zone.origin]}"
+                " (two files for one zone: merge them, or fix this file's origin)",
             )
             continue
         files[zone.origin] = str(path)
@@ -280,7 +286,10 @@ def parse(
         cluster = parse_cluster(ctx, f.raw("cluster"), top.value_loc("cluster"), base, dcs, server.name)
     f.finish()
     if server.datacenter is not None and server.datacenter not in dcs and datacenters:
-        ctx.error(top.value_loc("server"), f"server.datacenter: unknown datacenter {server.datacenter!r}")
+        ctx.error(
+            top.value_loc("server"),
+            "server.datacenter: " + unknown("datacenter", server.datacenter, dcs),
+        )
     zones_dir = base / (zones_dir_text or "zones")
     zones = ZoneSet({})
     keys: dict[str, Name] = {}
@@ -288,8 +297,13 @@ def parse(
         where = top.value_loc("zones_dir") if "zones_dir" in top else top.loc
         cache_dir = server.state_dir / "zonecache" if use_cache else None
         zones = _zones(ctx, zones_dir, where, pools, cache_dir, keys, reuse or {})
-        if server.mode != "route53" and not zones.zones and zones_dir.is_dir():
-            ctx.error(top.loc, f"no zone files (*.yaml) found in {str(zones_dir)!r}")
+        files = [*zones_dir.glob("*.yaml"), *zones_dir.glob("*.yml")] if zones_dir.is_dir() else None
+        if server.mode != "route53" and files == []:
+            ctx.error(
+                where,
+                f"zones_dir: no zone files (*.yaml) in {str(zones_dir)!r}: nothing to answer for"
+                + ("" if "zones_dir" in top else " (zones_dir defaults to 'zones' beside this file)"),
+            )
     if server.mode in ("route53", "both") and (route53 is None or not route53.records):
         ctx.error(top.loc, f"server.mode is {server.mode!r} but route53.records is empty")
     return Config(

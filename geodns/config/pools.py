@@ -8,6 +8,7 @@ from geodns.config.fields import (
     Ctx,
     Fields,
     Invalid,
+    did_you_mean,
     each_mapping,
     int_in,
     mapping,
@@ -18,6 +19,7 @@ from geodns.config.fields import (
     to_str,
     to_ttl,
     type_name,
+    unknown,
 )
 from geodns.config.model import POLICIES, Check, Member, MinHealthy, Pool, TopologyRule
 from geodns.config.yamlload import YList
@@ -38,7 +40,10 @@ def _member(ctx: Ctx, raw: Any, where: Location, path: str, dcs: set[str]) -> Me
     check_port = f.get("check_port", to_port)
     f.finish()
     if dc is not None and dc not in dcs:
-        f.error("dc", f"unknown datacenter {dc!r} (datacenters: {', '.join(sorted(dcs)) or 'none'})")
+        f.error(
+            "dc",
+            unknown("datacenter", dc, dcs),
+        )
         return None
     if address is None or dc is None or weight is None:
         return None
@@ -72,7 +77,10 @@ def parse_pools(
         f.has("members")
         f.finish()
         if check is not None and check not in checks:
-            f.error("check", f"unknown check {check!r} (checks: {', '.join(sorted(checks)) or 'none'})")
+            f.error(
+                "check",
+                unknown("check", check, checks),
+            )
         if ttl is not None and degraded_ttl is not None and degraded_ttl > ttl:
             f.error("degraded_ttl", f"{degraded_ttl} must not exceed the pool's ttl ({ttl})")
         if max_answers is not None and policy not in ("weighted", "all"):
@@ -82,11 +90,18 @@ def parse_pools(
         if "min_healthy" in body and policy not in ("failover", "geo"):
             f.error("min_healthy", f"only applies to failover and geo pools, not {policy}")
         if fallback is not None and fallback not in FALLBACKS and not fallback.startswith("pool:"):
-            f.error("fallback", f"{fallback!r} is not one of: all, empty, servfail, pool:<name>")
+            f.error(
+                "fallback",
+                f"{fallback!r} is not one of: all, empty, servfail, pool:<name>"
+                + did_you_mean(fallback, FALLBACKS),
+            )
         fallback_locs[str(name)] = f.where("fallback")
         for dc in order or []:
             if dc not in dcs:
-                f.error("datacenters", f"unknown datacenter {dc!r} (datacenters: {', '.join(sorted(dcs))})")
+                f.error(
+                    "datacenters",
+                    unknown("datacenter", dc, dcs),
+                )
         if order is not None and len(set(order)) != len(order):
             f.error("datacenters", "a datacenter is listed twice")
         members: list[Member] = []
@@ -161,7 +176,10 @@ def _check_fallback_chains(ctx: Ctx, pools: dict[str, Pool], locs: dict[str, Loc
         while current.fallback.startswith("pool:"):
             target = current.fallback[5:]
             if target not in pools:
-                ctx.error(locs[current.name], f"pools.{current.name}.fallback: unknown pool {target!r}")
+                ctx.error(
+                    locs[current.name],
+                    f"pools.{current.name}.fallback: " + unknown("pool", target, pools),
+                )
                 break
             if target in seen:
                 if target == name:  # report each loop once, at its first member
@@ -187,7 +205,7 @@ def parse_topology(ctx: Ctx, raw: Any, where: Location, dcs: set[str]) -> tuple[
         f.finish()
         for dc in prefer or []:
             if dc not in dcs:
-                f.error("prefer", f"unknown datacenter {dc!r}")
+                f.error("prefer", unknown("datacenter", dc, dcs))
         if match is not None and prefer:
             rules.append(TopologyRule(match, tuple(prefer)))
     return tuple(rules)

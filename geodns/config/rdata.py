@@ -27,7 +27,7 @@ def target_name(text: Any, origin: Name) -> Name:
     except NameSyntaxError as exc:
         raise Invalid(str(exc)) from None
     origin_text = to_text(origin).rstrip(".")
-    if not text.endswith(".") and origin and text.lower().endswith(origin_text):
+    if not text.endswith(".") and origin and ("." + text.lower()).endswith("." + origin_text.lower()):
         # The classic zone-file slip: "mail.example.com" in example.com. means
         # mail.example.com.example.com. Nobody wants that; make them say which.
         raise Invalid(

@@ -15,6 +15,7 @@ from geodns.config.fields import (
     to_str,
     to_ttl,
     type_name,
+    unknown,
 )
 from geodns.config.model import Pool, Route53Config, Route53Record
 from geodns.config.yamlload import YList
@@ -61,7 +62,7 @@ def parse_route53(ctx: Ctx, raw: Any, where: Location, pools: dict[str, Pool]) -
         ttl = rf.get("ttl", to_ttl, 60)
         rf.finish()
         if pool is not None and pool not in pools:
-            rf.error("pool", f"unknown pool {pool!r}")
+            rf.error("pool", unknown("pool", pool, pools))
             continue
         if name is not None and zone_id is not None and pool is not None:
             records.append(Route53Record(name, zone_id, pool, ttl if ttl is not None else 60))

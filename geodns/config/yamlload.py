@@ -249,6 +249,15 @@ def load_text(text: str, filename: str, issues: list[Issue]) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(filename, mark.line + 1, mark.column + 1) if mark else Location(filename, 1, 1)
+        tab = _tab_near(text, mark)
+        if tab is not None:
+            issues.append(
+                Issue(
+                    Location(filename, tab[0], tab[1]),
+                    "tab character: YAML does not allow tabs for indentation; indent with spaces",
+                )
+            )
+            return None
         message = f"YAML syntax error: {exc.problem or exc.context}"
         if exc.problem and exc.context and exc.context_mark is not None:
             start = exc.context_mark
@@ -265,6 +274,23 @@ def load_text(text: str, filename: str, issues: list[Issue]) -> Any:
         loader.dispose()
 
 
+def _tab_near(text: str, mark: Any) -> tuple[int, int] | None:
+    """The tab that broke parsing, as (line, col): PyYAML's own words for it ("found
+    character that cannot start any token") send people looking for the wrong thing.
+    Looks at the error's line and the one before (a tab-indented line can make the
+    parser fail at the next)."""
+    if mark is None:
+        return None
+    lines = text.split("\n")
+    for index in (mark.line, mark.line - 1):
+        if 0 <= index < len(lines):
+            line = lines[index]
+            indent = len(line) - len(line.lstrip(" \t"))
+            if "\t" in line[: indent + 1]:
+                return index + 1, line.index("\t") + 1
+    return None
+
+
 def load_file(path: Path, issues: list[Issue]) -> Any:
     """Read and parse a YAML file; an unreadable or oversized file is an issue, not an exception."""
     try:
@@ -272,8 +298,31 @@ def load_file(path: Path, issues: list[Issue]) -> Any:
         if size > MAX_CONFIG_BYTES:
             issues.append(Issue(Location(str(path), 1, 1), too_big(size, MAX_CONFIG_BYTES)))
             return None
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         issues.append(Issue(Location(str(path), 1, 1), f"cannot read file: {exc}"))
         return None
-    return load_text(text, str(path), issues)
+    text = decode(str(path), data, issues)
+    return None if text is None else load_text(text, str(path), issues)
+
+
+def decode(filename: str, data: bytes, issues: list[Issue]) -> str | None:
+    """UTF-8 text, or None with the bad byte's line:col in `issues`."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        issues.append(_not_utf8(filename, data, exc))
+        return None
+
+
+def _not_utf8(filename: str, data: bytes, exc: UnicodeDecodeError) -> Issue:
+    """Where the bad byte is, as line:col (a text editor's terms, not a byte offset)."""
+    before = data[: exc.start]
+    line = before.count(b"\n") + 1
+    line_start = before.rfind(b"\n") + 1
+    col = len(before[line_start:].decode("utf-8", errors="replace")) + 1
+    bad = data[exc.start : exc.end].hex(" ")
+    return Issue(
+        Location(filename, line, col),
+        f"not UTF-8: byte(s) {bad} here (save the file as UTF-8; Latin-1 is a common cause)",
+    )

@@ -12,7 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from geodns.config.fields import Ctx, Fields, Invalid, int_in, mapping, to_str, to_ttl, type_name
+from geodns.config.fields import (
+    Ctx,
+    Fields,
+    Invalid,
+    int_in,
+    mapping,
+    to_str,
+    to_ttl,
+    type_name,
+    unknown,
+)
 from geodns.config.model import Pool
 from geodns.config.rdata import SUPPORTED, parse_rdata, rtype_number, target_name
 from geodns.config.yamlload import YList, YMap
@@ -88,16 +98,19 @@ def parse_zone(
         ctx.error(top.loc, "zone: missing required key 'soa'")
     records_raw = f.raw("records")
     f.finish()
-    if origin is None or ttl is None:
+    if origin is None:
         return None
+    if ttl is None:
+        ttl = DEFAULT_ZONE_TTL  # its problem is reported; read on to report every other one
     soa = _soa(ctx, soa_raw, top.value_loc("soa"), origin, ttl, default_serial) if soa_raw else None
 
     pending: dict[tuple[Name, str], _Pending] = {}
     if records_raw is not None:
         records = mapping(ctx, records_raw, top.value_loc("records"), "records")
         if records is not None:
+            seen: dict[Name, str] = {}
             for key, value in records.items():
-                _parse_name_entry(ctx, records, key, value, origin, ttl, pools, pending)
+                _parse_name_entry(ctx, records, key, value, origin, ttl, pools, pending, seen)
     _check_structure(ctx, origin, pending, top.loc)
     if soa is None:
         return None
@@ -119,15 +132,30 @@ def _parse_name_entry(
     zone_ttl: int,
     pools: Mapping[str, Pool],
     pending: dict[tuple[Name, str], _Pending],
+    seen: dict[Name, str],
 ) -> None:
     if not isinstance(key, str):
         ctx.error(records.key_loc(key), f"record name must be a string, got {type_name(key)}")
         return
     try:
-        name = parse_name(key, origin)
-    except NameSyntaxError as exc:
-        ctx.error(records.key_loc(key), f"record name {key!r}: {exc}")
+        name = target_name(key, origin)  # refuses "www.example.com" in example.com. too
+    except Invalid as exc:
+        said = str(exc)
+        ctx.error(
+            records.key_loc(key), f"record name {said if said.startswith(repr(key)) else f'{key!r}: {said}'}"
+        )
         return
+    folded = tuple(label.lower() for label in name)
+    if folded in seen:
+        # DNS names ignore letter case: `mail` and `Mail` are one name, written twice.
+        first = seen[folded]
+        ctx.error(
+            records.key_loc(key),
+            f"record name {key!r} is the same name as {first!r} (line {records.key_loc(first).line}):"
+            " DNS names ignore letter case; put their records under one key",
+        )
+        return
+    seen[folded] = key
     if not is_subdomain(name, origin):
         ctx.error(records.key_loc(key), f"record name {key!r} is outside the zone {to_text(origin)}")
         return
@@ -191,8 +219,7 @@ def _parse_record(
             return
         target = pools.get(pool)
         if target is None:
-            known = ", ".join(sorted(pools)) or "none defined"
-            f.error("pool", f"unknown pool {pool!r} (pools: {known})")
+            f.error("pool", unknown("pool", pool, pools))
             return
         want_v6 = rtype == "AAAA"
         if not any(m.is_v6 == want_v6 for m in target.members):

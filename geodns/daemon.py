@@ -119,6 +119,7 @@ class Daemon:
         self.monitor = Monitor(self.config, self.store, self.metrics_registry)
         self.metrics_registry.loop_lag.set_function(lambda: self.monitor.watch.recent(10.0))
         self.metrics_registry.overrides_unreadable.set_function(lambda: len(self.override_store.problems))
+        self.metrics_registry.watch_overrides(lambda: self.override_store.overrides)
         self.override_store = OverrideStore(self.config, self.store)
         self.override_store.history = self.monitor.history
         # Which datacenter each pool answers from, and a loud word when one fails open.
@@ -383,6 +384,13 @@ class Daemon:
             log.warning("not every member has a probe result after %.1fs; serving with pool fallbacks", limit)
 
     async def reload(self) -> bool:
+        """Load the config again; on any problem keep serving the old one (counted in
+        geodns_reloads_total{result}, for an alert on a reload that failed)."""
+        ok = await self._reload()
+        self.metrics_registry.reloaded(ok, time.time())
+        return ok
+
+    async def _reload(self) -> bool:
         """Load the config again; on any problem keep serving the old one. Zone files
         are compiled in a child process, read back in steps between queries, and
         zones whose input did not change are kept as they are: the answer loop is

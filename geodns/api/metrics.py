@@ -7,7 +7,9 @@ the global default registry would reject the second set of names).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import platform
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -15,14 +17,17 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from geodns import __version__
 from geodns.dns.handler import TCP_CLOSE_REASONS, Stats
 from geodns.steering.poolstate import PoolState
+from geodns.zone.zone import RType
 
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -59,12 +64,48 @@ class _DnsStatsCollector(Collector):
             family = CounterMetricFamily(name, doc)
             family.add_metric([], value)
             yield family
+        responses = CounterMetricFamily(
+            "geodns_dns_responses",
+            "DNS replies sent, by rcode and the query's type",
+            labels=["rcode", "qtype"],
+        )
+        for key, count in sorted(s.answers.items()):
+            responses.add_metric([rcode_name(key >> 16), qtype_name(key & 0xFFFF)], count)
+        yield responses
         closed = CounterMetricFamily(
             "geodns_dns_tcp_closed", "DNS TCP connections closed by geodns, by reason", labels=["reason"]
         )
         for reason in TCP_CLOSE_REASONS:
             closed.add_metric([reason], getattr(s, f"tcp_closed_{reason}"))
         yield closed
+
+
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 9: "NOTAUTH"}
+QTYPES = {
+    **{t.value: t.name for t in RType},
+    13: "HINFO",
+    35: "NAPTR",
+    41: "OPT",
+    46: "RRSIG",
+    47: "NSEC",
+    48: "DNSKEY",
+    50: "NSEC3",
+    52: "TLSA",
+    64: "SVCB",
+    65: "HTTPS",
+    99: "SPF",
+    251: "IXFR",
+    252: "AXFR",
+    258: "other",  # every type above CAA, folded (see Stats.answers)
+}
+
+
+def rcode_name(code: int) -> str:
+    return RCODES.get(code, str(code))
+
+
+def qtype_name(code: int) -> str:
+    return QTYPES.get(code, f"TYPE{code}")
 
 
 class _WorkersCollector(Collector):
@@ -136,6 +177,20 @@ class _ClusterCollector(Collector):
         yield GaugeMetricFamily(
             "geodns_governor_held_targets", "Targets the governor keeps up", value=f["held"]
         )
+
+
+class _OverridesCollector(Collector):
+    def __init__(self, overrides: Callable[[], Iterable[Any]]) -> None:
+        self.overrides = overrides
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "geodns_overrides_active", "Overrides in force: drains (down) and forced ups", labels=["state"]
+        )
+        states = [str(o.state) for o in self.overrides()]
+        for state in ("down", "up"):
+            family.add_metric([state], states.count(state))
+        yield family
 
 
 class Metrics:
@@ -242,6 +297,39 @@ class Metrics:
         )
         if stats is not None:
             r.register(_DnsStatsCollector(stats))
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, _resident_memory_bytes, _open_fds, ...
+        self.build_info = Gauge(
+            "geodns_build_info", "Always 1; the labels say what runs", ["version", "python"], registry=r
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.reloads = Counter(
+            "geodns_reloads_total",
+            "Configuration reloads (SIGHUP), by result: ok or failed",
+            ["result"],
+            registry=r,
+        )
+        for result in ("ok", "failed"):
+            self.reloads.labels(result)  # both series exist from the start: rate() needs them
+        self.last_reload = Gauge(
+            "geodns_last_reload_timestamp_seconds",
+            "When a reload last succeeded (start-up counts)",
+            registry=r,
+        )
+        self.last_reload.set(time.time())
+        self.last_reload_ok = Gauge(
+            "geodns_last_reload_successful", "1 when the last reload succeeded, 0 when it failed", registry=r
+        )
+        self.last_reload_ok.set(1)
+
+    def reloaded(self, ok: bool, when: float) -> None:
+        self.reloads.labels("ok" if ok else "failed").inc()
+        self.last_reload_ok.set(1 if ok else 0)
+        if ok:
+            self.last_reload.set(when)
+
+    def watch_overrides(self, overrides: Callable[[], Iterable[Any]]) -> None:
+        """geodns_overrides_active{state}: drains (down) and forced ups in force now."""
+        self.registry.register(_OverridesCollector(overrides))
 
     def set_pool(self, state: PoolState | str) -> None:
         """A pool's fallback and answering gauges; a name alone removes the pool's series."""

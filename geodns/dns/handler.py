@@ -84,6 +84,7 @@ class Stats:
     """Counters the server keeps for /metrics; plain ints, no locking (one loop)."""
 
     __slots__ = (
+        "answers",
         "cache_hits",
         "dropped",
         "formerr",
@@ -95,6 +96,9 @@ class Stats:
     )
 
     def __init__(self) -> None:
+        # Replies sent, by (rcode << 16 | qtype), qtype folded to 258 above CAA (257) so that
+        # no query can grow this: at most 16 x 259 keys. Counted at the send.
+        self.answers: dict[int, int] = {}
         self.queries = 0
         self.cache_hits = 0
         self.dropped = 0
@@ -115,7 +119,17 @@ class Stats:
         setattr(self, name, getattr(self, name) + 1)
 
 
-COUNTERS: tuple[str, ...] = Stats.__slots__  # every one a counter: DNS workers report them all
+COUNTERS: tuple[str, ...] = tuple(n for n in Stats.__slots__ if n != "answers")  # plain int counters
+
+
+def count_answer(answers: dict[int, int], query: bytes, reply: bytes) -> None:
+    """One reply, by rcode and the query's type. The question's name ends at its first
+    zero byte (label lengths are never zero; a zero inside a label, which no real
+    client sends, only files the count under another type)."""
+    end = query.find(b"\0", 12)
+    qtype = (query[end + 1] << 8 | query[end + 2]) if 0 < end < len(query) - 2 else 0
+    key = (reply[3] & 15) << 16 | (qtype if qtype < 258 else 258)
+    answers[key] = answers.get(key, 0) + 1
 
 
 def handle(

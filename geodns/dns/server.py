@@ -44,6 +44,7 @@ class UdpListener:
 
     def on_readable(self) -> None:
         sock, stats = self.sock, self.stats
+        answers = stats.answers
         state = self.server.state()  # one state per batch: a new snapshot lands between batches
         table = state.cache.udp
         limiter = self.server.limiter
@@ -74,6 +75,11 @@ class UdpListener:
                 reply = limiter.allow(addr[0], data, reply, now, state.zones)
                 if reply is None:
                     continue
+            # Inline count_answer: this loop is the hot path (see handler.count_answer).
+            end = data.find(b"\0", 12)
+            qtype = (data[end + 1] << 8 | data[end + 2]) if 0 < end < len(data) - 2 else 0
+            counted = (reply[3] & 15) << 16 | (qtype if qtype < 258 else 258)
+            answers[counted] = answers.get(counted, 0) + 1
             try:
                 sock.sendto(reply, addr)
             except OSError as exc:  # a full send buffer or an unreachable client

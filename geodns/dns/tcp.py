@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from geodns.dns.fastpath import answer
+from geodns.dns.handler import count_answer
 
 if TYPE_CHECKING:
     from geodns.dns.server import DnsServer
@@ -109,6 +110,7 @@ class TcpConnection(asyncio.Protocol):
             self.served += 1
             reply = answer(message, self.source, False, state, server.stats)
             if reply is not None:
+                count_answer(server.stats.answers, message, reply)
                 transport.write(struct.pack("!H", len(reply)) + reply)
                 if transport.get_write_buffer_size() > server.tcp_max_queued:
                     self.close("not_reading")

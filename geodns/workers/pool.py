@@ -262,6 +262,13 @@ class WorkerPool:
     def _sum_counters(self) -> None:
         for name in COUNTERS:
             setattr(self.stats, name, sum(slot.counter(name) for slot in self.slots))
+        answers: dict[int, int] = {}
+        for slot in self.slots:
+            for name in {*slot.retired, *slot.figures}:
+                if name.startswith("answers:"):
+                    key = int(name[8:])
+                    answers[key] = answers.get(key, 0) + slot.counter(name)
+        self.stats.answers = answers
 
     # One slot's processes, one after the other.
     async def _supervise(self, slot: Slot) -> None:
@@ -306,7 +313,7 @@ class WorkerPool:
                     os.kill(pid, signal.SIGKILL)
             code = await reaped(pid)
             REAPER.children.discard(pid)
-            for name in COUNTERS:
+            for name in {*COUNTERS, *slot.figures}:
                 slot.retired[name] = slot.counter(name)
             slot.figures = {}
             slot.pid, slot.generation = None, 0

@@ -18,6 +18,8 @@ import pytest_asyncio
 from tests.conftest import DATA
 from tests.daemonproc import Proc, serve_process, spawn
 from tests.dnsclient import Endpoint, ask
+from tests.route53env import FAKE_AWS
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -113,3 +115,44 @@ async def test_port_in_use_is_a_clear_error(daemon: Proc, config_copy: Path) -> 
     assert proc.returncode == 1
     assert b"Traceback" not in err
     assert b"cannot serve: cannot listen on" in err and b"address in use by another process" in err
+
+
+@pytest.mark.asyncio
+async def test_sigterm_stops_within_a_second_while_route53_hangs(tmp_path: Path) -> None:
+    """A Route53 endpoint that accepts and never answers (a dead proxy, a black hole)
+    must not hold SIGTERM: the sync's calls run on threads nobody waits for at exit."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    (tmp_path / "zones").mkdir()
+    (tmp_path / "zones" / "t.yaml").write_text(
+        "origin: example.test.\nsoa: {mname: ns1.example.test., rname: h.example.test.}\n"
+        'records:\n  "@": {type: NS, value: ns1}\n  ns1: {type: A, value: 192.0.2.53}\n'
+        "  www: {type: A, pool: web}\n"
+    )
+    (tmp_path / "geodns.yaml").write_text(
+        "server: {mode: both, state_dir: state, workers: 1}\n"
+        "datacenters: {par: {}}\n"
+        "checks: {web: {type: tcp, port: 9, interval: 1s, timeout: 200ms}}\n"
+        "pools:\n  web: {check: web, members: [{address: 127.0.0.91, dc: par}]}\n"
+        f"route53:\n  endpoint_url: http://127.0.0.1:{port}\n"
+        "  records: [{name: www.example.test., hosted_zone_id: Z1, pool: web}]\n"
+    )
+    proc = await spawn(tmp_path / "geodns.yaml", env=FAKE_AWS)
+    try:
+        await until(lambda: bool(held), 10, "the sync's first call (which hangs)")
+        started = time.monotonic()
+        proc.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.proc.wait(), timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        await proc.kill()
+        server.close()
+        for writer in held:
+            writer.close()
+    assert code == 0
+    assert elapsed < 1.0, f"took {elapsed:.2f}s to stop"

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from geodns.config.model import Config
 from geodns.health.monitor import probe_all_once
@@ -139,6 +140,36 @@ class Reconciler:
         return result
 
 
+T = TypeVar("T")
+
+
+async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` on a daemon thread of its own. Not asyncio.to_thread: the loop's
+    executor is joined when geodns exits, and a Route53 call hanging on a dead
+    endpoint (30 s read timeout, retried) held SIGTERM for 56 s; an abandoned daemon
+    thread holds nothing."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, which decides
+            error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(settle, lambda: future.set_exception(error))
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, lambda: future.set_result(result))
+
+    threading.Thread(target=run, name="route53 call", daemon=True).start()
+    return await future
+
+
 class Route53Sync:
     """The async shell: debounced on snapshot changes, periodic for drift."""
 
@@ -199,7 +230,7 @@ class Route53Sync:
                     continue
             self.writing = "this instance"
             try:
-                result = await asyncio.to_thread(self.reconciler.reconcile, self.store.current())
+                result = await off_loop(self.reconciler.reconcile, self.store.current())
                 self._round([*result.plan.conflicts, *result.errors])
             except Exception as exc:
                 # Never let a bug end the loop: the next round tries again, loudly.
@@ -241,7 +272,7 @@ class Route53Sync:
 
     async def _plan_only(self, who: str) -> list[str]:
         try:
-            plan, _ = await asyncio.to_thread(self.reconciler.plan, self.store.current())
+            plan, _ = await off_loop(self.reconciler.plan, self.store.current())
         except Route53Error as exc:
             log.warning("route53: not writing (%s); planning failed: %s", who, exc)
             return [str(exc)]

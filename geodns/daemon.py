@@ -41,6 +41,7 @@ from geodns.health.monitor import Monitor
 from geodns.health.overrides import Override
 from geodns.health.snapshot import HealthSnapshot, SnapshotStore
 from geodns.reloading import read_cached_zone, release, zones_by_key
+from geodns.sdnotify import Notifier
 from geodns.serving import next_state, serving_state
 from geodns.steering.explain import add_votes, explain
 from geodns.steering.overridestore import OverrideStore
@@ -182,6 +183,7 @@ class Daemon:
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
         self._background: set[asyncio.Task[None]] = set()
+        self.notifier = Notifier()  # systemd's Type=notify, when run by it
 
     def _reconciler(self, config: Config) -> Reconciler:
         from geodns.route53.client import Route53Client  # noqa: PLC0415 - see __init__
@@ -386,8 +388,14 @@ class Daemon:
     async def reload(self) -> bool:
         """Load the config again; on any problem keep serving the old one (counted in
         geodns_reloads_total{result}, for an alert on a reload that failed)."""
+        self.notifier.reloading()
         ok = await self._reload()
         self.metrics_registry.reloaded(ok, time.time())
+        zones = len(self.config.zones.zones)
+        self.notifier.ready(
+            f"serving {zones} zone(s)"
+            + ("" if ok else "; the last reload FAILED, the previous config serves")
+        )
         return ok
 
     async def _reload(self) -> bool:
@@ -530,11 +538,16 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
             await self.start()
+            zones = len(self.config.zones.zones)
+            self.notifier.ready(f"serving {zones} zone(s); {len(self.monitor.targets)} probe target(s)")
+            self.notifier.start_watchdog()
             await self._stop.wait()
             log.info("stopping")
+            self.notifier.stopping()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            self.notifier.stop_watchdog()
             await self.stop()
 
     async def stop(self) -> None:

@@ -138,6 +138,8 @@ class Daemon:
             self.route53 = Route53Sync(
                 self.config, self.store, self._reconciler(self.config), self.monitor.known
             )
+            sync = self.route53
+            self.metrics_registry.watch_route53(lambda: sync.failed_rounds)
         self._api_token = load_api_token(self.config)
         self._read_token = load_read_token(self.config)
         self._cluster_token = load_cluster_token(self.config)

@@ -351,5 +351,14 @@ class Metrics:
     def watch_cluster(self, figures: Callable[[], dict[str, Any]]) -> None:
         self.registry.register(_ClusterCollector(figures))
 
+    def watch_route53(self, failed_rounds: Callable[[], int]) -> None:
+        """Only an instance that syncs has this series: alerts can tell the two apart."""
+        gauge = Gauge(
+            "geodns_route53_sync_failed_rounds",
+            "Route53 reconcile rounds failed in a row (0: the last one succeeded)",
+            registry=self.registry,
+        )
+        gauge.set_function(failed_rounds)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

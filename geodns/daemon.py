@@ -44,6 +44,7 @@ from geodns.reloading import read_cached_zone, release, zones_by_key
 from geodns.sdnotify import Notifier
 from geodns.serving import next_state, serving_state
 from geodns.steering.explain import add_votes, explain
+from geodns.steering.localanswers import local_answers
 from geodns.steering.overridestore import OverrideStore
 from geodns.steering.poolwatch import PoolWatch
 from geodns.workers.pool import WorkerPool
@@ -186,6 +187,8 @@ class Daemon:
         self._reload_again = False
         self._background: set[asyncio.Task[None]] = set()
         self.notifier = Notifier()  # systemd's Type=notify, when run by it
+        self._generation = 1  # configurations loaded: with the snapshot version, /v1/answers' token
+        self._change = asyncio.Event()
 
     def _reconciler(self, config: Config) -> Reconciler:
         from geodns.route53.client import Route53Client  # noqa: PLC0415 - see __init__
@@ -204,7 +207,27 @@ class Daemon:
     def _swap(self, state: ServingState) -> None:
         self.state = state
 
+    def _changed(self) -> None:
+        """Wake the long polls of /v1/answers: a new snapshot or a new config."""
+        self._change.set()
+        self._change = asyncio.Event()
+
+    def change_token(self) -> str:
+        return f"{self._generation}.{self.store.current().version}"
+
+    async def wait_change(self, token: str) -> None:
+        if token != self.change_token():
+            return
+        await self._change.wait()
+
+    def answers(self, names: list[str], client: str) -> dict[str, Any]:
+        return {
+            "token": self.change_token(),
+            "names": local_answers(self.config, self.store.current(), names, client),
+        }
+
     def _on_snapshot(self, snapshot: HealthSnapshot) -> None:
+        self._changed()
         if self.pool is not None:
             self.pool.publish(snapshot)
         else:
@@ -461,6 +484,8 @@ class Daemon:
         self._release_later(old_state, [z for z in old_zones.values() if id(z) not in kept])
         gc.freeze()  # new long-lived objects out of the collector's sight, without a full pass
         log.info("reloaded: serving %d zone(s)", len(new.zones.zones))
+        self._generation += 1
+        self._changed()
         return True
 
     async def _compiled_zones(self, path: Path) -> dict[str, Zone] | None:

@@ -21,11 +21,13 @@ def private_dir(path: Path) -> None:
         raise PermissionError(f"{path} may be written by others (mode {mode:04o}): chmod 700 {path}")
 
 
-def write_file(path: Path, data: bytes) -> None:
-    private_dir(path.parent)
+def write_file(path: Path, data: bytes, *, mode: int = 0o600, private: bool = True) -> None:
+    if private:
+        private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        os.fchmod(fd, mode)  # exactly this mode, whatever the umask
         view = memoryview(data)
         while view:
             written = os.write(fd, view)

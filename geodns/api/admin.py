@@ -3,6 +3,8 @@ overrides (drains) and explain. Writes need the bearer token when one is set."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 from typing import Any, Protocol
@@ -57,6 +59,12 @@ class AdminSource(Protocol):
     def api_hosts(self) -> frozenset[str]: ...
 
     def explain(self, name: str, qtype: str, client: str, ecs: str | None) -> dict[str, Any]: ...
+
+    def answers(self, names: list[str], client: str) -> dict[str, Any]: ...
+
+    async def wait_change(self, token: str) -> None:
+        """Return when the answers may differ from those of `token`."""
+        ...
 
     @property
     def cluster_node(self) -> ClusterNode | None: ...
@@ -225,6 +233,24 @@ def make_app(source: AdminSource) -> web.Application:
             return _error(400, f"cannot explain that question: {exc}")
         return web.json_response(doc)
 
+    async def answers(request: web.Request) -> web.Response:
+        """Every address NAME resolves to now (`geodns hosts`). With `wait=TOKEN`, a long
+        poll: the reply comes when the answers may have changed since TOKEN, or after
+        `timeout` seconds (at most 10: the listener drops connections idle for 15)."""
+        q = request.query
+        names = q.getall("name", [])
+        if not names or len(names) > MAX_NAMES:
+            return _error(400, f"give 1 to {MAX_NAMES} names: /v1/answers?name=db.example.com&name=...")
+        try:
+            timeout = min(max(float(q.get("timeout", "10")), 0.0), LONG_POLL_MAX)
+        except ValueError:
+            return _error(400, "timeout must be a number of seconds")
+        if "wait" in q:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await source.wait_change(q["wait"])
+        return web.json_response(source.answers(names, q.get("client", "127.0.0.1")))
+
     async def cluster_observations(request: web.Request) -> web.Response:
         return await clusterapi.observations(request, source.cluster_node, source.cluster_token)
 
@@ -259,6 +285,7 @@ def make_app(source: AdminSource) -> web.Application:
     app.router.add_delete("/v1/overrides/{target}", remove_override)
     app.router.add_post("/v1/overrides/ack", acknowledge)
     app.router.add_get("/v1/explain", explain)
+    app.router.add_get("/v1/answers", answers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/status", status)
@@ -266,6 +293,8 @@ def make_app(source: AdminSource) -> web.Application:
     return app
 
 
+MAX_NAMES = 100
+LONG_POLL_MAX = 10.0  # below API_IDLE_TIMEOUT
 API_IDLE_TIMEOUT = 15.0  # seconds without a byte either way (the status page polls every 2 s)
 API_LIFETIME = 120.0  # then the client reconnects: no connection is held forever
 

@@ -31,7 +31,12 @@ def api_url(config: Config | None, override: str | None) -> str:
 
 
 def call(
-    base: str, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
+    base: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    token: str | None = None,
+    timeout: float = 10.0,
 ) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(base + path, data=data, method=method)  # noqa: S310 - http(s) only
@@ -40,7 +45,7 @@ def call(
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310
             return json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
         try:

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from geodns import __version__
+from geodns.cli import hostsfile
 from geodns.cli.apicmds import (
     api_args,
     cmd_ack,
     cmd_cluster,
     cmd_drain,
     cmd_explain,
+    cmd_hosts,
     cmd_release,
     cmd_status,
     cmd_undrain,
@@ -110,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     expl.add_argument("--json", action="store_true")
 
+    hosts = hostsfile.add_parser(sub, [common])
+    api_args(hosts)
+
     plan = add("plan", help="show the Route53 changes a sync would make (exit 2 when any, 1 on any error)")
     plan.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     plan.add_argument("--force", action="store_true", help="plan as `sync --force` would (no safety hold)")
@@ -175,6 +180,7 @@ def _run(args: argparse.Namespace) -> int:
             "cluster": cmd_cluster,
             "release": cmd_release,
             "explain": cmd_explain,
+            "hosts": cmd_hosts,
             "demo": cmd_demo,
             "plan": cmd_plan,
             "sync": cmd_sync,

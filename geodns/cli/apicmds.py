@@ -15,6 +15,7 @@ from typing import Any
 
 from geodns.api.apiclient import api_url, call, render_status
 from geodns.api.tokens import load_api_token, load_read_token
+from geodns.cli import hostsfile
 from geodns.cli.codes import EXIT_OK
 from geodns.config import DEFAULT_CONFIG, load
 from geodns.health.health import Health, Status, probe_keys
@@ -141,6 +142,11 @@ def cmd_release(args: argparse.Namespace) -> int:
     call(base, "POST", "/v1/cluster/release", {}, token=token)
     print("released: the governor's held downs apply now")
     return EXIT_OK
+
+
+def cmd_hosts(args: argparse.Namespace) -> int:
+    base, token = _api(args)
+    return hostsfile.cmd_hosts(args, base, token)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

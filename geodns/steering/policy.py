@@ -290,6 +290,8 @@ class PolicySource:
         self._cache: dict[tuple[str, bool, int | None], Decision] = {}
         self._geo_pools = {name for name, p in config.pools.items() if p.policy == "geo"}
         self.stratum: float | None = None  # set by the answer cache while it draws variants
+        # Every address the pool may answer now instead of one draw (`geodns hosts`).
+        self.every_candidate = False
 
     def decision(self, pool: str, v6: bool, client: Client) -> Decision:
         address: IPAddress | None = None
@@ -313,6 +315,10 @@ class PolicySource:
             found = self._cache[key] = decide(self.config, self.snapshot, pool, v6, address)
         return found
 
+    def decided(self) -> list[Decision]:
+        """The decisions made so far with this source (one snapshot)."""
+        return list(self._cache.values())
+
     def client_key(self, source: str) -> int:
         """Which topology rule (and scope) a source address falls in: answers that
         depend on the source are the same for every address with the same key."""
@@ -333,7 +339,7 @@ class PolicySource:
         via = _via(d)
         if d.final().servfail:
             return PoolResult(None, servfail=True, ecs_scope=scope, via=via)
-        members = pick(d, self.rng, self.stratum)
+        members = d.final().candidates if self.every_candidate else pick(d, self.rng, self.stratum)
         rdatas = tuple(map(_address, (m.address for m in members)))
         depends = 0
         final = d.final()

@@ -134,7 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     demo = add("demo", help="serve the example with simulated backends in its datacenters")
-    demo.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    demo.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        help=f"default: {DEFAULT_CONFIG} when it exists, else a copy of the example shipped with geodns",
+    )
     demo.add_argument("--dns-listen", type=_listen_arg, action="append", metavar="HOST:PORT")
     demo.add_argument("--http-listen", type=_listen_arg, metavar="HOST:PORT")
 

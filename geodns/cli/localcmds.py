@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from geodns import __version__
 from geodns.cli.codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
-from geodns.config import load
+from geodns.config import DEFAULT_CONFIG, load
 from geodns.config.advice import advice
 from geodns.daemon import with_overrides
 from geodns.demo import run_demo
@@ -20,16 +23,28 @@ from geodns.steering.policy import AllMembers
 
 log = logging.getLogger("geodns")
 
+EXAMPLE = Path(__file__).resolve().parent.parent / "example"  # shipped as package data
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    log.info("geodns %s demo starting: pid %d, config %s", __version__, os.getpid(), args.config.resolve())
-    config = with_overrides(load(args.config), args.dns_listen, args.http_listen)
+    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else _example_copy())
+    log.info("geodns %s demo starting: pid %d, config %s", __version__, os.getpid(), path.resolve())
+    config = with_overrides(load(path), args.dns_listen, args.http_listen)
     try:
         uvloop_run(run_demo(config))
     except OSError as exc:
         log.error("cannot start the demo: %s", exc)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _example_copy() -> Path:
+    """The example shipped inside the package, copied to a folder of its own (outside a
+    checkout, e.g. from a wheel): its state_dir (../var) then lands beside the copy."""
+    where = Path(tempfile.mkdtemp(prefix="geodns-demo-"))
+    shutil.copytree(EXAMPLE, where / "config")
+    log.info("no %s here: running the example shipped with geodns, copied to %s", DEFAULT_CONFIG, where)
+    return where / "config" / "geodns.yaml"
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from geodns.config.fields import (
     Ctx,
     Fields,
     Invalid,
+    beside,
     int_in,
     mapping,
     one_of,
@@ -85,7 +86,7 @@ def _command(value: Any) -> tuple[str, ...]:
 
 def _ca_file(base: Path) -> Any:
     def conv(value: Any) -> Path:
-        path = base / to_str(value)
+        path = beside(base, to_str(value))
         if not path.is_file():
             raise Invalid(f"CA file {str(path)!r} does not exist")
         return path

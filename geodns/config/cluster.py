@@ -10,6 +10,7 @@ from geodns.config.fields import (
     Ctx,
     Fields,
     Invalid,
+    beside,
     each_mapping,
     mapping,
     to_duration,
@@ -80,8 +81,8 @@ def parse_cluster(
         )
     return ClusterConfig(
         peers=peers,
-        token_file=base / token_file if token_file else None,
-        ca_file=base / ca_file if ca_file else None,
+        token_file=beside(base, token_file) if token_file else None,
+        ca_file=beside(base, ca_file) if ca_file else None,
         interval=interval or d.interval,
         timeout=timeout or d.timeout,
         quorum=d.quorum if quorum is None else quorum,

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from geodns.config.yamlload import YList, YMap
@@ -296,3 +298,10 @@ def unknown(kind: str, name: str, known: Iterable[str]) -> str:
     """'unknown datacenter 'pra' (did you mean 'par'?); known: ams, par'."""
     names = sorted(known)
     return f"unknown {kind} {name!r}{did_you_mean(name, names)}; known: {', '.join(names) or 'none'}"
+
+
+def beside(base: Path, text: str) -> Path:
+    """A path written in a config file, relative to that file's folder, resolved as
+    written: `../var` beside a config reached through a symlinked folder is the
+    `var` next to that link, not next to the link's target."""
+    return Path(os.path.normpath(base / text))

@@ -20,6 +20,7 @@ from geodns.config.fields import (
     Ctx,
     Fields,
     Invalid,
+    beside,
     int_in,
     int_or_auto,
     mapping,
@@ -114,7 +115,7 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
         mode=mode or d.mode,
         dns_listen=tuple(listen or ()),
         http_listen=http,
-        state_dir=base / (state_dir or "var"),
+        state_dir=beside(base, state_dir or "var"),
         datacenter=datacenter,
         nsid=nsid.encode("utf-8") if nsid else None,
         edns_udp_size=udp_size or d.edns_udp_size,
@@ -128,8 +129,8 @@ def _server(ctx: Ctx, raw: Any, where: Location, base: Path) -> ServerConfig:
         answer_cache_size=d.answer_cache_size if cache_size is None else cache_size,
         api_max_connections=api_conns or d.api_max_connections,
         api_allowed_hosts=tuple(h.lower() for h in api_hosts or ()),
-        api_token_file=base / token_file if token_file else None,
-        api_read_token_file=base / read_token_file if read_token_file else None,
+        api_token_file=beside(base, token_file) if token_file else None,
+        api_read_token_file=beside(base, read_token_file) if read_token_file else None,
         workers=d.workers if workers is None else workers,
         rate_limit=rate_limit,
         name=name,
@@ -290,7 +291,7 @@ def parse(
             top.value_loc("server"),
             "server.datacenter: " + unknown("datacenter", server.datacenter, dcs),
         )
-    zones_dir = base / (zones_dir_text or "zones")
+    zones_dir = beside(base, zones_dir_text or "zones")
     zones = ZoneSet({})
     keys: dict[str, Name] = {}
     if server.mode != "route53" or "zones_dir" in top:

@@ -25,7 +25,7 @@ from geodns.cli.apicmds import (
     cmd_undrain,
 )
 from geodns.cli.codes import EXIT_CONFIG, EXIT_FAILURE
-from geodns.cli.localcmds import cmd_check, cmd_demo, cmd_export_zone, cmd_serve
+from geodns.cli.localcmds import cmd_check, cmd_demo, cmd_export_zone, cmd_schema, cmd_serve
 from geodns.cli.logs import setup_logging
 from geodns.cli.route53cmds import cmd_plan, cmd_sync
 from geodns.config import DEFAULT_CONFIG
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = add("check", help="validate the configuration and zones, then exit")
     check.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+
+    schema = add("schema", help="print the JSON Schema of the config file (or, with --zone, of zone files)")
+    schema.add_argument("--zone", action="store_true", help="the schema of zone files")
 
     export = add("export-zone", help="print a zone as an RFC 1035 master file")
     export.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
@@ -190,6 +193,7 @@ def _run(args: argparse.Namespace) -> int:
             "plan": cmd_plan,
             "sync": cmd_sync,
             "serve": cmd_serve,
+            "schema": cmd_schema,
         }
         return commands[args.command](args)
     except ConfigError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -45,6 +46,14 @@ def _example_copy() -> Path:
     shutil.copytree(EXAMPLE, where / "config")
     log.info("no %s here: running the example shipped with geodns, copied to %s", DEFAULT_CONFIG, where)
     return where / "config" / "geodns.yaml"
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from geodns.config.schema import main_schema, zone_schema  # noqa: PLC0415 - rare
+
+    doc = zone_schema() if args.zone else main_schema()
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:

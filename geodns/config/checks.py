@@ -21,6 +21,7 @@ from geodns.config.fields import (
     type_name,
 )
 from geodns.config.model import CHECK_TYPES, Check, Matcher
+from geodns.config.schemarec import accepts
 from geodns.config.yamlload import YMap
 from geodns.errors import Location
 
@@ -29,6 +30,15 @@ HTTP_KEYS = ("path", "method", "host", "headers", "expect_status", "expect_body"
 TYPE_KEYS = {"http": HTTP_KEYS, "https": HTTP_KEYS, "tcp": ("send", "expect"), "exec": ("command",)}
 
 
+_STATUS = {
+    "anyOf": [
+        {"type": "integer", "minimum": 100, "maximum": 599},
+        {"type": "string", "pattern": r"^\s*[1-5][0-9]{2}\s*-\s*[1-5][0-9]{2}\s*$"},
+    ]
+}
+
+
+@accepts({"anyOf": [_STATUS, {"type": "array", "items": _STATUS, "minItems": 1}]})
 def expect_status(value: Any) -> tuple[tuple[int, int], ...]:
     """[200, "200-299", 301] -> ranges."""
     items = value if isinstance(value, list) else [value]
@@ -50,6 +60,7 @@ def expect_status(value: Any) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
+@accepts({"type": "string", "minLength": 1})
 def matcher(value: Any) -> Matcher:
     """'OK' is a substring; '/^OK$/' a regular expression (searched, multi-line)."""
     text = to_str(value)
@@ -62,6 +73,13 @@ def matcher(value: Any) -> Matcher:
     return Matcher(text)
 
 
+@accepts(
+    {
+        "type": "object",
+        "propertyNames": {"pattern": "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"},
+        "additionalProperties": {"type": ["string", "integer"]},
+    }
+)
 def _headers(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, YMap):
         raise Invalid(f"expected a mapping of header names to values, got {type_name(value)}")
@@ -75,6 +93,14 @@ def _headers(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+@accepts(
+    {
+        "anyOf": [
+            {"type": "string", "pattern": "\\S"},
+            {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+        ]
+    }
+)
 def _command(value: Any) -> tuple[str, ...]:
     """A list is run as is (argv); a string through /bin/sh -c."""
     if isinstance(value, str) and value.strip():
@@ -171,6 +197,9 @@ def _check(ctx: Ctx, body: YMap, name: str, path: str, base: Path) -> Check | No
     )
 
 
+@accepts(
+    {"anyOf": [{"enum": ["0", "0s", 0]}, {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h))+\s*$"}]}
+)
 def _jitter(value: Any) -> float:
     if value in ("0", "0s", 0):
         return 0.0

@@ -14,10 +14,12 @@ from geodns.config.fields import (
     each_mapping,
     mapping,
     to_duration,
+    to_fraction,
     to_str,
     unknown,
 )
 from geodns.config.model import QUORUMS, ClusterConfig, Peer
+from geodns.config.schemarec import accepts
 from geodns.config.yamlload import YList
 from geodns.errors import Location
 
@@ -25,6 +27,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _URL = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}/?")
 
 
+@accepts({"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"})
 def to_instance_name(value: Any) -> str:
     text = to_str(value)
     if not _NAME.fullmatch(text):
@@ -32,6 +35,7 @@ def to_instance_name(value: Any) -> str:
     return text
 
 
+@accepts({"type": "string", "pattern": "^https?://"})
 def _url(value: Any) -> str:
     text = to_str(value)
     if not _URL.fullmatch(text):
@@ -39,12 +43,7 @@ def _url(value: Any) -> str:
     return text.rstrip("/")
 
 
-def _fraction(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1:
-        return float(value)
-    raise Invalid(f"expected a fraction in (0, 1], got {value!r}")
-
-
+@accepts({"anyOf": [{"type": "integer", "minimum": 1}, {"enum": ["majority", "any", "all"]}]})
 def _quorum(value: Any) -> str | int:
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 1:
@@ -70,8 +69,8 @@ def parse_cluster(
     interval = f.get("interval", to_duration, d.interval)
     timeout = f.get("timeout", to_duration, d.timeout)
     quorum = f.get("quorum", _quorum)
-    isolation = f.get("isolation", _fraction, d.isolation)
-    max_down = f.get("max_down_fraction", _fraction, d.max_down_fraction)
+    isolation = f.get("isolation", to_fraction, d.isolation)
+    max_down = f.get("max_down_fraction", to_fraction, d.max_down_fraction)
     window = f.get("down_window", to_duration, d.down_window)
     hold_max = f.get("hold_max", to_duration, d.hold_max)
     f.finish()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from geodns.config.schemarec import accepts, record, schema_of
 from geodns.config.yamlload import YList, YMap
 from geodns.errors import Issue, Location
 
@@ -60,6 +61,7 @@ class Fields:
         self.map = mapping
         self.path = path
         self.known: list[str] = []
+        record(path, "", None)  # a mapping is read here (even one that takes no keys)
 
     def where(self, key: str) -> Location:
         return self.map.value_loc(key)
@@ -72,12 +74,14 @@ class Fields:
 
     def has(self, key: str) -> bool:
         self.known.append(key)
+        record(self.path, key, None)
         return key in self.map
 
     def get(
         self, key: str, conv: Callable[[Any], T], default: T | None = None, *, required: bool = False
     ) -> T | None:
         self.known.append(key)
+        record(self.path, key, schema_of(conv), required=required)
         if key not in self.map:
             if required:
                 self.ctx.error(self.map.loc, f"{self.path or 'top level'}: missing required key {key!r}")
@@ -100,6 +104,8 @@ class Fields:
 
         Returns None when the value is not a list or any item is bad."""
         self.known.append(key)
+        listed: dict[str, Any] = {"type": "array", "items": schema_of(conv)}
+        record(self.path, key, {"anyOf": [schema_of(conv), listed]} if allow_scalar else listed)
         if key not in self.map:
             return default
         value = self.map[key]
@@ -120,6 +126,7 @@ class Fields:
 
     def raw(self, key: str) -> Any:
         self.known.append(key)
+        record(self.path, key, None)
         return self.map.get(key)
 
     def finish(self) -> None:
@@ -159,12 +166,14 @@ def each_mapping(ctx: Ctx, items: YList, path: str) -> Iterator[tuple[str, YMap,
             yield where, m, Fields(ctx, m, where)
 
 
+@accepts({"type": "string", "minLength": 1})
 def to_str(value: Any) -> str:
     if isinstance(value, str) and value:
         return value
     raise Invalid(f"expected a non-empty string, got {type_name(value)}")
 
 
+@accepts({"type": "boolean"})
 def to_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -179,7 +188,7 @@ def int_in(lo: int, hi: int) -> Callable[[Any], int]:
             raise Invalid(f"{value} is out of range {lo}..{hi}")
         return value
 
-    return conv
+    return accepts({"type": "integer", "minimum": lo, "maximum": hi})(conv)
 
 
 def int_or_auto(lo: int, hi: int) -> Callable[[Any], int]:
@@ -194,7 +203,7 @@ def int_or_auto(lo: int, hi: int) -> Callable[[Any], int]:
         except Invalid as exc:
             raise Invalid(f"{exc} (or auto)") from None
 
-    return conv
+    return accepts({"anyOf": [schema_of(number), {"const": "auto"}]})(conv)
 
 
 to_port = int_in(1, 65535)
@@ -204,6 +213,7 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+@accepts({"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h))+\s*$"})
 def to_duration(value: Any) -> float:
     """'500ms', '2s', '1m', '1h', '1m30s' -> seconds. A bare number is refused:
     is 2 two seconds or two milliseconds? Users must say."""
@@ -249,7 +259,7 @@ def to_size(lo: int, hi: int) -> Callable[[Any], int]:
             raise Invalid(f"size {value!r} is out of range {_human(lo)}..{_human(hi)}")
         return size
 
-    return conv
+    return accepts({"type": "string", "pattern": r"^\s*\d+\s*(B|KiB|MiB|GiB|kB|KB|MB|GB)\s*$"})(conv)
 
 
 def _human(size: int) -> str:
@@ -259,6 +269,7 @@ def _human(size: int) -> str:
     return f"{size}B"
 
 
+@accepts({"type": "string", "minLength": 2})
 def to_ip(value: Any) -> str:
     if not isinstance(value, str):
         raise Invalid(f"expected an IP address, got {type_name(value)}")
@@ -268,6 +279,7 @@ def to_ip(value: Any) -> str:
         raise Invalid(f"{value!r} is not an IP address") from None
 
 
+@accepts({"type": "string", "pattern": "/"})
 def to_network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
         return ipaddress.ip_network(to_str(value), strict=True)
@@ -282,7 +294,7 @@ def one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
             raise Invalid(f"{text!r} is not one of: {', '.join(choices)}{did_you_mean(text, choices)}")
         return text
 
-    return conv
+    return accepts({"enum": list(choices)})(conv)
 
 
 def did_you_mean(text: str, choices: Iterable[str]) -> str:
@@ -305,3 +317,10 @@ def beside(base: Path, text: str) -> Path:
     written: `../var` beside a config reached through a symlinked folder is the
     `var` next to that link, not next to the link's target."""
     return Path(os.path.normpath(base / text))
+
+
+@accepts({"type": "number", "exclusiveMinimum": 0, "maximum": 1})
+def to_fraction(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1:
+        return float(value)
+    raise Invalid(f"expected a fraction in (0, 1], got {value!r}")

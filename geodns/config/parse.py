@@ -44,6 +44,7 @@ from geodns.config.model import (
 )
 from geodns.config.pools import parse_pools, parse_topology
 from geodns.config.route53 import parse_route53
+from geodns.config.schemarec import accepts
 from geodns.config.yamlload import MAX_ZONE_BYTES, YMap, decode, load_file, load_text, too_big
 from geodns.config.zonefile import parse_zone
 from geodns.errors import ConfigError, Location
@@ -53,6 +54,13 @@ from geodns.zone.zone import Zone, ZoneSet
 DEFAULT_CONFIG = Path("config/geodns.yaml")
 
 
+# HOST:PORT, the port 0..65535 (0: any free one).
+@accepts(
+    {
+        "type": "string",
+        "pattern": ":([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$",
+    }
+)
 def to_listen(value: Any) -> ListenAddress:
     """'127.0.0.1:5300' or '[::1]:5300'. Only literal addresses: a name to
     resolve at start-up would make the DNS server depend on DNS."""

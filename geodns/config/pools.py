@@ -22,6 +22,7 @@ from geodns.config.fields import (
     unknown,
 )
 from geodns.config.model import POLICIES, Check, Member, MinHealthy, Pool, TopologyRule
+from geodns.config.schemarec import accepts
 from geodns.config.yamlload import YList
 from geodns.errors import Location
 
@@ -150,6 +151,15 @@ def parse_pools(
     return out
 
 
+@accepts(
+    {
+        "anyOf": [
+            {"type": "integer", "minimum": 1},
+            {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            {"type": "string", "pattern": r"^(100(\.0+)?|[1-9][0-9]?(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)%$"},
+        ]
+    }
+)
 def _min_healthy(value: Any) -> MinHealthy:
     """2 -> at least two members; "50%" or 0.5 -> at least half of the datacenter's members."""
     if isinstance(value, bool):

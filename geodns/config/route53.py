@@ -12,17 +12,20 @@ from geodns.config.fields import (
     each_mapping,
     mapping,
     to_duration,
+    to_fraction,
     to_str,
     to_ttl,
     type_name,
     unknown,
 )
 from geodns.config.model import Pool, Route53Config, Route53Record
+from geodns.config.schemarec import accepts
 from geodns.config.yamlload import YList
 from geodns.errors import Location
 from geodns.zone.names import Name, NameSyntaxError, parse_name, to_text
 
 
+@accepts({"type": "string", "pattern": "\\.$"})
 def _abs_name(value: Any) -> Name:
     text = to_str(value)
     if not text.endswith("."):
@@ -47,7 +50,7 @@ def parse_route53(ctx: Ctx, raw: Any, where: Location, pools: dict[str, Pool]) -
     owner = f.get("owner", _owner, d.owner)
     interval = f.get("reconcile_interval", to_duration, d.reconcile_interval)
     debounce = f.get("debounce", to_duration, d.debounce)
-    fraction = f.get("max_change_fraction", _fraction, d.max_change_fraction)
+    fraction = f.get("max_change_fraction", to_fraction, d.max_change_fraction)
     rate = f.get("requests_per_second", _rate, d.requests_per_second)
     unhealthy = f.get("unready_after", _rounds, d.unready_after)
     f.finish()
@@ -89,12 +92,14 @@ def parse_route53(ctx: Ctx, raw: Any, where: Location, pools: dict[str, Pool]) -
     )
 
 
+@accepts({"type": "integer", "minimum": 1, "maximum": 1000})
 def _rounds(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1000:
         return value
     raise Invalid(f"expected a number of failed rounds from 1 to 1000, got {value!r}")
 
 
+@accepts({"type": "string", "pattern": "^[A-Za-z0-9_.]{1,40}$"})
 def _owner(value: Any) -> str:
     text = to_str(value)
     if not re.fullmatch(r"[A-Za-z0-9_.]{1,40}", text):
@@ -102,12 +107,7 @@ def _owner(value: Any) -> str:
     return text
 
 
-def _fraction(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1:
-        return float(value)
-    raise Invalid(f"expected a fraction in (0, 1], got {value!r}")
-
-
+@accepts({"type": "number", "exclusiveMinimum": 0, "maximum": 100})
 def _rate(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 100:
         return float(value)

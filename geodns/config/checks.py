@@ -21,7 +21,7 @@ from geodns.config.fields import (
     type_name,
 )
 from geodns.config.model import CHECK_TYPES, Check, Matcher
-from geodns.config.schemarec import accepts
+from geodns.config.schemarec import accepts, schema_of
 from geodns.config.yamlload import YMap
 from geodns.errors import Location
 
@@ -197,9 +197,7 @@ def _check(ctx: Ctx, body: YMap, name: str, path: str, base: Path) -> Check | No
     )
 
 
-@accepts(
-    {"anyOf": [{"enum": ["0", "0s", 0]}, {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h))+\s*$"}]}
-)
+@accepts({"anyOf": [{"enum": ["0", "0s", 0]}, schema_of(to_duration)]})
 def _jitter(value: Any) -> float:
     if value in ("0", "0s", 0):
         return 0.0

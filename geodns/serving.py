@@ -10,6 +10,7 @@ from geodns.config import Config
 from geodns.dns.answer import PoolSource
 from geodns.dns.fastcache import AnswerCache
 from geodns.dns.handler import ServingState
+from geodns.geoip.database import lookup_for
 from geodns.health.snapshot import HealthSnapshot
 from geodns.steering.changes import changed_pools
 from geodns.steering.policy import AllMembers, PolicySource
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def serving_state(config: Config, snapshot: HealthSnapshot | None = None) -> ServingState:
     """A fresh state (empty answer cache): at start-up and on reload."""
-    pools: PoolSource = AllMembers(config.pools) if snapshot is None else PolicySource(config, snapshot)
+    pools: PoolSource = AllMembers(config.pools) if snapshot is None else policy_source(config, snapshot)
     return ServingState(
         zones=config.zones,
         pools=pools,
@@ -41,4 +42,12 @@ def next_state(config: Config, state: ServingState, snapshot: HealthSnapshot) ->
         log.debug(
             "snapshot %d: %s changed, %d cached answers dropped", snapshot.version, sorted(changed), dropped
         )
-    return dataclasses.replace(state, pools=PolicySource(config, snapshot))
+    return dataclasses.replace(state, pools=policy_source(config, snapshot))
+
+
+def policy_source(config: Config, snapshot: HealthSnapshot) -> PolicySource:
+    """Pool answers from this snapshot, geo pools looking clients up in the config's
+    GeoIP databases (readers shared per process and file version)."""
+    geoip = config.geoip
+    geo = lookup_for(geoip.database, geoip.asn_database) if geoip is not None else None
+    return PolicySource(config, snapshot, geo=geo)

@@ -25,11 +25,12 @@ ALLOWED: dict[str, set[str]] = {
     "steps": set(),
     "durable": set(),
     "zone": {"steps"},
-    "config": {"zone", "errors", "steps"},
+    "config": {"zone", "errors", "steps", "geoip"},
+    "geoip": set(_BASE),
     "dns": {"zone", "config"} | _BASE,
     "health": {"zone", "config"} | _BASE,
     "cluster": {"zone", "config", "health"} | _BASE,
-    "steering": {"zone", "config", "dns", "health"} | _BASE,
+    "steering": {"zone", "config", "dns", "health", "geoip"} | _BASE,
     "route53": {"zone", "config", "dns", "health", "steering"} | _BASE,
     "api": {"zone", "config", "dns", "health", "steering", "cluster", "route53"} | _BASE,
     # DNS worker processes: the shell of a process that only answers.
@@ -56,6 +57,8 @@ PURE = {
     "cluster/votes.py",
     "cluster/governor.py",
     "cluster/report.py",
+    "geoip/info.py",
+    "geoip/isocodes.py",
 }
 NOT_PURE = {"config/zonecache.py"}  # the compiled-zone cache on disk lives beside the loader
 IMPURE_MODULES = {

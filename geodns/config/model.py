@@ -96,6 +96,7 @@ def worker_count(server: ServerConfig, cpus: int | None) -> int:
 @dataclass(frozen=True)
 class Datacenter:
     name: str
+    location: tuple[float, float] | None = None  # (lat, lon): for `prefer: nearest`
 
 
 @dataclass(frozen=True)
@@ -196,8 +197,40 @@ class Pool:
 
 @dataclass(frozen=True)
 class TopologyRule:
-    match: ipaddress.IPv4Network | ipaddress.IPv6Network
+    """One `topology` rule: what it matches (exactly one of a subnet, countries,
+    continents, subdivisions, ASNs, or everything as the default), and the
+    datacenters it prefers, in order, or the nearest ones (`nearest`)."""
+
+    match: ipaddress.IPv4Network | ipaddress.IPv6Network | None
     prefer: tuple[str, ...]
+    countries: frozenset[str] = frozenset()
+    continents: frozenset[str] = frozenset()
+    subdivisions: frozenset[str] = frozenset()  # ISO 3166-2: "US-CA"
+    asns: frozenset[int] = frozenset()
+    default: bool = False
+    nearest: bool = False  # datacenters by great-circle distance from the client
+
+    def describe(self) -> str:
+        what = (
+            str(self.match)
+            if self.match is not None
+            else "subdivision " + ",".join(sorted(self.subdivisions))
+            if self.subdivisions
+            else "country " + ",".join(sorted(self.countries))
+            if self.countries
+            else "continent " + ",".join(sorted(self.continents))
+            if self.continents
+            else "asn " + ",".join(map(str, sorted(self.asns)))
+            if self.asns
+            else "default"
+        )
+        return f"{what} -> {'nearest' if self.nearest else ', '.join(self.prefer)}"
+
+
+@dataclass(frozen=True)
+class GeoIPConfig:
+    database: Path  # a MaxMind DB: GeoLite2/GeoIP2 City or Country, DB-IP lite, ...
+    asn_database: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +291,7 @@ class Config:
     checks: dict[str, Check] = field(default_factory=dict)
     pools: dict[str, Pool] = field(default_factory=dict)
     topology: tuple[TopologyRule, ...] = ()
+    geoip: GeoIPConfig | None = None
     zones_dir: Path | None = None
     zones: ZoneSet = field(default_factory=lambda: ZoneSet({}))
     route53: Route53Config | None = None

@@ -42,9 +42,10 @@ from geodns.config.model import (
     RateLimit,
     ServerConfig,
 )
-from geodns.config.pools import parse_pools, parse_topology
+from geodns.config.pools import parse_pools
 from geodns.config.route53 import parse_route53
 from geodns.config.schemarec import accepts
+from geodns.config.topology import parse_geoip, parse_location, parse_topology
 from geodns.config.yamlload import MAX_ZONE_BYTES, YMap, decode, load_file, load_text, too_big
 from geodns.config.zonefile import parse_zone
 from geodns.errors import ConfigError, Location
@@ -184,9 +185,12 @@ def _datacenters(ctx: Ctx, raw: Any, where: Location) -> tuple[Datacenter, ...]:
             ctx.error(m.key_loc(name), f"datacenter name must be a string, got {type_name(name)}")
             continue
         body = mapping(ctx, value, m.value_loc(name), f"datacenters.{name}", allow_null=True)
+        location = None
         if body is not None:
-            Fields(ctx, body, f"datacenters.{name}").finish()  # no keys yet; typos are errors
-        out.append(Datacenter(name))
+            f = Fields(ctx, body, f"datacenters.{name}")
+            location = parse_location(f)
+            f.finish()
+        out.append(Datacenter(name, location))
     if not out:
         ctx.error(m.loc, "datacenters: define at least one datacenter")
     return tuple(out)
@@ -285,7 +289,9 @@ def parse(
     dcs = {d.name for d in datacenters}
     checks = parse_checks(ctx, f.raw("checks"), top.value_loc("checks"), base)
     pools = parse_pools(ctx, f.raw("pools"), top.value_loc("pools"), dcs, checks)
-    topology = parse_topology(ctx, f.raw("topology"), top.value_loc("topology"), dcs)
+    geoip = parse_geoip(ctx, f.raw("geoip"), top.value_loc("geoip"), base) if f.has("geoip") else None
+    by_name = {d.name: d for d in datacenters}
+    topology = parse_topology(ctx, f.raw("topology"), top.value_loc("topology"), by_name, geoip)
     zones_dir_text = f.get("zones_dir", to_str, "zones")
     route53 = (
         parse_route53(ctx, f.raw("route53"), top.value_loc("route53"), pools) if f.has("route53") else None
@@ -322,6 +328,7 @@ def parse(
         checks=checks,
         pools=pools,
         topology=topology,
+        geoip=geoip,
         zones_dir=zones_dir,
         zones=zones,
         route53=route53,

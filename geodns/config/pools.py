@@ -9,19 +9,17 @@ from geodns.config.fields import (
     Fields,
     Invalid,
     did_you_mean,
-    each_mapping,
     int_in,
     mapping,
     one_of,
     to_ip,
-    to_network,
     to_port,
     to_str,
     to_ttl,
     type_name,
     unknown,
 )
-from geodns.config.model import POLICIES, Check, Member, MinHealthy, Pool, TopologyRule
+from geodns.config.model import POLICIES, Check, Member, MinHealthy, Pool
 from geodns.config.schemarec import accepts
 from geodns.config.yamlload import YList
 from geodns.errors import Location
@@ -198,24 +196,3 @@ def _check_fallback_chains(ctx: Ctx, pools: dict[str, Pool], locs: dict[str, Loc
                 break
             seen.append(target)
             current = pools[target]
-
-
-def parse_topology(ctx: Ctx, raw: Any, where: Location, dcs: set[str]) -> tuple[TopologyRule, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, YList):
-        ctx.error(where, f"topology: expected a list of rules, got {type_name(raw)}")
-        return ()
-    rules = []
-    for path, m, f in each_mapping(ctx, raw, "topology"):
-        match = f.get("match", to_network, required=True)
-        prefer = f.get_list("prefer", to_str)
-        if "prefer" not in m:
-            ctx.error(m.loc, f"{path}: missing required key 'prefer'")
-        f.finish()
-        for dc in prefer or []:
-            if dc not in dcs:
-                f.error("prefer", unknown("datacenter", dc, dcs))
-        if match is not None and prefer:
-            rules.append(TopologyRule(match, tuple(prefer)))
-    return tuple(rules)

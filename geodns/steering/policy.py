@@ -23,12 +23,13 @@ import ipaddress
 import math
 import random
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from geodns.config.model import Config, Member, Pool, TopologyRule
 from geodns.dns.answer import DEPENDS_CLIENT, DEPENDS_RANDOM, Client, PoolResult
+from geodns.geoip.info import GeoInfo, distance_km
 from geodns.health.health import UNKNOWN_HEALTH, ProbeKey, Status, probe_key
 from geodns.health.overrides import Override, forced
 from geodns.health.snapshot import HealthSnapshot
@@ -86,6 +87,7 @@ class Decision:
     servfail: bool = False
     degraded: bool = False
     via: Decision | None = None  # the decision of a pool:<name> fallback
+    choice: GeoChoice | None = None  # geo pools: the rule, scope and order, and why
     notes: tuple[str, ...] = field(default=())
 
     def final(self) -> Decision:
@@ -141,18 +143,15 @@ def match_rule(rules: Sequence[TopologyRule], address: IPAddress) -> tuple[Topol
     for every address: long enough to exclude each more specific rule the client
     is not in (RFC 7871 7.2.1)."""
     best: TopologyRule | None = None
-    for rule in rules:
-        if (
-            rule.match.version == address.version
-            and address in rule.match
-            and (best is None or rule.match.prefixlen > best.match.prefixlen)
-        ):
-            best = rule
-    scope = best.match.prefixlen if best else 0
+    best_len = -1
+    nets = [(rule, rule.match) for rule in rules if rule.match is not None]
+    for rule, net in nets:
+        if net.version == address.version and address in net and net.prefixlen > best_len:
+            best, best_len = rule, net.prefixlen
+    scope = max(best_len, 0)
     client_bits = int(address)
     width = address.max_prefixlen
-    for rule in rules:
-        net = rule.match
+    for _rule, net in nets:
         if net.version != address.version or net.prefixlen <= scope or address in net:
             continue
         # The shortest prefix of the client that no longer contains `net`.
@@ -160,6 +159,73 @@ def match_rule(rules: Sequence[TopologyRule], address: IPAddress) -> tuple[Topol
         if common >= scope:
             scope = max(scope, min(common + 1, net.prefixlen))
     return best, scope
+
+
+Geo = Callable[[IPAddress], GeoInfo]  # what the GeoIP databases say of an address
+
+
+@dataclass(frozen=True)
+class GeoChoice:
+    """Which topology rule a client falls under, the ECS scope over which that holds,
+    and the datacenter order it leads with (empty: the pool's own)."""
+
+    rule: TopologyRule | None
+    scope: int
+    order: tuple[str, ...] = ()
+    info: GeoInfo | None = None
+    distances: tuple[tuple[str, float], ...] = ()  # nearest rules: km to each datacenter
+
+    @property
+    def key(self) -> tuple[int, int, tuple[str, ...]]:
+        return (id(self.rule) if self.rule is not None else 0, self.scope, self.order)
+
+
+def geo_rule(rules: Sequence[TopologyRule], info: GeoInfo) -> TopologyRule | None:
+    """The first rule of the most specific kind that matches: subdivision, country,
+    continent, ASN, then the default."""
+    tests = (
+        lambda r: bool(r.subdivisions.intersection(info.subdivisions)),
+        lambda r: info.country is not None and info.country in r.countries,
+        lambda r: info.continent is not None and info.continent in r.continents,
+        lambda r: info.asn is not None and info.asn in r.asns,
+        lambda r: r.default,
+    )
+    for test in tests:
+        for rule in rules:
+            if rule.match is None and test(rule):
+                return rule
+    return None
+
+
+def geo_choice(config: Config, client: IPAddress, geo: Geo | None) -> GeoChoice:
+    """Subnet rules first (longest prefix); else what the databases say, under the
+    precedence of geo_rule. The scope is never shorter than the database network
+    the answer came from, nor than what excludes each subnet rule the client is not
+    in: every address inside it gets the same choice."""
+    rule, scope = match_rule(config.topology, client)
+    info = None
+    if rule is None:
+        info = geo(client) if geo is not None else GeoInfo()
+        rule = geo_rule(config.topology, info)
+        scope = max(scope, info.prefix)
+    if rule is None:
+        return GeoChoice(None, scope, (), info)
+    if not rule.nearest:
+        return GeoChoice(rule, scope, rule.prefer, info)
+    if info is None or info.location is None:
+        return GeoChoice(rule, scope, (), info)  # nowhere known: the pool's own order
+    here = info.location
+    distances = tuple(
+        sorted(
+            (
+                (dc.name, distance_km(here, dc.location))
+                for dc in config.datacenters
+                if dc.location is not None
+            ),
+            key=lambda pair: pair[1],
+        )
+    )
+    return GeoChoice(rule, scope, tuple(name for name, _ in distances), info, distances)
 
 
 def decide(
@@ -172,6 +238,8 @@ def decide(
     *,
     rule: TopologyRule | None = None,
     views: Sequence[MemberView] | None = None,
+    choice: GeoChoice | None = None,
+    geo: Geo | None = None,
 ) -> Decision:
     """One pool's decision for one address family and client. `rule`, given
     instead of a client, decides a geo pool as for a client of that rule;
@@ -185,13 +253,15 @@ def decide(
     preference = pool.datacenters
     scope = None
     if pool.policy == "geo" and (client is not None or rule is not None):
+        order = rule.prefer if rule is not None else ()
         if client is not None:
-            rule, scope = match_rule(config.topology, client)
-        if rule is not None:
+            choice = choice or geo_choice(config, client, geo)
+            rule, scope, order = choice.rule, choice.scope, choice.order
+        if order:
             preference = tuple(
-                dict.fromkeys([*(d for d in rule.prefer if d in pool.datacenters), *pool.datacenters])
+                dict.fromkeys([*(d for d in order if d in pool.datacenters), *pool.datacenters])
             )
-    base = Decision(pool, v6, family, preference, rule, scope, degraded=degraded)
+    base = Decision(pool, v6, family, preference, rule, scope, degraded=degraded, choice=choice)
     healthy = [v.member for v in family if v.effective is up]
 
     if pool.policy in ("failover", "geo"):
@@ -217,7 +287,7 @@ def decide(
     if fallback == "empty":
         return replace(base, fallback=fallback)
     if fallback.startswith("pool:") and fallback[5:] not in _seen:
-        via = decide(config, snapshot, fallback[5:], v6, client, (*_seen, pool_name))
+        via = decide(config, snapshot, fallback[5:], v6, client, (*_seen, pool_name), choice=choice, geo=geo)
         return replace(base, fallback=fallback, via=via)
     return replace(base, fallback="all", candidates=tuple(v.member for v in family))
 
@@ -283,11 +353,20 @@ class PolicySource:
     """The PoolSource DNS answers use: decisions cached per snapshot (which never
     changes), random draws per query."""
 
-    def __init__(self, config: Config, snapshot: HealthSnapshot, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        snapshot: HealthSnapshot,
+        rng: random.Random | None = None,
+        geo: Geo | None = None,
+    ) -> None:
         self.config = config
         self.snapshot = snapshot
         self.rng = rng or random.Random()  # load spreading, not security
-        self._cache: dict[tuple[str, bool, int | None], Decision] = {}
+        self.geo = geo
+        self._cache: dict[tuple[str, bool, tuple[int, int, tuple[str, ...]] | None], Decision] = {}
+        self._rule_index = {id(r): i + 1 for i, r in enumerate(config.topology)}
+        self._dc_index = {dc.name: i for i, dc in enumerate(config.datacenters)}
         self._geo_pools = {name for name, p in config.pools.items() if p.policy == "geo"}
         self.stratum: float | None = None  # set by the answer cache while it draws variants
         # Every address the pool may answer now instead of one draw (`geodns hosts`).
@@ -295,7 +374,7 @@ class PolicySource:
 
     def decision(self, pool: str, v6: bool, client: Client) -> Decision:
         address: IPAddress | None = None
-        rule_key: int | None = None
+        choice: GeoChoice | None = None
         if pool in self._geo_pools:
             use_ecs = self.config.pools[pool].ecs == "use"
             if use_ecs and client.ecs_ip is not None:
@@ -307,12 +386,13 @@ class PolicySource:
                 except ValueError:
                     address = None
             if address is not None:
-                rule, scope = match_rule(self.config.topology, address)
-                rule_key = (self.config.topology.index(rule) if rule else -1) * 1000 + scope
-        key = (pool, v6, rule_key)
+                choice = geo_choice(self.config, address, self.geo)
+        key = (pool, v6, choice.key if choice is not None else None)
         found = self._cache.get(key)
         if found is None:
-            found = self._cache[key] = decide(self.config, self.snapshot, pool, v6, address)
+            found = self._cache[key] = decide(
+                self.config, self.snapshot, pool, v6, address, choice=choice, geo=self.geo
+            )
         return found
 
     def decided(self) -> list[Decision]:
@@ -326,8 +406,15 @@ class PolicySource:
             address = ipaddress.ip_address(source)
         except ValueError:
             return -1
-        rule, scope = match_rule(self.config.topology, address)
-        return (self.config.topology.index(rule) + 1 if rule else 0) * 1000 + scope + (address.version << 20)
+        # The answer cache keeps these keys across snapshots: they must mean the same
+        # choice for every source built from this config, so they encode it exactly
+        # (rule index, scope, and the datacenter order as digits), never a counter.
+        choice = geo_choice(self.config, address, self.geo)
+        rule = self._rule_index.get(id(choice.rule), 0) if choice.rule is not None else 0
+        order = 0
+        for dc in choice.order:
+            order = order * (len(self._dc_index) + 1) + self._dc_index.get(dc, 0) + 1
+        return ((order * 4096 + rule) * 256 + choice.scope) * 2 + (address.version == 6)
 
     def select(self, entry: PoolRRset, client: Client) -> PoolResult:
         d = self.decision(entry.pool, entry.rtype == RType.AAAA, client)

@@ -1,0 +1,1 @@
+"""GeoIP: what a MaxMind-format database says about a client address."""

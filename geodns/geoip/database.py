@@ -1,0 +1,95 @@
+"""Opening MaxMind DB files (memory-mapped, the C extension) and looking addresses
+up in them. A process keeps one reader per file version: a file replaced on disk
+(geoipupdate writes a new one and renames it) is a new identity, read afresh on
+the next open, while answers in flight keep the old reader."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import maxminddb
+
+from geodns.errors import GeoDnsError
+from geodns.geoip.info import GeoInfo, from_records
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Identity = tuple[str, int, int, int]  # path, inode, size, mtime in ns
+
+_OPEN: dict[Identity, Any] = {}
+
+
+class GeoIPError(GeoDnsError):
+    """A database that cannot be used: missing, unreadable, not a MaxMind DB."""
+
+
+def identity(path: Path) -> Identity:
+    info = path.stat()
+    return (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def open_reader(path: Path) -> Any:
+    """The reader for the file as it is now (one per process and file version)."""
+    try:
+        key = identity(path)
+    except OSError as exc:
+        raise GeoIPError(f"cannot read {path}: {exc.strerror or exc}") from None
+    reader = _OPEN.get(key)
+    if reader is None:
+        try:
+            reader = maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
+            reader.metadata()
+        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
+            raise GeoIPError(f"{path} is not a usable MaxMind DB: {exc}") from None
+        for old in [k for k in _OPEN if k[0] == key[0]]:
+            del _OPEN[old]  # the file was replaced: readers holding it stay valid until dropped
+        _OPEN[key] = reader
+    return reader
+
+
+class GeoDatabase:
+    """The City/Country database and, optionally, the ASN one."""
+
+    def __init__(self, path: Path, asn_path: Path | None = None) -> None:
+        self.path = path
+        self.asn_path = asn_path
+        self.reader = open_reader(path)
+        self.asn_reader = open_reader(asn_path) if asn_path is not None else None
+        self.ip_version = int(self.reader.metadata().ip_version)
+
+    def lookup(self, address: IPAddress) -> GeoInfo:
+        """What the databases say; an address they do not know gets an empty GeoInfo,
+        with the prefix over which they do not know it."""
+        city, prefix = self._get(self.reader, address)
+        asn, asn_prefix = self._get(self.asn_reader, address) if self.asn_reader is not None else (None, None)
+        return from_records(city, prefix, asn, asn_prefix)
+
+    @staticmethod
+    def _get(reader: Any, address: IPAddress) -> tuple[Any, int]:
+        if address.version == 6 and reader.metadata().ip_version == 4:
+            return None, 0  # an IPv4-only database knows nothing of IPv6: the whole space
+        try:
+            record, prefix = reader.get_with_prefix_len(address)
+        except (ValueError, maxminddb.InvalidDatabaseError):
+            return None, address.max_prefixlen  # a damaged entry: nothing known, for this address only
+        return record, int(prefix)
+
+
+def describe(path: Path) -> str:
+    """'GeoLite2-City, built 2026-11-24, IPv6' for logs."""
+    meta = open_reader(path).metadata()
+    built = os.path.getmtime(path)
+    del built
+    return f"{meta.database_type}, IPv{meta.ip_version}, {meta.node_count} nodes"
+
+
+def lookup_for(
+    database: Path | None, asn_database: Path | None = None
+) -> Callable[[IPAddress], GeoInfo] | None:
+    """The lookup answers use, or None without a database."""
+    if database is None:
+        return None
+    return GeoDatabase(database, asn_database).lookup

@@ -35,6 +35,7 @@ from geodns.dns.handler import ServingState, Stats
 from geodns.dns.server import DnsServer, without_missing_ipv6
 from geodns.errors import ConfigError, GeoDnsError
 from geodns.eventloop import uvloop_run
+from geodns.geoip.database import identity
 from geodns.health.capacity import capacity_warnings, fd_budget
 from geodns.health.checks.reaper import run_command
 from geodns.health.monitor import Monitor
@@ -42,7 +43,7 @@ from geodns.health.overrides import Override
 from geodns.health.snapshot import HealthSnapshot, SnapshotStore
 from geodns.reloading import read_cached_zone, release, zones_by_key
 from geodns.sdnotify import Notifier
-from geodns.serving import next_state, serving_state
+from geodns.serving import geo_lookup, next_state, serving_state
 from geodns.steering.explain import add_votes, explain
 from geodns.steering.localanswers import local_answers
 from geodns.steering.overridestore import OverrideStore
@@ -333,7 +334,7 @@ class Daemon:
         return browser.allowed_hosts(bound.host, bound.port, self.config.server.api_allowed_hosts)
 
     def explain(self, name: str, qtype: str, client: str, ecs: str | None) -> dict[str, Any]:
-        doc = explain(self.config, self.store.current(), name, qtype, client, ecs)
+        doc = explain(self.config, self.store.current(), name, qtype, client, ecs, geo_lookup(self.config))
         if self.cluster is not None and self.cluster.peers:
             add_votes(doc, self.config, self.cluster.why)
         return doc
@@ -364,6 +365,8 @@ class Daemon:
             await self.admin.start(self.config.server.http_listen)
             self._say_who_may_write(self.config.server.http_listen)
         self._start_cluster()
+        if self.config.geoip is not None:
+            self._background.add(asyncio.get_running_loop().create_task(self._watch_geoip()))
         self.serving = True
         # Again now that probe tasks, sockets and the first results exist: thousands of
         # long-lived objects the collector would otherwise walk on every full pass.
@@ -409,6 +412,31 @@ class Daemon:
             stop.cancel()
         if not self.monitor.all_known.is_set():
             log.warning("not every member has a probe result after %.1fs; serving with pool fallbacks", limit)
+
+    async def _watch_geoip(self) -> None:
+        """A GeoIP database replaced on disk (geoipupdate renames a new file in) is
+        read by a reload: checked like any config, so a bad file keeps the old one."""
+        seen = self._geoip_files()
+        while True:
+            geoip = self.config.geoip
+            await asyncio.sleep(geoip.watch_interval if geoip is not None else 30.0)
+            now = self._geoip_files()
+            if now != seen:
+                seen = now
+                log.info("a GeoIP database changed on disk: reloading to read it")
+                self.request_reload()
+
+    def _geoip_files(self) -> list[object]:
+        geoip = self.config.geoip
+        if geoip is None:
+            return []
+        found: list[object] = []
+        for path in (geoip.database, geoip.asn_database):
+            try:
+                found.append(identity(path) if path is not None else None)
+            except OSError as exc:
+                found.append(str(exc))
+        return found
 
     async def reload(self) -> bool:
         """Load the config again; on any problem keep serving the old one (counted in

@@ -13,7 +13,7 @@ from geodns.dns.handler import ServingState
 from geodns.geoip.database import lookup_for
 from geodns.health.snapshot import HealthSnapshot
 from geodns.steering.changes import changed_pools
-from geodns.steering.policy import AllMembers, PolicySource
+from geodns.steering.policy import AllMembers, Geo, PolicySource
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ def next_state(config: Config, state: ServingState, snapshot: HealthSnapshot) ->
 def policy_source(config: Config, snapshot: HealthSnapshot) -> PolicySource:
     """Pool answers from this snapshot, geo pools looking clients up in the config's
     GeoIP databases (readers shared per process and file version)."""
+    return PolicySource(config, snapshot, geo=geo_lookup(config))
+
+
+def geo_lookup(config: Config) -> Geo | None:
     geoip = config.geoip
-    geo = lookup_for(geoip.database, geoip.asn_database) if geoip is not None else None
-    return PolicySource(config, snapshot, geo=geo)
+    return lookup_for(geoip.database, geoip.asn_database) if geoip is not None else None

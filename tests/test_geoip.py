@@ -6,7 +6,13 @@ and answers over real sockets with ECS."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
+import os
+import subprocess
+import sys
+import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +30,7 @@ from geodns.geoip.info import distance_km, from_records
 from geodns.steering.policy import geo_choice
 from tests.configs import write_zone
 from tests.conftest import serving
+from tests.daemonproc import run_geodns
 from tests.dnsclient import Endpoint, ask
 from tests.geoipdb import city, write
 
@@ -217,3 +224,115 @@ async def test_answers_over_real_sockets_follow_the_rules_and_the_nearest_live_d
     geo_daemon.add_override("dc=nyc", "down", "burning", None)
     assert (await _www(geo_daemon, "1.2.3.4"))[0] == {"192.0.2.2"}  # then ams, the next nearest
     assert (await _www(geo_daemon, "13.1.2.3"))[0] == {"192.0.2.1"}  # US falls to the pool's order: par
+
+
+def test_geoip_and_explain_commands_say_what_the_database_says(tmp_path: Path) -> None:
+    _config(tmp_path, RULES, asn=True)
+    run = run_geodns("geoip", "1.2.3.4", "-c", "geodns.yaml", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "1.2.3.4: country AU, continent OC, at -33.87, 151.20 (database network /8)",
+        "  nyc: 15,989 km",
+        "  ams: 16,643 km",
+        "  par: 16,960 km",
+        "rule: default -> nearest; the same for every address in /8 (ECS scope)",
+    ]
+    asn = run_geodns("geoip", "81.2.69.7", "-c", "geodns.yaml", "--json", cwd=tmp_path)
+    doc = json.loads(asn.stdout)
+    assert doc["database"]["asn"] == 64500 and doc["rule"] == "country BE,FR -> par" and doc["scope"] == 25
+    explained = run_geodns(
+        "explain", "www.example.test", "--offline", "--ecs", "13.1.0.0/16", "-c", "geodns.yaml", cwd=tmp_path
+    )
+    assert explained.returncode == 0, explained.stderr
+    assert "  GeoIP: country US, continent NA, subdivision US-NY, at 40.71, -74.00 (database network /8)" in (
+        explained.stdout
+    )
+    assert "  topology rule country US -> nyc" in explained.stdout and "ECS scope: /8" in explained.stdout
+    bad = run_geodns("geoip", "not-an-ip", "-c", "geodns.yaml", cwd=tmp_path)
+    assert bad.returncode == 2 and "is not an IP address" in bad.stderr
+
+
+@pytest.mark.asyncio
+async def test_a_database_replaced_on_disk_is_read_without_dropping_a_query(tmp_path: Path) -> None:
+    path = _config(tmp_path, RULES, asn=True)
+    path.write_text(
+        path.read_text().replace("asn_database: asn.mmdb}", "asn_database: asn.mmdb, watch_interval: 200ms}")
+    )
+    async with serving(path) as daemon:
+        assert (await _www(daemon, "1.2.3.4"))[0] == {"192.0.2.3"}  # Sydney: nyc, the nearest
+        # geoipupdate's way: a new file renamed over the old one. 1/8 is now in France.
+        moved = {**NETWORKS, "1.0.0.0/8": city("FR", "EU", 48.86, 2.35)}
+        write(tmp_path / "city.mmdb.new", moved).rename(tmp_path / "city.mmdb")
+        answers = set()
+        for _ in range(100):  # queries all along: none may fail while the reader changes
+            found, _scope = await _www(daemon, "1.2.3.4")
+            answers.add(frozenset(found))
+            if found == {"192.0.2.1"}:
+                break
+            await asyncio.sleep(0.05)
+        assert frozenset({"192.0.2.1"}) in answers  # France -> par
+        # A corrupt replacement is refused, and the last good database keeps answering.
+        (tmp_path / "junk").write_bytes(b"\x00" * 1024)
+        (tmp_path / "junk").rename(tmp_path / "city.mmdb")
+        await asyncio.sleep(0.8)
+        assert (await _www(daemon, "1.2.3.4"))[0] == {"192.0.2.1"}
+        assert daemon.metrics_registry.registry.get_sample_value("geodns_last_reload_successful") == 0
+
+
+MAXMIND_TESTS = "maxminddb-test-databases"
+
+
+@pytest.fixture(scope="session")
+def maxmind(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MaxMind's own test databases, from the maxminddb source distribution on the
+    package index (not committed). Outside CI, skip when the index is unreachable."""
+    where = tmp_path_factory.mktemp(MAXMIND_TESTS)
+    got = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            "-d",
+            str(where),
+            "maxminddb",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
+    archives = list(where.glob("maxminddb-*.tar.gz"))
+    if got.returncode != 0 or not archives:
+        if os.environ.get("GEODNS_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"cannot fetch the maxminddb sdist: {got.stderr[-300:]}")
+        pytest.skip(f"the maxminddb sdist is not reachable here: {got.stderr.strip()[-200:]}")
+    with tarfile.open(archives[0]) as tar:
+        members = [m for m in tar.getmembers() if m.name.endswith("-Test.mmdb") and "/test-data/" in m.name]
+        for member in members:
+            member.name = Path(member.name).name
+            tar.extract(member, where, filter="data")
+    return where
+
+
+def test_maxminds_own_test_databases(maxmind: Path) -> None:
+    """GeoIP2-City-Test and GeoLite2-ASN-Test as real databases: the fields geodns reads
+    are where it looks for them."""
+    database = GeoDatabase(maxmind / "GeoIP2-City-Test.mmdb", maxmind / "GeoLite2-ASN-Test.mmdb")
+    london = database.lookup(ipaddress.ip_address("81.2.69.142"))
+    assert (london.country, london.continent) == ("GB", "EU") and london.location is not None
+    assert london.prefix >= 16
+    assert distance_km(london.location, (51.5, -0.13)) < 100
+    boxford = database.lookup(ipaddress.ip_address("2.125.160.216"))
+    assert boxford.country == "GB" and boxford.subdivisions[:1] == ("GB-ENG",)
+    assert database.lookup(ipaddress.ip_address("1.128.0.0")).asn == 1221  # Telstra, in the ASN test data
+    nowhere = database.lookup(ipaddress.ip_address("10.0.0.1"))
+    assert nowhere.country is None and nowhere.prefix > 0
+    country_only = GeoDatabase(maxmind / "GeoLite2-Country-Test.mmdb").lookup(
+        ipaddress.ip_address("81.2.69.142")
+    )
+    assert country_only.country == "GB" and country_only.location is None

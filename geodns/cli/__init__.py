@@ -25,7 +25,7 @@ from geodns.cli.apicmds import (
     cmd_undrain,
 )
 from geodns.cli.codes import EXIT_CONFIG, EXIT_FAILURE
-from geodns.cli.localcmds import cmd_check, cmd_demo, cmd_export_zone, cmd_schema, cmd_serve
+from geodns.cli.localcmds import cmd_check, cmd_demo, cmd_export_zone, cmd_geoip, cmd_schema, cmd_serve
 from geodns.cli.logs import setup_logging
 from geodns.cli.route53cmds import cmd_plan, cmd_sync
 from geodns.config import DEFAULT_CONFIG
@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = add("check", help="validate the configuration and zones, then exit")
     check.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+
+    geoip = add("geoip", help="what the GeoIP databases say of an address, and the topology rule it meets")
+    geoip.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    geoip.add_argument("address")
+    geoip.add_argument("--json", action="store_true")
 
     schema = add("schema", help="print the JSON Schema of the config file (or, with --zone, of zone files)")
     schema.add_argument("--zone", action="store_true", help="the schema of zone files")
@@ -194,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
             "sync": cmd_sync,
             "serve": cmd_serve,
             "schema": cmd_schema,
+            "geoip": cmd_geoip,
         }
         return commands[args.command](args)
     except ConfigError as exc:

@@ -21,6 +21,7 @@ from geodns.config import DEFAULT_CONFIG, load
 from geodns.health.health import Health, Status, probe_keys
 from geodns.health.overrides import Override, check_target, parse_target
 from geodns.health.snapshot import HealthSnapshot
+from geodns.serving import geo_lookup
 from geodns.steering.explain import explain, render
 from geodns.timefmt import iso
 
@@ -159,9 +160,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             check_target(config, kind, name)
             overrides.append(Override(kind, name, Status.DOWN, "what-if (--down)", now))
         states = {key: Health(status=Status.UP) for key in probe_keys(config)}
-        doc = explain(
-            config, HealthSnapshot(0, states, tuple(overrides)), args.name, args.type, args.client, args.ecs
-        )
+        snapshot = HealthSnapshot(0, states, tuple(overrides))
+        doc = explain(config, snapshot, args.name, args.type, args.client, args.ecs, geo_lookup(config))
         doc["offline"] = True  # said in the output: no probe ran
     else:
         base, token = _api(args)

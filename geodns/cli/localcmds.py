@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from geodns import __version__
 from geodns.cli.codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
@@ -20,7 +22,9 @@ from geodns.demo import run_demo
 from geodns.dns.zonetext import zone_text
 from geodns.eventloop import uvloop_run
 from geodns.health.capacity import capacity_warnings, probe_load
-from geodns.steering.policy import AllMembers
+from geodns.serving import geo_lookup
+from geodns.steering.explain import geo_line
+from geodns.steering.policy import AllMembers, geo_choice
 
 log = logging.getLogger("geodns")
 
@@ -46,6 +50,33 @@ def _example_copy() -> Path:
     shutil.copytree(EXAMPLE, where / "config")
     log.info("no %s here: running the example shipped with geodns, copied to %s", DEFAULT_CONFIG, where)
     return where / "config" / "geodns.yaml"
+
+
+def cmd_geoip(args: argparse.Namespace) -> int:
+    """What the configured GeoIP databases say of an address, and the rule it falls under."""
+    config = load(args.config)
+    try:
+        address = ipaddress.ip_address(args.address)
+    except ValueError:
+        print(f"geodns: {args.address!r} is not an IP address", file=sys.stderr)
+        return EXIT_CONFIG
+    if config.geoip is None:
+        print(f"geodns: {args.config} has no geoip.database", file=sys.stderr)
+        return EXIT_CONFIG
+    choice = geo_choice(config, address, geo_lookup(config))
+    info = choice.info.to_json() if choice.info is not None else None
+    if args.json:
+        doc: dict[str, Any] = {"address": str(address), "database": info, "scope": choice.scope}
+        doc |= {"rule": choice.rule.describe() if choice.rule else None, "order": list(choice.order)}
+        doc["distances_km"] = {name: round(km) for name, km in choice.distances}
+        print(json.dumps(doc, indent=2))
+        return EXIT_OK
+    print(f"{address}: {geo_line(info) if info is not None else 'matched a subnet rule (no lookup needed)'}")
+    for name, km in choice.distances:
+        print(f"  {name}: {km:,.0f} km")
+    rule = choice.rule.describe() if choice.rule else "none (each geo pool's own order)"
+    print(f"rule: {rule}; the same for every address in /{choice.scope} (ECS scope)")
+    return EXIT_OK
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -231,6 +231,7 @@ class TopologyRule:
 class GeoIPConfig:
     database: Path  # a MaxMind DB: GeoLite2/GeoIP2 City or Country, DB-IP lite, ...
     asn_database: Path | None = None
+    watch_interval: float = 30.0  # how often the files are checked for a new version
 
 
 @dataclass(frozen=True)

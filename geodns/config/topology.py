@@ -21,6 +21,7 @@ from geodns.config.fields import (
     each_mapping,
     mapping,
     to_bool,
+    to_duration,
     to_network,
     to_str,
     type_name,
@@ -43,10 +44,11 @@ def parse_geoip(ctx: Ctx, raw: Any, where: Location, base: Path) -> GeoIPConfig 
     f = Fields(ctx, m, "geoip")
     database = f.get("database", _database(base), required=True)
     asn_database = f.get("asn_database", _database(base))
+    watch = f.get("watch_interval", to_duration, GeoIPConfig.watch_interval)
     f.finish()
     if database is None:
         return None
-    return GeoIPConfig(database, asn_database)
+    return GeoIPConfig(database, asn_database, watch or GeoIPConfig.watch_interval)
 
 
 def _database(base: Path) -> Any:

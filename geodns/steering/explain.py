@@ -17,7 +17,7 @@ from geodns.dns.answer import Client, PoolResult, resolve
 from geodns.dns.zonetext import rdata_text
 from geodns.health.health import ProbeKey, probe_key
 from geodns.health.snapshot import HealthSnapshot
-from geodns.steering.policy import Decision, PolicySource
+from geodns.steering.policy import Decision, Geo, GeoChoice, PolicySource
 from geodns.zone.names import parse_name, to_text
 from geodns.zone.zone import PoolRRset, RType
 
@@ -44,7 +44,13 @@ def parse_ecs_arg(text: str) -> tuple[str, int]:
 
 
 def explain(
-    config: Config, snapshot: HealthSnapshot, name: str, qtype: str, client: str, ecs: str | None = None
+    config: Config,
+    snapshot: HealthSnapshot,
+    name: str,
+    qtype: str,
+    client: str,
+    ecs: str | None = None,
+    geo: Geo | None = None,
 ) -> dict[str, Any]:
     qname = parse_name(name if name.endswith(".") else name + ".", None)
     rtype = int(RType[qtype.upper()])
@@ -52,7 +58,7 @@ def explain(
     if ecs:
         address, prefix = parse_ecs_arg(ecs)
         who = Client(address, prefix, client)
-    recording = _Recording(PolicySource(config, snapshot))
+    recording = _Recording(PolicySource(config, snapshot, geo=geo))
     answer = resolve(qname, rtype, config.zones, recording, who)
     pools = []
     for entry, decision, result in recording.seen:
@@ -77,7 +83,8 @@ def _decision_json(entry: PoolRRset, d: Decision, result: PoolResult) -> dict[st
         "record": f"{to_text(entry.name)} {RType(entry.rtype).name}",
         "pool": d.pool.name,
         "policy": d.pool.policy,
-        "rule": None if d.rule is None else {"match": str(d.rule.match), "prefer": list(d.rule.prefer)},
+        "rule": None if d.rule is None else {"rule": d.rule.describe(), "prefer": list(d.rule.prefer)},
+        "geo": _geo_json(d.choice),
         "preference": list(d.preference),
         "members": [
             {
@@ -114,6 +121,45 @@ def _ttl_rule(entry: PoolRRset, d: Decision, result: PoolResult) -> str | None:
     if pool.ttl is not None and entry.ttl == pool.ttl:
         return f"pool {pool.name}'s ttl ({entry.ttl}s)"
     return f"the record's ttl, or the zone's when the record sets none ({entry.ttl}s)"
+
+
+def _geo_json(choice: GeoChoice | None) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    return {
+        "database": choice.info.to_json() if choice.info is not None else None,
+        "distances_km": {name: round(km) for name, km in choice.distances},
+        "scope": choice.scope,
+    }
+
+
+def _render_geo(geo: dict[str, Any] | None, indent: str) -> list[str]:
+    """What the GeoIP databases say of the client, and how far each datacenter is."""
+    if geo is None:
+        return []
+    lines = []
+    db = geo["database"]
+    if db is not None:
+        lines.append(f"{indent}  GeoIP: {geo_line(db)}")
+    if geo["distances_km"]:
+        lines.append(
+            f"{indent}  distance: " + ", ".join(f"{dc} {km:,} km" for dc, km in geo["distances_km"].items())
+        )
+    return lines
+
+
+def geo_line(db: dict[str, Any]) -> str:
+    """'country FR, continent EU, at 43.60, 1.44 (database network /24)'."""
+    where = db["location"]
+    parts = [
+        f"country {db['country']}" if db["country"] else "",
+        f"continent {db['continent']}" if db["continent"] else "",
+        f"subdivision {'/'.join(db['subdivisions'])}" if db["subdivisions"] else "",
+        (f"AS{db['asn']}" + (f" ({db['asn_org']})" if db["asn_org"] else "")) if db["asn"] else "",
+        f"at {where['lat']:.2f}, {where['lon']:.2f}" if where else "no coordinates",
+    ]
+    said = ", ".join(p for p in parts if p)
+    return f"{said or 'not in the database'} (database network /{db['prefix']})"
 
 
 def add_votes(doc: dict[str, Any], config: Config, why: Callable[[ProbeKey], str]) -> None:
@@ -157,10 +203,9 @@ def render(doc: dict[str, Any]) -> str:
 
 def _render_pool(p: dict[str, Any], indent: str, *, offline: bool = False) -> list[str]:
     lines = [f"{indent}{p['record']} is answered from pool {p['pool']} (policy {p['policy']})"]
+    lines += _render_geo(p.get("geo"), indent)
     if p["rule"]:
-        lines.append(
-            f"{indent}  topology rule {p['rule']['match']} -> prefer {', '.join(p['rule']['prefer'])}"
-        )
+        lines.append(f"{indent}  topology rule {p['rule']['rule']}")
     elif p["policy"] == "geo":
         lines.append(f"{indent}  no topology rule matched: the pool's own order")
     lines.append(f"{indent}  datacenter order: {', '.join(p['preference'])}")

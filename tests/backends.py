@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -180,3 +181,18 @@ class HostileServer(TcpServer):
             pass
         finally:
             writer.close()
+
+
+@contextlib.asynccontextmanager
+async def backends_on(*addresses: str, body: str = "OK") -> AsyncIterator[dict[str, HttpBackend]]:
+    """One healthy HTTP backend per address, all on the same free port (one check
+    port for every member), stopped afterwards. Tests flip `behaviour` to break them."""
+    first = await HttpBackend(addresses[0], Behaviour(body=body)).start()
+    found = {addresses[0]: first}
+    try:
+        for address in addresses[1:]:
+            found[address] = await HttpBackend(address, Behaviour(body=body)).start(port=first.port)
+        yield found
+    finally:
+        for backend in found.values():
+            await backend.stop()

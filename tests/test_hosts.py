@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.backends import Behaviour, HttpBackend
+from tests.backends import HttpBackend, backends_on
 from tests.configs import write_zone
 from tests.conftest import REPO
 from tests.daemonproc import Proc, run_geodns, spawn
@@ -47,15 +47,8 @@ def _config(tmp_path: Path, port: int) -> Path:
 
 @pytest_asyncio.fixture
 async def backends() -> AsyncIterator[dict[str, HttpBackend]]:
-    first = await HttpBackend(PAR, Behaviour()).start()
-    found = {PAR: first}
-    for address in (AMS, STANDBY):
-        found[address] = await HttpBackend(address, Behaviour()).start(port=first.port)
-    try:
+    async with backends_on(PAR, AMS, STANDBY) as found:
         yield found
-    finally:
-        for backend in found.values():
-            await backend.stop()
 
 
 @pytest_asyncio.fixture

@@ -17,21 +17,13 @@ from geodns.api.apiclient import render_status
 from geodns.config import load
 from geodns.daemon import Daemon
 from geodns.steering.explain import explain, render
-from tests.backends import Behaviour, HttpBackend
+from tests.backends import HttpBackend, backends_on
 from tests.configs import snapshot, write_zone
 from tests.conftest import serving
 from tests.route53env import Moto
 from tests.waiting import until
 
 ADDRESSES = {"par": ["127.0.0.71", "127.0.0.72"], "ams": ["127.0.0.73"]}
-
-
-async def _backends() -> dict[str, HttpBackend]:
-    first = await HttpBackend("127.0.0.71", Behaviour()).start()
-    found = {"127.0.0.71": first}
-    for address in ("127.0.0.72", "127.0.0.73"):
-        found[address] = await HttpBackend(address, Behaviour()).start(port=first.port)
-    return found
 
 
 def _config(tmp_path: Path, port: int, extra: str = "") -> Path:
@@ -50,12 +42,8 @@ def _config(tmp_path: Path, port: int, extra: str = "") -> Path:
 
 @pytest_asyncio.fixture
 async def backends() -> AsyncIterator[dict[str, HttpBackend]]:
-    found = await _backends()
-    try:
+    async with backends_on("127.0.0.71", "127.0.0.72", "127.0.0.73") as found:
         yield found
-    finally:
-        for b in found.values():
-            await b.stop()
 
 
 def _gauge(daemon: Daemon, name: str, **labels: str) -> float | None:

@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from tests.backends import Behaviour, HttpBackend
+from tests.backends import HttpBackend, backends_on
 from tests.configs import write_zone
 from tests.conftest import REPO, needs
 from tests.daemonproc import Proc, spawn
@@ -100,13 +100,8 @@ def _geodns_config(tmp_path: Path, port: int, moto: Moto, zone: str) -> Path:
 
 @pytest_asyncio.fixture
 async def backends() -> AsyncIterator[dict[str, HttpBackend]]:
-    par = await HttpBackend("127.0.0.65", Behaviour()).start()
-    ams = await HttpBackend("127.0.0.66", Behaviour()).start(port=par.port)
-    try:
-        yield {"par": par, "ams": ams}
-    finally:
-        await par.stop()
-        await ams.stop()
+    async with backends_on("127.0.0.65", "127.0.0.66") as found:
+        yield {"par": found["127.0.0.65"], "ams": found["127.0.0.66"]}
 
 
 @pytest_asyncio.fixture

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from geodns.daemon import Daemon
-from tests.backends import Behaviour, HttpBackend
+from tests.backends import HttpBackend, backends_on
 from tests.chromium import Page
 from tests.configs import write_zone
 from tests.conftest import needs, serving
@@ -38,13 +38,8 @@ def _config(tmp_path: Path, port: int) -> Path:
 
 @pytest_asyncio.fixture
 async def backends() -> AsyncIterator[dict[str, HttpBackend]]:
-    par = await HttpBackend("127.0.0.81", Behaviour(body="OK")).start()
-    ams = await HttpBackend("127.0.0.82", Behaviour(body="OK")).start(port=par.port)
-    try:
-        yield {"par": par, "ams": ams}
-    finally:
-        await par.stop()
-        await ams.stop()
+    async with backends_on("127.0.0.81", "127.0.0.82") as found:
+        yield {"par": found["127.0.0.81"], "ams": found["127.0.0.82"]}
 
 
 def _url(daemon: Daemon) -> str:

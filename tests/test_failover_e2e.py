@@ -255,7 +255,7 @@ async def test_status_page_explain_and_api_errors(daemon: Proc) -> None:
         ) as resp:
             doc = await resp.json()
             assert doc["answer"] == ["geo.example.test. 3600 IN A 127.0.0.62"]
-            assert doc["pools"][0]["rule"] == {"match": "198.51.100.0/24", "prefer": ["ams"]}
+            assert doc["pools"][0]["rule"] == {"rule": "198.51.100.0/24 -> ams", "prefer": ["ams"]}
             assert doc["ecs_scope"] == 24
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with session.post(

@@ -77,6 +77,7 @@ RECORDS = """\
   chained: {type: A, pool: chained}
   alias: {type: CNAME, value: fo}
   mx: {type: MX, value: "10 fo"}
+  "*.w": {type: CNAME, value: geo}
 """
 ADDRESSES = [f"192.0.2.{n}" for n in (11, 12, 21, 31, 32, 41, 42, 43, 51, 52, 61)]
 NAMES = ["www", "fo", "short", "geo", "chained", "alias", "mx", "nope"]
@@ -190,8 +191,8 @@ def test_evicted_keys_leave_no_dependency_behind(config: Config) -> None:
     state = serving_state(config, snapshot(config))
     small = type(state)(state.zones, state.pools, state.nsid, state.edns_udp_size, type(state.cache)(3000))
     for i in range(300):
-        # Unique ECS subnets of a geo pool: each a new key, most soon evicted.
-        answer(_query("geo", ecs=f"10.{i // 256}.{i % 256}.0"), "127.0.0.1", True, small, Stats())
+        # Unique names (a wildcard CNAME to a geo pool): each a new key, most soon evicted.
+        answer(_query(f"n{i}.w", ecs=f"10.{i // 256}.{i % 256}.0"), "127.0.0.1", True, small, Stats())
     deps = small.cache.deps[True]
     assert small.cache.evictions > 250
     assert set(deps.of_key) <= set(small.cache.udp)
@@ -237,3 +238,63 @@ def test_a_reload_starts_a_new_cache(config: Config, tmp_path: Path) -> None:
     (tmp_path / "geodns.yaml").write_text(CONFIG)
     reloaded = load(tmp_path / "geodns.yaml")
     assert next_state(reloaded, state, snapshot(reloaded)).cache is not state.cache
+
+
+def test_ecs_answers_are_kept_per_decision_not_per_subnet(config: Config) -> None:
+    """300 client /24s, three topology outcomes: three replies kept, each replayed
+    with the asking client's own subnet and the decision's scope."""
+    state = serving_state(config, snapshot(config))
+    subnets = [f"10.{i // 256}.{i % 256}.0" for i in range(300)]
+    subnets += ["198.51.100.0", "203.0.113.0"]
+    for subnet in subnets:
+        answer(_query("geo", ecs=subnet), "127.0.0.1", True, state, Stats())
+    assert state.cache.entries() <= 4  # one key (the address stripped), one reply per decision
+    for subnet, want in (
+        ("10.1.2.0", "192.0.2.41"),
+        ("198.51.100.0", "192.0.2.42"),
+        ("203.0.113.0", "192.0.2.43"),
+    ):
+        wire = _query("geo", ecs=subnet)
+        stats = Stats()
+        reply = dns.message.from_wire(answer(wire, "127.0.0.1", True, state, stats) or b"")
+        assert stats.cache_hits == 1
+        assert [rd.address for rd in reply.answer[0]] == [want]
+        (option,) = [o for o in reply.options if isinstance(o, dns.edns.ECSOption)]
+        assert option.address == subnet and option.srclen == 24
+        fresh = dns.message.from_wire(
+            answer(wire, "127.0.0.1", True, serving_state(config, snapshot(config)), Stats()) or b""
+        )
+        assert reply.to_wire()[2:] == fresh.to_wire()[2:]  # byte for byte what the full path says
+
+
+def test_the_ecs_shortcut_checks_stray_bits_and_serves_ipv6(config: Config) -> None:
+    """After the first fold, ECS /24 and /56 queries are found without one; a subnet
+    with bits set past its prefix still gets FORMERR, and IPv6 replays byte for byte."""
+    state = serving_state(config, snapshot(config))
+
+    def ask(subnet: str, prefix: int) -> dns.message.Message:
+        q = dns.message.make_query(
+            "geo.example.test.", "A", use_edns=0, options=[dns.edns.ECSOption(subnet, prefix)]
+        )
+        reply = answer(q.to_wire(), "127.0.0.1", True, state, Stats())
+        assert reply is not None
+        return dns.message.from_wire(reply)
+
+    for subnet in ("10.1.0.0", "10.2.4.0"):
+        assert ask(subnet, 22).rcode() == dns.rcode.NOERROR  # the second one finds the alias
+    wire = bytearray(
+        dns.message.make_query(
+            "geo.example.test.", "A", use_edns=0, options=[dns.edns.ECSOption("10.1.0.0", 22)]
+        ).to_wire()
+    )
+    wire[-1] |= 0x01  # a bit past /22: RFC 7871 says FORMERR
+    reply = answer(bytes(wire), "127.0.0.1", True, state, Stats())
+    assert reply is not None and dns.message.from_wire(reply).rcode() == dns.rcode.FORMERR
+    first, second = ask("2001:db8:1::", 56), ask("2001:db8:2::", 56)
+    fresh = serving_state(config, snapshot(config))
+    for got, subnet in ((first, "2001:db8:1::"), (second, "2001:db8:2::")):
+        q = dns.message.make_query(
+            "geo.example.test.", "A", use_edns=0, options=[dns.edns.ECSOption(subnet, 56)]
+        )
+        want = dns.message.from_wire(answer(q.to_wire(), "127.0.0.1", True, fresh, Stats()) or b"")
+        assert got.to_wire()[2:] == want.to_wire()[2:]

@@ -58,6 +58,11 @@ class PoolSource(Protocol):
         equal for all sources that get the same answer."""
         ...
 
+    def subnet_key(self, address: IPv4Address | IPv6Address) -> int:
+        """For answers that depend on the EDNS Client Subnet (DEPENDS_ECS): a key equal
+        for all client subnets that get the same answer, ECS scope included."""
+        ...
+
 
 class Answer(NamedTuple):  # a tuple: one is built per full-path query, and cheaply
     rcode: int

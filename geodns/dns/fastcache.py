@@ -64,6 +64,14 @@ class PerClient:
         return sum(payload(value) + PER_CLIENT_OVERHEAD for value in self.by_key.values())
 
 
+class PerSubnet(PerClient):
+    """ECS answers of geo pools, one reply per decision (rule, datacenter order and
+    scope), not per client subnet: a million /24s are a handful of entries. The
+    reply kept carries its scope; the client's own address is spliced in."""
+
+    __slots__ = ()
+
+
 Entry = bytes | Rotating | PerClient
 
 
@@ -117,7 +125,7 @@ def fold(data: bytes, udp_cap: int | None) -> Folded | None:
         and data[opt] == 0
         and data[opt + 1 : opt + 3] == _OPT_TYPE
     ):
-        ecs = _ecs_address_length(data, opt + 11)
+        ecs = ecs_address_length(data, opt + 11)
         if udp_cap is not None:
             size = (data[opt + 3] << 8) | data[opt + 4]
             limit = udp_limit(size, udp_cap)
@@ -149,7 +157,7 @@ def cased(table: OrderedDict[bytes, Entry], data: bytes) -> bytes | None:
     return data[:2] + stored[:10] + name + stored[end - 2 :]
 
 
-def _ecs_address_length(data: bytes, rdata: int) -> int:
+def ecs_address_length(data: bytes, rdata: int) -> int:
     """The address length of a well-formed ECS option that is the OPT's only option
     (then it ends the query), else 0. Well-formed as RFC 7871 6 says, or the full
     path must see the query (it answers FORMERR)."""
@@ -201,13 +209,24 @@ class AnswerCache:
     health snapshot drops only those whose decision changed (`invalidate`), and
     static answers outlive any flap storm."""
 
-    __slots__ = ("budget", "client_keys", "deps", "evictions", "invalidated", "tcp", "udp", "used")
+    __slots__ = (
+        "budget",
+        "client_keys",
+        "deps",
+        "evictions",
+        "invalidated",
+        "subnet_keys",
+        "tcp",
+        "udp",
+        "used",
+    )
 
     def __init__(self, budget: int = DEFAULT_SIZE) -> None:
         self.udp: OrderedDict[bytes, Entry] = OrderedDict()
         self.tcp: OrderedDict[bytes, Entry] = OrderedDict()
         self.deps = {True: Dependents(), False: Dependents()}  # by transport, as the tables
         self.client_keys: dict[str, int] = {}  # source address -> topology key
+        self.subnet_keys: dict[bytes, int] = {}  # ECS family + address bytes -> decision key
         self.budget = budget
         self.used = 0
         self.evictions = 0

@@ -15,6 +15,7 @@ later query, not all at once.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict
 from typing import Protocol, cast, runtime_checkable
 
@@ -25,6 +26,7 @@ from geodns.dns.fastcache import (
     Entry,
     Folded,
     PerClient,
+    PerSubnet,
     Rotating,
     cased,
     fold,
@@ -65,7 +67,12 @@ def answer_entry(
         if reply is not None:
             return reply
     else:
-        reply = cased(state.cache.table(udp), data)
+        table = state.cache.table(udp)
+        if data[11:12] == b"\1":  # one additional record (an OPT): maybe ECS, kept per decision
+            reply = _per_subnet(table, data, state, stats)
+            if reply is not None:
+                return reply
+        reply = cased(table, data)
         if reply is not None:
             stats.queries += 1
             stats.cache_hits += 1
@@ -85,11 +92,16 @@ def answer_entry(
         if entry is None:
             continue
         table.move_to_end(key)
-        reply = _replay(entry, data, source, udp, state, stats)
+        reply = _replay(entry, data, source, udp, state, stats, strip)
         if reply is None:
             break  # a per-client entry without this client's answer yet
         if strip:
             reply = reply[:-strip] + data[-strip:]  # the client's own subnet, echoed
+            if entry.__class__ is PerSubnet and folded.aliasable and data[12:end] == reply[12:end]:
+                # Next time these bytes (any address) find it without a fold.
+                alias = data[2:-strip]
+                if alias not in table:
+                    cache.alias(udp, alias, key, entry)
         elif folded.aliasable and entry.__class__ is bytes and folded.lowered not in table:
             # The next query with these bytes, in any spelling, hits on them (or via `cased`).
             cache.alias(udp, folded.lowered, key, entry)
@@ -100,12 +112,19 @@ def answer_entry(
 
 
 def _replay(
-    entry: Entry, data: bytes, source: str, udp: bool, state: ServingState, stats: Stats
+    entry: Entry, data: bytes, source: str, udp: bool, state: ServingState, stats: Stats, ecs: int = 0
 ) -> bytes | None:
     if entry.__class__ is bytes:
         stats.queries += 1
         stats.cache_hits += 1
         return data[:2] + entry
+    if entry.__class__ is PerSubnet:
+        kept = entry.by_key.get(_subnet_key(state, data, ecs)) if ecs else None
+        if kept is None or kept.__class__ is not bytes:
+            return None
+        stats.queries += 1
+        stats.cache_hits += 1
+        return data[:2] + kept
     if entry.__class__ is PerClient:
         found = entry.by_key.get(_client_key(state, source))
         if found is None:
@@ -121,6 +140,44 @@ def _replay(
     stats.queries += 1
     stats.cache_hits += 1
     return data[:2] + entry.next()
+
+
+def _per_subnet(
+    table: OrderedDict[bytes, Entry], data: bytes, state: ServingState, stats: Stats
+) -> bytes | None:
+    """A geo ECS reply kept per decision, found under the query's own bytes minus its
+    address (the alias its first fold left), for the two subnets resolvers send:
+    IPv4 /24 and IPv6 /56 (3 and 7 address bytes). The key holds the option's
+    header, so finding an entry means that header was checked when it was made;
+    only stray bits past the prefix remain to refuse (the full path: FORMERR)."""
+    for size in (3, 7):
+        entry = table.get(data[2:-size])
+        if entry.__class__ is PerSubnet:
+            if data[-1] & (0xFF >> (data[-size - 2] % 8 or 8)):
+                return None
+            kept = entry.by_key.get(_subnet_key(state, data, size))
+            if kept.__class__ is not bytes:
+                return None
+            stats.queries += 1
+            stats.cache_hits += 1
+            return data[:2] + kept[:-size] + data[-size:]
+    return None
+
+
+def _subnet_key(state: ServingState, data: bytes, ecs: int) -> int:
+    """The decision key of the query's ECS subnet (its last `ecs` bytes, the family
+    just before its prefix and scope), remembered per subnet."""
+    raw = data[-ecs - 4 :]
+    keys = state.cache.subnet_keys
+    key = keys.get(raw)
+    if key is None:
+        if len(keys) >= 262_144:  # ~25 MB at most, then start over
+            keys.clear()
+        v6 = data[-ecs - 3] == 2
+        address = bytes(data[-ecs:]).ljust(16 if v6 else 4, b"\0")
+        ip = ipaddress.IPv6Address(address) if v6 else ipaddress.IPv4Address(address)
+        key = keys[raw] = state.pools.subnet_key(ip)
+    return key
 
 
 def _client_key(state: ServingState, source: str) -> int:
@@ -228,6 +285,28 @@ def _miss(
         value = Rotating(stored)
     cache = state.cache
     table: OrderedDict[bytes, Entry] = cache.table(udp)
+    if (
+        ecs
+        and outcome.depends & DEPENDS_ECS
+        and not outcome.depends & (DEPENDS_CLIENT | DEPENDS_RANDOM)
+        and reply.endswith(data[-ecs:])
+    ):
+        # A geo answer for this subnet: kept per decision, the address stripped.
+        key = key[:-ecs]
+        subnets = table.get(key)
+        if subnets.__class__ is not PerSubnet:
+            subnets = PerSubnet()
+            cache.put(table, key, subnets)
+        assert isinstance(subnets, PerSubnet)
+        subnet = _subnet_key(state, data, ecs)
+        old = subnets.by_key.get(subnet)
+        if old is not None:
+            cache.used -= payload(old) + PER_CLIENT_OVERHEAD
+        subnets.by_key[subnet] = stored
+        cache.grew(len(stored) + PER_CLIENT_OVERHEAD)
+        if outcome.pools:
+            cache.depend(udp, key, outcome.pools)
+        return reply
     if outcome.depends & DEPENDS_CLIENT:
         entry = table.get(key)
         if not isinstance(entry, PerClient):

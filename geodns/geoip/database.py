@@ -20,6 +20,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Identity = tuple[str, int, int, int]  # path, inode, size, mtime in ns
 
 _OPEN: dict[Identity, Any] = {}
+MAX_KNOWN = 262_144  # database networks remembered per process (then start over)
 
 
 class GeoIPError(GeoDnsError):
@@ -59,13 +60,23 @@ class GeoDatabase:
         self.reader = open_reader(path)
         self.asn_reader = open_reader(asn_path) if asn_path is not None else None
         self.ip_version = int(self.reader.metadata().ip_version)
+        # One GeoInfo per database network: reading a record into one costs more than
+        # the lookup itself, and a million client subnets sit in far fewer networks.
+        self._known: dict[tuple[int, int, int, int, int], GeoInfo] = {}
 
     def lookup(self, address: IPAddress) -> GeoInfo:
         """What the databases say; an address they do not know gets an empty GeoInfo,
         with the prefix over which they do not know it."""
         city, prefix = self._get(self.reader, address)
-        asn, asn_prefix = self._get(self.asn_reader, address) if self.asn_reader is not None else (None, None)
-        return from_records(city, prefix, asn, asn_prefix)
+        asn, asn_prefix = self._get(self.asn_reader, address) if self.asn_reader is not None else (None, 0)
+        bits, width = int(address), address.max_prefixlen
+        key = (address.version, bits >> (width - prefix), prefix, bits >> (width - asn_prefix), asn_prefix)
+        found = self._known.get(key)
+        if found is None:
+            if len(self._known) >= MAX_KNOWN:
+                self._known.clear()
+            found = self._known[key] = from_records(city, prefix, asn, asn_prefix)
+        return found
 
     @staticmethod
     def _get(reader: Any, address: IPAddress) -> tuple[Any, int]:

@@ -32,6 +32,9 @@ class _Recording:
     def client_key(self, source: str) -> int:
         return self.source.client_key(source)
 
+    def subnet_key(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
+        return self.source.subnet_key(address)
+
     def select(self, entry: PoolRRset, client: Client) -> PoolResult:
         result = self.source.select(entry, client)
         self.seen.append((entry, self.source.decision(entry.pool, entry.rtype == RType.AAAA, client), result))

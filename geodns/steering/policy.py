@@ -52,6 +52,9 @@ class AllMembers:
     def client_key(self, source: str) -> int:
         return 0  # answers never depend on the client
 
+    def subnet_key(self, address: IPAddress) -> int:
+        return 0
+
     def select(self, entry: PoolRRset, client: Client) -> PoolResult:
         rdatas = self._addresses.get((entry.pool, entry.rtype), ())
         return PoolResult(RRset(entry.name, entry.rtype, entry.ttl, rdatas))
@@ -197,7 +200,12 @@ def geo_rule(rules: Sequence[TopologyRule], info: GeoInfo) -> TopologyRule | Non
     return None
 
 
-def geo_choice(config: Config, client: IPAddress, geo: Geo | None) -> GeoChoice:
+def geo_choice(
+    config: Config,
+    client: IPAddress,
+    geo: Geo | None,
+    memo: dict[tuple[GeoInfo, int], GeoChoice] | None = None,
+) -> GeoChoice:
     """Subnet rules first (longest prefix); else what the databases say, under the
     precedence of geo_rule. The scope is never shorter than the database network
     the answer came from, nor than what excludes each subnet rule the client is not
@@ -206,8 +214,24 @@ def geo_choice(config: Config, client: IPAddress, geo: Geo | None) -> GeoChoice:
     info = None
     if rule is None:
         info = geo(client) if geo is not None else GeoInfo()
-        rule = geo_rule(config.topology, info)
         scope = max(scope, info.prefix)
+        if memo is not None:
+            # The same database answer and scope: the same choice (many subnets, one network).
+            found = memo.get((info, scope))
+            if found is None:
+                if len(memo) >= 65_536:
+                    memo.clear()
+                found = memo[(info, scope)] = geo_choice_for(config, info, scope)
+            return found
+        return geo_choice_for(config, info, scope)
+    return _chosen(config, rule, scope, info)
+
+
+def geo_choice_for(config: Config, info: GeoInfo, scope: int) -> GeoChoice:
+    return _chosen(config, geo_rule(config.topology, info), scope, info)
+
+
+def _chosen(config: Config, rule: TopologyRule | None, scope: int, info: GeoInfo | None) -> GeoChoice:
     if rule is None:
         return GeoChoice(None, scope, (), info)
     if not rule.nearest:
@@ -365,6 +389,7 @@ class PolicySource:
         self.rng = rng or random.Random()  # load spreading, not security
         self.geo = geo
         self._cache: dict[tuple[str, bool, tuple[int, int, tuple[str, ...]] | None], Decision] = {}
+        self._memo: dict[tuple[GeoInfo, int], GeoChoice] = {}
         self._rule_index = {id(r): i + 1 for i, r in enumerate(config.topology)}
         self._dc_index = {dc.name: i for i, dc in enumerate(config.datacenters)}
         self._geo_pools = {name for name, p in config.pools.items() if p.policy == "geo"}
@@ -386,7 +411,7 @@ class PolicySource:
                 except ValueError:
                     address = None
             if address is not None:
-                choice = geo_choice(self.config, address, self.geo)
+                choice = geo_choice(self.config, address, self.geo, self._memo)
         key = (pool, v6, choice.key if choice is not None else None)
         found = self._cache.get(key)
         if found is None:
@@ -399,6 +424,11 @@ class PolicySource:
         """The decisions made so far with this source (one snapshot)."""
         return list(self._cache.values())
 
+    def subnet_key(self, address: IPAddress) -> int:
+        """The same key for an ECS client's address (with its scope: the cached reply
+        carries it)."""
+        return self._choice_key(address)
+
     def client_key(self, source: str) -> int:
         """Which topology rule (and scope) a source address falls in: answers that
         depend on the source are the same for every address with the same key."""
@@ -406,10 +436,13 @@ class PolicySource:
             address = ipaddress.ip_address(source)
         except ValueError:
             return -1
+        return self._choice_key(address)
+
+    def _choice_key(self, address: IPAddress) -> int:
         # The answer cache keeps these keys across snapshots: they must mean the same
         # choice for every source built from this config, so they encode it exactly
         # (rule index, scope, and the datacenter order as digits), never a counter.
-        choice = geo_choice(self.config, address, self.geo)
+        choice = geo_choice(self.config, address, self.geo, self._memo)
         rule = self._rule_index.get(id(choice.rule), 0) if choice.rule is not None else 0
         order = 0
         for dc in choice.order:

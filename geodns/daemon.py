@@ -47,6 +47,7 @@ from geodns.serving import geo_lookup, next_state, serving_state
 from geodns.steering.explain import add_votes, explain
 from geodns.steering.localanswers import local_answers
 from geodns.steering.overridestore import OverrideStore
+from geodns.steering.policy import steering_label
 from geodns.steering.poolwatch import PoolWatch
 from geodns.workers.pool import WorkerPool
 from geodns.zone.zone import Zone
@@ -123,6 +124,7 @@ class Daemon:
         self.metrics_registry.loop_lag.set_function(lambda: self.monitor.watch.recent(10.0))
         self.metrics_registry.overrides_unreadable.set_function(lambda: len(self.override_store.problems))
         self.metrics_registry.watch_overrides(lambda: self.override_store.overrides)
+        self.metrics_registry.watch_geo(self.stats, lambda key: steering_label(self.config, key))
         self.override_store = OverrideStore(self.config, self.store)
         self.override_store.history = self.monitor.history
         # Which datacenter each pool answers from, and a loud word when one fails open.

@@ -336,3 +336,20 @@ def test_maxminds_own_test_databases(maxmind: Path) -> None:
         ipaddress.ip_address("81.2.69.142")
     )
     assert country_only.country == "GB" and country_only.location is None
+
+
+@pytest.mark.asyncio
+async def test_answers_are_counted_by_rule_and_the_datacenter_it_led_with(geo_daemon: Daemon) -> None:
+    for client in ("81.2.69.7", "81.2.68.9", "13.1.2.3", "1.2.3.4", "1.9.9.9"):
+        await _www(geo_daemon, client)
+    await _www(geo_daemon, "81.2.69.7")  # again: replayed from the cache, counted too
+
+    def count(rule: str, dc: str) -> float | None:
+        return geo_daemon.metrics_registry.registry.get_sample_value(
+            "geodns_geo_answers_total", {"rule": rule, "datacenter": dc}
+        )
+
+    assert count("country BE,FR -> par", "par") == 2  # 81.2.69.7 twice (81.2.68.9: continent EU)
+    assert count("continent EU -> ams", "ams") == 1
+    assert count("country US -> nyc", "nyc") == 1
+    assert count("default -> nearest", "nyc") == 2  # Sydney's nearest

@@ -179,6 +179,26 @@ class _ClusterCollector(Collector):
         )
 
 
+class _GeoCollector(Collector):
+    def __init__(self, stats: Stats, label: Callable[[int], tuple[str, str]]) -> None:
+        self.stats = stats
+        self.label = label
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "geodns_geo_answers",
+            "Answers of geo pools by the topology rule that steered them and the datacenter it led with",
+            labels=["rule", "datacenter"],
+        )
+        totals: dict[tuple[str, str], int] = {}
+        for key, count in list(self.stats.geo.items()):
+            labels = self.label(key)
+            totals[labels] = totals.get(labels, 0) + count
+        for (rule, dc), count in sorted(totals.items()):
+            family.add_metric([rule, dc], count)
+        yield family
+
+
 class _OverridesCollector(Collector):
     def __init__(self, overrides: Callable[[], Iterable[Any]]) -> None:
         self.overrides = overrides
@@ -350,6 +370,11 @@ class Metrics:
 
     def watch_cluster(self, figures: Callable[[], dict[str, Any]]) -> None:
         self.registry.register(_ClusterCollector(figures))
+
+    def watch_geo(self, stats: Stats, label: Callable[[int], tuple[str, str]]) -> None:
+        """geodns_geo_answers_total{rule, datacenter}: answers each topology rule
+        steered, and the datacenter it led with (per datacenter for nearest)."""
+        self.registry.register(_GeoCollector(stats, label))
 
     def watch_route53(self, failed_rounds: Callable[[], int]) -> None:
         """Only an instance that syncs has this series: alerts can tell the two apart."""

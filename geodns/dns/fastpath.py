@@ -119,16 +119,22 @@ def _replay(
         stats.cache_hits += 1
         return data[:2] + entry
     if entry.__class__ is PerSubnet:
-        kept = entry.by_key.get(_subnet_key(state, data, ecs)) if ecs else None
+        if not ecs:
+            return None
+        steered = _subnet_key(state, data, ecs)
+        kept = entry.by_key.get(steered)
         if kept is None or kept.__class__ is not bytes:
             return None
         stats.queries += 1
         stats.cache_hits += 1
+        _count(stats, steered)
         return data[:2] + kept
     if entry.__class__ is PerClient:
-        found = entry.by_key.get(_client_key(state, source))
+        steered = _client_key(state, source)
+        found = entry.by_key.get(steered)
         if found is None:
             return None
+        _count(stats, steered)
         if found.__class__ is bytes:
             stats.queries += 1
             stats.cache_hits += 1
@@ -155,13 +161,22 @@ def _per_subnet(
         if entry.__class__ is PerSubnet:
             if data[-1] & (0xFF >> (data[-size - 2] % 8 or 8)):
                 return None
-            kept = entry.by_key.get(_subnet_key(state, data, size))
+            steered = _subnet_key(state, data, size)
+            kept = entry.by_key.get(steered)
             if kept.__class__ is not bytes:
                 return None
             stats.queries += 1
             stats.cache_hits += 1
+            _count(stats, steered)
             return data[:2] + kept[:-size] + data[-size:]
     return None
+
+
+def _count(stats: Stats, steered: int) -> None:
+    """One answer a geo decision shaped, by its key (rule, order, scope): the
+    metrics name the rule and the datacenter it led with."""
+    geo = stats.geo
+    geo[steered] = geo.get(steered, 0) + 1
 
 
 def _subnet_key(state: ServingState, data: bytes, ecs: int) -> int:
@@ -304,6 +319,7 @@ def _miss(
             cache.used -= payload(old) + PER_CLIENT_OVERHEAD
         subnets.by_key[subnet] = stored
         cache.grew(len(stored) + PER_CLIENT_OVERHEAD)
+        _count(stats, subnet)
         if outcome.pools:
             cache.depend(udp, key, outcome.pools)
         return reply
@@ -318,6 +334,7 @@ def _miss(
             cache.used -= payload(old) + PER_CLIENT_OVERHEAD
         entry.by_key[client] = value
         cache.grew(len(stored) + PER_CLIENT_OVERHEAD)
+        _count(stats, client)
     else:
         cache.put(table, key, value)
     if outcome.pools:

@@ -86,6 +86,7 @@ class Stats:
     __slots__ = (
         "answers",
         "cache_hits",
+        "geo",
         "dropped",
         "formerr",
         "internal_errors",
@@ -99,6 +100,7 @@ class Stats:
         # Replies sent, by (rcode << 16 | qtype), qtype folded to 258 above CAA (257) so that
         # no query can grow this: at most 16 x 259 keys. Counted at the send.
         self.answers: dict[int, int] = {}
+        self.geo: dict[int, int] = {}  # geo answers by decision key (see steering.policy.steering_label)
         self.queries = 0
         self.cache_hits = 0
         self.dropped = 0
@@ -119,7 +121,7 @@ class Stats:
         setattr(self, name, getattr(self, name) + 1)
 
 
-COUNTERS: tuple[str, ...] = tuple(n for n in Stats.__slots__ if n != "answers")  # plain int counters
+COUNTERS: tuple[str, ...] = tuple(n for n in Stats.__slots__ if n not in ("answers", "geo"))  # int counters
 
 
 def count_answer(answers: dict[int, int], query: bytes, reply: bytes) -> None:

@@ -183,6 +183,22 @@ class GeoChoice:
         return (id(self.rule) if self.rule is not None else 0, self.scope, self.order)
 
 
+def steering_label(config: Config, key: int) -> tuple[str, str]:
+    """(rule, datacenter it leads with) for a decision key of PolicySource (the
+    inverse of its encoding: order digits, rule index, scope, family)."""
+    key //= 2 * 256  # the family bit and the scope
+    rule_index, order = key % 4096, key // 4096
+    rule = config.topology[rule_index - 1].describe() if 0 < rule_index <= len(config.topology) else "none"
+    base = len(config.datacenters) + 1
+    first = 0
+    while order:
+        order, first = divmod(order, base)
+        if not order:
+            break
+    dc = config.datacenters[first - 1].name if 0 < first <= len(config.datacenters) else "pool order"
+    return rule, dc
+
+
 def geo_rule(rules: Sequence[TopologyRule], info: GeoInfo) -> TopologyRule | None:
     """The first rule of the most specific kind that matches: subdivision, country,
     continent, ASN, then the default."""

@@ -191,6 +191,7 @@ class Child:
                     "stats": {
                         **{name: getattr(self.stats, name) for name in COUNTERS},
                         **{f"answers:{key}": n for key, n in self.stats.answers.items()},
+                        **{f"geo:{key}": n for key, n in self.stats.geo.items()},
                         "cache_entries": cache.entries() if cache else 0,
                         "cache_bytes": cache.used if cache else 0,
                     },

@@ -262,13 +262,18 @@ class WorkerPool:
     def _sum_counters(self) -> None:
         for name in COUNTERS:
             setattr(self.stats, name, sum(slot.counter(name) for slot in self.slots))
-        answers: dict[int, int] = {}
+        self.stats.answers = self._keyed("answers:")
+        self.stats.geo = self._keyed("geo:")
+
+    def _keyed(self, prefix: str) -> dict[int, int]:
+        """Counters reported as PREFIX<key>, summed over workers (past processes too)."""
+        out: dict[int, int] = {}
         for slot in self.slots:
             for name in {*slot.retired, *slot.figures}:
-                if name.startswith("answers:"):
-                    key = int(name[8:])
-                    answers[key] = answers.get(key, 0) + slot.counter(name)
-        self.stats.answers = answers
+                if name.startswith(prefix):
+                    key = int(name[len(prefix) :])
+                    out[key] = out.get(key, 0) + slot.counter(name)
+        return out
 
     # One slot's processes, one after the other.
     async def _supervise(self, slot: Slot) -> None:

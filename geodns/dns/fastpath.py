@@ -172,6 +172,30 @@ def _per_subnet(
     return None
 
 
+def _keep(
+    state: ServingState,
+    table: OrderedDict[bytes, Entry],
+    key: bytes,
+    kind: type[PerClient],
+    steered: int,
+    value: bytes | Rotating,
+    stats: Stats,
+) -> None:
+    """An answer kept per decision (geo: by subnet or by source) under `key`."""
+    cache = state.cache
+    entry = table.get(key)
+    if entry.__class__ is not kind:
+        entry = kind()
+        cache.put(table, key, entry)
+    assert isinstance(entry, PerClient)
+    old = entry.by_key.get(steered)
+    if old is not None:
+        cache.used -= payload(old) + PER_CLIENT_OVERHEAD
+    entry.by_key[steered] = value
+    cache.grew(payload(value) + PER_CLIENT_OVERHEAD)
+    _count(stats, steered)
+
+
 def _count(stats: Stats, steered: int) -> None:
     """One answer a geo decision shaped, by its key (rule, order, scope): the
     metrics name the rule and the datacenter it led with."""
@@ -308,33 +332,9 @@ def _miss(
     ):
         # A geo answer for this subnet: kept per decision, the address stripped.
         key = key[:-ecs]
-        subnets = table.get(key)
-        if subnets.__class__ is not PerSubnet:
-            subnets = PerSubnet()
-            cache.put(table, key, subnets)
-        assert isinstance(subnets, PerSubnet)
-        subnet = _subnet_key(state, data, ecs)
-        old = subnets.by_key.get(subnet)
-        if old is not None:
-            cache.used -= payload(old) + PER_CLIENT_OVERHEAD
-        subnets.by_key[subnet] = stored
-        cache.grew(len(stored) + PER_CLIENT_OVERHEAD)
-        _count(stats, subnet)
-        if outcome.pools:
-            cache.depend(udp, key, outcome.pools)
-        return reply
-    if outcome.depends & DEPENDS_CLIENT:
-        entry = table.get(key)
-        if not isinstance(entry, PerClient):
-            entry = PerClient()
-            cache.put(table, key, entry)
-        client = _client_key(state, source)
-        old = entry.by_key.get(client)
-        if old is not None:
-            cache.used -= payload(old) + PER_CLIENT_OVERHEAD
-        entry.by_key[client] = value
-        cache.grew(len(stored) + PER_CLIENT_OVERHEAD)
-        _count(stats, client)
+        _keep(state, table, key, PerSubnet, _subnet_key(state, data, ecs), stored, stats)
+    elif outcome.depends & DEPENDS_CLIENT:
+        _keep(state, table, key, PerClient, _client_key(state, source), value, stats)
     else:
         cache.put(table, key, value)
     if outcome.pools:

@@ -28,11 +28,13 @@ from geodns.errors import ConfigError
 from geodns.geoip.database import GeoDatabase
 from geodns.geoip.info import distance_km, from_records
 from geodns.steering.policy import geo_choice
+from tests.backends import backends_on
 from tests.configs import write_zone
 from tests.conftest import serving
 from tests.daemonproc import run_geodns
 from tests.dnsclient import Endpoint, ask
 from tests.geoipdb import city, write
+from tests.waiting import until
 
 # par (Paris), ams (Amsterdam), nyc (New York), with their coordinates.
 LOCATIONS = {"par": (48.86, 2.35), "ams": (52.37, 4.90), "nyc": (40.71, -74.01)}
@@ -106,6 +108,8 @@ def test_precedence_scopes_and_nearest(tmp_path: Path) -> None:
     assert _choice(config, "81.2.3.4")[0] == "continent EU -> ams"
     # IPv6 in the same database.
     assert _choice(config, "2001:db8::1") == ("continent EU -> ams", ("ams",), 32)
+    # IPv4-mapped IPv6 is the IPv4 address, its scope counted in IPv6 bits.
+    assert _choice(config, "::ffff:13.1.2.3") == ("country US -> nyc", ("nyc",), 96 + 8)
     # Sydney has no rule but the default: nearest, by great circle (nyc is not nearest
     # from Sydney: par 16,960 km, ams 16,630 km, nyc 15,990 km).
     rule, order, scope = _choice(config, "1.2.3.4")
@@ -353,3 +357,50 @@ async def test_answers_are_counted_by_rule_and_the_datacenter_it_led_with(geo_da
     assert count("continent EU -> ams", "ams") == 1
     assert count("country US -> nyc", "nyc") == 1
     assert count("default -> nearest", "nyc") == 2  # Sydney's nearest
+
+
+@pytest.mark.asyncio
+async def test_a_datacenter_killed_mid_test_moves_each_client_to_its_next_nearest(tmp_path: Path) -> None:
+    members = {"par": "127.0.0.91", "ams": "127.0.0.92", "nyc": "127.0.0.93"}
+    async with backends_on(*members.values()) as backends:
+        path = _config(tmp_path, "  - {default: true, prefer: nearest}\n")
+        text = path.read_text()
+        for dc, address in members.items():
+            text = text.replace(f"192.0.2.{'123'[['par', 'ams', 'nyc'].index(dc)]}", address)
+        port = backends[members["par"]].port
+        text = text.replace(
+            "pools:\n  web:\n",
+            f"checks: {{web: {{type: http, port: {port}, path: /, interval: 200ms, timeout: 150ms,"
+            " rise: 1, fall: 1, jitter: 0s}}\npools:\n  web:\n    check: web\n",
+        )
+        path.write_text(text)
+        async with serving(path) as daemon:
+            sydney, toulouse = "1.2.3.4", "81.2.69.7"
+            assert (await _www(daemon, sydney))[0] == {members["nyc"]}
+            assert (await _www(daemon, toulouse))[0] == {members["par"]}
+            await backends[members["nyc"]].stop()  # New York's backend dies
+            await until(
+                lambda: (
+                    daemon.monitor.states
+                    and any(
+                        h.status.value == "down"
+                        for k, h in daemon.monitor.states.items()
+                        if k.address == members["nyc"]
+                    )
+                ),
+                5,
+                "nyc to go down",
+            )
+            assert (await _www(daemon, sydney))[0] == {members["ams"]}  # Sydney's next nearest
+            assert (await _www(daemon, toulouse))[0] == {members["par"]}  # Toulouse untouched
+            await backends[members["par"]].stop()
+            await until(
+                lambda: any(
+                    h.status.value == "down"
+                    for k, h in daemon.monitor.states.items()
+                    if k.address == members["par"]
+                ),
+                5,
+                "par to go down",
+            )
+            assert (await _www(daemon, toulouse))[0] == {members["ams"]}  # Toulouse's next nearest

@@ -5,6 +5,7 @@ the next open, while answers in flight keep the old reader."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 from collections.abc import Callable
@@ -66,7 +67,12 @@ class GeoDatabase:
 
     def lookup(self, address: IPAddress) -> GeoInfo:
         """What the databases say; an address they do not know gets an empty GeoInfo,
-        with the prefix over which they do not know it."""
+        with the prefix over which they do not know it. An IPv4-mapped IPv6 address
+        (::ffff:a.b.c.d) is the IPv4 one, its prefix counted in IPv6 bits."""
+        mapped = address.ipv4_mapped if address.version == 6 else None
+        if mapped is not None:
+            info = self.lookup(mapped)
+            return dataclasses.replace(info, prefix=info.prefix + 96)
         city, prefix = self._get(self.reader, address)
         asn, asn_prefix = self._get(self.asn_reader, address) if self.asn_reader is not None else (None, 0)
         bits, width = int(address), address.max_prefixlen

@@ -78,7 +78,12 @@ def signature(config: Config, snapshot: HealthSnapshot, pool_name: str) -> Hasha
     views = member_views(pool, config, snapshot)
     rules: list[TopologyRule | None] = [None]
     made: Hashable
-    if pool.policy == "geo" and len({rule.prefer for rule in config.topology}) > MAX_GEO_PREFERENCES:
+    # `nearest` orders datacenters per client location: any order can arise, so a
+    # geo pool under such a rule changes whenever one of its members' states does.
+    nearest = any(rule.nearest for rule in config.topology)
+    if pool.policy == "geo" and (
+        nearest or len({rule.prefer for rule in config.topology}) > MAX_GEO_PREFERENCES
+    ):
         made = tuple(v.effective for v in views)
     else:
         if pool.policy == "geo":

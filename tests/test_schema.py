@@ -65,6 +65,11 @@ def test_the_schema_knows_every_key_the_readers_know() -> None:
     ]
     assert "rate_limit" in schema["properties"]["server"]["properties"]
     assert {"peers", "quorum"} <= set(schema["properties"]["cluster"]["properties"])
+    assert schema["properties"]["geoip"]["required"] == ["database"]
+    rule = schema["properties"]["topology"]["items"]["properties"]
+    assert {"match", "country", "continent", "subdivision", "asn", "default", "prefer"} <= set(rule)
+    location = schema["properties"]["datacenters"]["additionalProperties"]["properties"]["location"]
+    assert location["required"] == ["lat", "lon"]
 
 
 def _good_configs() -> list[Path]:

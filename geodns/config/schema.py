@@ -21,7 +21,8 @@ from geodns.config.zonefile import parse_zone
 
 MAIN_PROBE = """
 server: {mode: route53, rate_limit: {responses_per_second: 1}}
-datacenters: {dc: {}}
+datacenters: {dc: {location: {lat: 0, lon: 0}}}
+geoip: {database: /nonexistent/probe.mmdb}
 checks: {c: {type: http}}
 pools: {p: {members: [{address: 192.0.2.1, dc: dc}]}}
 topology: [{match: 10.0.0.0/8, prefer: [dc]}]

@@ -425,7 +425,7 @@ def section_geoip(root: Path, args: argparse.Namespace) -> None:
     run; and what one lookup costs (database read and rule choice) without the cache."""
     from geodns.config import load  # noqa: PLC0415
     from geodns.serving import geo_lookup  # noqa: PLC0415
-    from geodns.steering.policy import geo_choice  # noqa: PLC0415
+    from geodns.steering.geochoice import geo_choice  # noqa: PLC0415
     from tests.geoipdb import city, write  # noqa: PLC0415 - mmdb-writer: the test tooling
 
     case = root / "geoip"

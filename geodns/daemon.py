@@ -45,9 +45,9 @@ from geodns.reloading import read_cached_zone, release, zones_by_key
 from geodns.sdnotify import Notifier
 from geodns.serving import geo_lookup, next_state, serving_state
 from geodns.steering.explain import add_votes, explain
+from geodns.steering.geochoice import steering_label
 from geodns.steering.localanswers import local_answers
 from geodns.steering.overridestore import OverrideStore
-from geodns.steering.policy import steering_label
 from geodns.steering.poolwatch import PoolWatch
 from geodns.workers.pool import WorkerPool
 from geodns.zone.zone import Zone

@@ -13,7 +13,8 @@ from geodns.dns.handler import ServingState
 from geodns.geoip.database import lookup_for
 from geodns.health.snapshot import HealthSnapshot
 from geodns.steering.changes import changed_pools
-from geodns.steering.policy import AllMembers, Geo, PolicySource
+from geodns.steering.geochoice import Geo
+from geodns.steering.policy import AllMembers, PolicySource
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from geodns.daemon import Daemon
 from geodns.errors import ConfigError
 from geodns.geoip.database import GeoDatabase
 from geodns.geoip.info import distance_km, from_records
-from geodns.steering.policy import geo_choice
+from geodns.steering.geochoice import geo_choice
 from tests.backends import backends_on
 from tests.configs import write_zone
 from tests.conftest import serving

@@ -49,6 +49,7 @@ PURE = {
     "health/capacity.py",
     "health/overrides.py",
     "steering/policy.py",
+    "steering/geochoice.py",
     "steering/changes.py",
     "steering/explain.py",
     "route53/model.py",

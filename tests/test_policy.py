@@ -15,7 +15,8 @@ from geodns.dns.answer import Client
 from geodns.health.health import Status
 from geodns.health.overrides import Override
 from geodns.health.snapshot import HealthSnapshot
-from geodns.steering.policy import PolicySource, decide, match_rule
+from geodns.steering.geochoice import match_rule
+from geodns.steering.policy import PolicySource, decide
 from geodns.zone.zone import PoolRRset, RType
 from tests.configs import snapshot, write_zone
 

@@ -24,7 +24,8 @@ from geodns.eventloop import uvloop_run
 from geodns.health.capacity import capacity_warnings, probe_load
 from geodns.serving import geo_lookup
 from geodns.steering.explain import geo_line
-from geodns.steering.policy import AllMembers, geo_choice
+from geodns.steering.geochoice import geo_choice
+from geodns.steering.policy import AllMembers
 
 log = logging.getLogger("geodns")
 

@@ -17,7 +17,8 @@ from geodns.dns.answer import Client, PoolResult, resolve
 from geodns.dns.zonetext import rdata_text
 from geodns.health.health import ProbeKey, probe_key
 from geodns.health.snapshot import HealthSnapshot
-from geodns.steering.policy import Decision, Geo, GeoChoice, PolicySource
+from geodns.steering.geochoice import Geo, GeoChoice
+from geodns.steering.policy import Decision, PolicySource
 from geodns.zone.names import parse_name, to_text
 from geodns.zone.zone import PoolRRset, RType
 

@@ -15,26 +15,47 @@ from geodns.geoip.info import GeoInfo, distance_km
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+# Subnet rules as integers, per rule list (a config's topology): the match runs for
+# every client the answer cache has not seen, so it does no object work per rule.
+_SUBNETS: dict[int, tuple[Sequence[TopologyRule], list[tuple[int, int, int, TopologyRule]]]] = {}
+
+
+def _subnets(rules: Sequence[TopologyRule]) -> list[tuple[int, int, int, TopologyRule]]:
+    found = _SUBNETS.get(id(rules))
+    if found is not None and found[0] is rules:
+        return found[1]
+    if len(_SUBNETS) > 16:
+        _SUBNETS.clear()
+    prepared: list[tuple[int, int, int, TopologyRule]] = [
+        (r.match.version, int(r.match.network_address), r.match.prefixlen, r)
+        for r in rules
+        if r.match is not None
+    ]
+    _SUBNETS[id(rules)] = (rules, prepared)  # the rules kept with it: their id stays theirs
+    return prepared
+
+
 def match_rule(rules: Sequence[TopologyRule], address: IPAddress) -> tuple[TopologyRule | None, int]:
     """Longest-prefix match, and the ECS scope over which that result is the same
     for every address: long enough to exclude each more specific rule the client
     is not in (RFC 7871 7.2.1)."""
+    nets = _subnets(rules)
+    if not nets:
+        return None, 0
+    version, bits, width = address.version, int(address), address.max_prefixlen
     best: TopologyRule | None = None
     best_len = -1
-    nets = [(rule, rule.match) for rule in rules if rule.match is not None]
-    for rule, net in nets:
-        if net.version == address.version and address in net and net.prefixlen > best_len:
-            best, best_len = rule, net.prefixlen
+    for v, net, plen, rule in nets:
+        if v == version and plen > best_len and (bits ^ net) >> (width - plen) == 0:
+            best, best_len = rule, plen
     scope = max(best_len, 0)
-    client_bits = int(address)
-    width = address.max_prefixlen
-    for _rule, net in nets:
-        if net.version != address.version or net.prefixlen <= scope or address in net:
+    for v, net, plen, _rule in nets:
+        if v != version or plen <= scope or (bits ^ net) >> (width - plen) == 0:
             continue
-        # The shortest prefix of the client that no longer contains `net`.
-        common = width - (client_bits ^ int(net.network_address)).bit_length()
+        # The shortest prefix of the client that no longer contains this subnet.
+        common = width - (bits ^ net).bit_length()
         if common >= scope:
-            scope = max(scope, min(common + 1, net.prefixlen))
+            scope = max(scope, min(common + 1, plen))
     return best, scope
 
 

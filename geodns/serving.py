@@ -43,7 +43,9 @@ def next_state(config: Config, state: ServingState, snapshot: HealthSnapshot) ->
         log.debug(
             "snapshot %d: %s changed, %d cached answers dropped", snapshot.version, sorted(changed), dropped
         )
-    return dataclasses.replace(state, pools=policy_source(config, snapshot))
+    # Same config: the same GeoIP reader (its per-network records) and geo choices.
+    carried = PolicySource(config, snapshot, geo=pools.geo, choices=pools.choices)
+    return dataclasses.replace(state, pools=carried)
 
 
 def policy_source(config: Config, snapshot: HealthSnapshot) -> PolicySource:

@@ -273,13 +273,16 @@ class PolicySource:
         snapshot: HealthSnapshot,
         rng: random.Random | None = None,
         geo: Geo | None = None,
+        choices: dict[tuple[GeoInfo, int], GeoChoice] | None = None,
     ) -> None:
         self.config = config
         self.snapshot = snapshot
         self.rng = rng or random.Random()  # load spreading, not security
         self.geo = geo
         self._cache: dict[tuple[str, bool, tuple[int, int, tuple[str, ...]] | None], Decision] = {}
-        self._memo: dict[tuple[GeoInfo, int], GeoChoice] = {}
+        # Geo choices depend on the config and the database, never on health: the
+        # next snapshot's source gets the same dict (a flap storm keeps them).
+        self.choices = {} if choices is None else choices
         self._rule_index = {id(r): i + 1 for i, r in enumerate(config.topology)}
         self._dc_index = {dc.name: i for i, dc in enumerate(config.datacenters)}
         self._geo_pools = {name for name, p in config.pools.items() if p.policy == "geo"}
@@ -301,7 +304,7 @@ class PolicySource:
                 except ValueError:
                     address = None
             if address is not None:
-                choice = geo_choice(self.config, address, self.geo, self._memo)
+                choice = geo_choice(self.config, address, self.geo, self.choices)
         key = (pool, v6, choice.key if choice is not None else None)
         found = self._cache.get(key)
         if found is None:
@@ -332,7 +335,7 @@ class PolicySource:
         # The answer cache keeps these keys across snapshots: they must mean the same
         # choice for every source built from this config, so they encode it exactly
         # (rule index, scope, and the datacenter order as digits), never a counter.
-        choice = geo_choice(self.config, address, self.geo, self._memo)
+        choice = geo_choice(self.config, address, self.geo, self.choices)
         rule = self._rule_index.get(id(choice.rule), 0) if choice.rule is not None else 0
         order = 0
         for dc in choice.order:

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from geodns.config import Config, load
 from geodns.daemon import Daemon
 from geodns.errors import ConfigError
+from geodns.geoip import isocodes
 from geodns.geoip.database import GeoDatabase
 from geodns.geoip.info import distance_km, from_records
 from geodns.steering.geochoice import geo_choice
@@ -404,3 +405,18 @@ async def test_a_datacenter_killed_mid_test_moves_each_client_to_its_next_neares
                 "par to go down",
             )
             assert (await _www(daemon, toulouse))[0] == {members["ams"]}  # Toulouse's next nearest
+
+
+ISO_CODES = Path("/usr/share/iso-codes/json")
+
+
+def test_the_embedded_iso_lists_match_the_iso_codes_data() -> None:
+    """geoip/isocodes.py was generated from Debian's iso-codes: it must still say the same."""
+    if not (ISO_CODES / "iso_3166-2.json").exists():
+        if os.environ.get("GEODNS_REQUIRE_TOOLS") == "1":
+            pytest.fail("iso-codes is not installed (.ci/run installs it)")
+        pytest.skip("needs Debian's iso-codes package")
+    countries = {c["alpha_2"] for c in json.loads((ISO_CODES / "iso_3166-1.json").read_text())["3166-1"]}
+    subdivisions = {s["code"] for s in json.loads((ISO_CODES / "iso_3166-2.json").read_text())["3166-2"]}
+    assert countries == set(isocodes.COUNTRIES)
+    assert subdivisions == set(isocodes.SUBDIVISIONS)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import ipaddress
 import json
 import logging
 import os
-import resource
 import signal
-import socket
 import sys
 import threading
 import time
@@ -35,7 +32,7 @@ from geodns.dns.handler import ServingState, Stats
 from geodns.dns.server import DnsServer, without_missing_ipv6
 from geodns.errors import ConfigError, GeoDnsError
 from geodns.eventloop import uvloop_run
-from geodns.geoip.database import identity
+from geodns.geoip.database import watch_files
 from geodns.health.capacity import capacity_warnings, fd_budget
 from geodns.health.checks.reaper import run_command
 from geodns.health.monitor import Monitor
@@ -44,6 +41,7 @@ from geodns.health.snapshot import HealthSnapshot, SnapshotStore
 from geodns.reloading import read_cached_zone, release, zones_by_key
 from geodns.sdnotify import Notifier
 from geodns.serving import geo_lookup, next_state, serving_state
+from geodns.startup import claim_fds, cpus, freeze_long_lived, instance_name, with_overrides
 from geodns.steering.explain import add_votes, explain
 from geodns.steering.geochoice import steering_label
 from geodns.steering.localanswers import local_answers
@@ -60,50 +58,6 @@ log = logging.getLogger(__name__)
 COMPILER_OUTPUT = 4 * 1024 * 1024  # what a reload's zone compiler may say: every problem of a big config
 CATCH_UP_WAIT = 1.0  # seconds a drain's response waits for every DNS worker to answer with it
 API_CACHE_TTL = 0.5  # seconds a rendered /v1/status or /metrics is reused within one snapshot
-
-
-def _cpus() -> int:
-    """The CPUs this process may run on (taskset and cpusets included)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def claim_fds(config: Config) -> int:
-    """Raise the soft fd limit to the hard one (1,024 is a common soft default) and
-    refuse a configuration that cannot fit: running out of fds would make every
-    probe fail at once, which must never look like every backend dying."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-            soft = wanted
-        except (ValueError, OSError) as exc:
-            log.warning("cannot raise the open-files limit from %d to %d: %s", soft, wanted, exc)
-    budget = fd_budget(config)
-    needed = sum(budget.values())
-    if needed > soft:
-        parts = ", ".join(f"{who} {n}" for who, n in budget.items())
-        raise GeoDnsError(
-            f"the configuration may need {needed} open files ({parts}) but this process may open {soft}: "
-            "raise the limit (LimitNOFILE= in a systemd unit, ulimit -n in a shell) or lower "
-            "server.max_concurrent_probes, server.tcp_max_connections or server.api_max_connections"
-        )
-    return soft
-
-
-def with_overrides(
-    config: Config, dns_listen: list[ListenAddress] | None, http_listen: ListenAddress | None
-) -> Config:
-    """Command-line listen addresses win over the file's (and survive reloads)."""
-    server = config.server
-    if dns_listen:
-        server = dataclasses.replace(server, dns_listen=tuple(dns_listen))
-    if http_listen is not None:
-        server = dataclasses.replace(server, http_listen=http_listen)
-    return dataclasses.replace(config, server=server)
 
 
 class Daemon:
@@ -161,7 +115,7 @@ class Daemon:
         # Every new snapshot (and only that) swaps the answers' view of health.
         self.store.subscribe(self._on_snapshot)
         # DNS answered by worker processes (server.workers), or here when there is one.
-        count = 1 if self.config.server.mode == "route53" else worker_count(self.config.server, _cpus())
+        count = 1 if self.config.server.mode == "route53" else worker_count(self.config.server, cpus())
         self.pool = WorkerPool(count, self.stats) if count > 1 else None
         if self.pool is not None:
             self.metrics_registry.watch_workers(self.pool.figures)
@@ -350,7 +304,7 @@ class Daemon:
         log.debug("open-files limit %d, budget %d", limit, sum(fd_budget(self.config).values()))
         for warning in [*advice(self.config), *capacity_warnings(self.config)]:
             log.warning("%s", warning)
-        _freeze_long_lived()
+        freeze_long_lived()
         self.override_store.start()
         await self.monitor.start()
         await self._first_results()
@@ -418,27 +372,17 @@ class Daemon:
     async def _watch_geoip(self) -> None:
         """A GeoIP database replaced on disk (geoipupdate renames a new file in) is
         read by a reload: checked like any config, so a bad file keeps the old one."""
-        seen = self._geoip_files()
-        while True:
-            geoip = self.config.geoip
-            await asyncio.sleep(geoip.watch_interval if geoip is not None else 30.0)
-            now = self._geoip_files()
-            if now != seen:
-                seen = now
-                log.info("a GeoIP database changed on disk: reloading to read it")
-                self.request_reload()
 
-    def _geoip_files(self) -> list[object]:
-        geoip = self.config.geoip
-        if geoip is None:
-            return []
-        found: list[object] = []
-        for path in (geoip.database, geoip.asn_database):
-            try:
-                found.append(identity(path) if path is not None else None)
-            except OSError as exc:
-                found.append(str(exc))
-        return found
+        def files() -> list[Path | None]:
+            geoip = self.config.geoip
+            return [geoip.database, geoip.asn_database] if geoip is not None else []
+
+        def interval() -> float:
+            return self.config.geoip.watch_interval if self.config.geoip is not None else 30.0
+
+        async for _changed in watch_files(files, interval):
+            log.info("a GeoIP database changed on disk: reloading to read it")
+            self.request_reload()
 
     async def reload(self) -> bool:
         """Load the config again; on any problem keep serving the old one (counted in
@@ -619,23 +563,6 @@ class Daemon:
         if self.admin is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.admin.stop(), 1.0)
-
-
-def instance_name(config: Config) -> str:
-    """server.name, else the host name (as peers list this instance)."""
-    return config.server.name or socket.gethostname().split(".")[0]
-
-
-def _freeze_long_lived() -> None:
-    """Move config, zones and other start-up objects out of the cyclic GC's sight.
-
-    A full collection walks every tracked object; with large zones and thousands
-    of probes churning short-lived objects, those walks stalled DNS answers for
-    tens of milliseconds (bench/probe_capacity.py, 2,000 probes/s: p99 63 ms
-    before, ~5 ms after). Frozen objects are still freed by reference counting
-    when a reload drops them. No collection first: at start-up nothing came
-    before to reclaim, and one pass over a million-record zone took 0.7 s."""
-    gc.freeze()
 
 
 def run(

@@ -21,9 +21,10 @@ import pytest_asyncio
 
 from geodns.config import load
 from geodns.config.model import Check
-from geodns.daemon import Daemon, claim_fds
+from geodns.daemon import Daemon
 from geodns.health.checks import Target, make_probe
 from geodns.health.health import Status
+from geodns.startup import claim_fds
 from tests.backends import HttpBackend
 from tests.configs import write_zone
 from tests.conftest import REPO

@@ -36,7 +36,18 @@ ALLOWED: dict[str, set[str]] = {
     # DNS worker processes: the shell of a process that only answers.
     "workers": {"zone", "config", "dns", "health", "steering", "serving", "reloading", "eventloop"} | _BASE,
 }
-SHELL = {"cli", "daemon", "demo", "serving", "reloading", "eventloop", "sdnotify", "__main__", "__init__"}
+SHELL = {
+    "cli",
+    "daemon",
+    "demo",
+    "serving",
+    "reloading",
+    "eventloop",
+    "sdnotify",
+    "startup",
+    "__main__",
+    "__init__",
+}
 
 # Pure core: decided from data passed in, `now` included.
 PURE = {

@@ -17,12 +17,12 @@ from geodns import __version__
 from geodns.cli.codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from geodns.config import DEFAULT_CONFIG, load
 from geodns.config.advice import advice
-from geodns.daemon import with_overrides
 from geodns.demo import run_demo
 from geodns.dns.zonetext import zone_text
 from geodns.eventloop import uvloop_run
 from geodns.health.capacity import capacity_warnings, probe_load
 from geodns.serving import geo_lookup
+from geodns.startup import with_overrides
 from geodns.steering.explain import geo_line
 from geodns.steering.geochoice import geo_choice
 from geodns.steering.policy import AllMembers

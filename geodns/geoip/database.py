@@ -5,10 +5,11 @@ the next open, while answers in flight keep the old reader."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,27 @@ def lookup_for(
     if database is None:
         return None
     return GeoDatabase(database, asn_database).lookup
+
+
+async def watch_files(
+    paths: Callable[[], list[Path | None]], interval: Callable[[], float]
+) -> AsyncIterator[None]:
+    """Yields each time one of `paths` (asked anew each round) is another file than
+    before: replaced, changed, gone or back. Polling: geoipupdate runs weekly."""
+
+    def seen() -> list[object]:
+        out: list[object] = []
+        for path in paths():
+            try:
+                out.append(identity(path) if path is not None else None)
+            except OSError as exc:
+                out.append(str(exc))
+        return out
+
+    last = seen()
+    while True:
+        await asyncio.sleep(interval())
+        now = seen()
+        if now != last:
+            last = now
+            yield None

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Self
@@ -196,3 +198,42 @@ async def backends_on(*addresses: str, body: str = "OK") -> AsyncIterator[dict[s
     finally:
         for backend in found.values():
             await backend.stop()
+
+
+@dataclass
+class ProcessBackend:
+    """An HTTP backend answering 200 "OK" from a process of its own: for tests that
+    starve this process (of file descriptors, of its loop), which must not starve
+    the backend as well — a backend elsewhere never shares the checker's limits."""
+
+    host: str
+    port: int
+    process: asyncio.subprocess.Process
+
+
+@contextlib.asynccontextmanager
+async def process_backends(*addresses: str) -> AsyncIterator[list[ProcessBackend]]:
+    from tests.netlab import BACKEND  # the namespace lab's backend: the same tiny server
+
+    started: list[ProcessBackend] = []
+    try:
+        for address in addresses:
+            with socket.socket() as probe:  # a free port on that address
+                probe.bind((address, 0))
+                port = probe.getsockname()[1]
+            process = await asyncio.create_subprocess_exec(sys.executable, "-c", BACKEND, address, str(port))
+            started.append(ProcessBackend(address, port, process))
+        for backend in started:
+            for _ in range(200):  # listening within 10 s
+                with contextlib.suppress(OSError):
+                    _reader, writer = await asyncio.open_connection(backend.host, backend.port)
+                    writer.close()
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError(f"backend on {backend.host}:{backend.port} never listened")
+        yield started
+    finally:
+        for backend in started:
+            backend.process.kill()
+            await backend.process.wait()

@@ -12,8 +12,9 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 import pytest
@@ -25,11 +26,18 @@ from geodns.daemon import Daemon
 from geodns.health.checks import Target, make_probe
 from geodns.health.health import Status
 from geodns.startup import claim_fds
-from tests.backends import HttpBackend
+from tests.backends import HttpBackend, process_backends
 from tests.configs import write_zone
 from tests.conftest import REPO
 from tests.daemonproc import run_geodns
 from tests.waiting import until
+
+
+class Listening(Protocol):
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
 
 
 @contextlib.contextmanager
@@ -66,7 +74,13 @@ async def test_emfile_is_a_checker_error_not_a_down_backend(kind: str) -> None:
 
 
 def _config(
-    tmp: Path, backends: list[HttpBackend], *, interval: str, timeout: str, members: int = 1, extra: str = ""
+    tmp: Path,
+    backends: Sequence[Listening],
+    *,
+    interval: str,
+    timeout: str,
+    members: int = 1,
+    extra: str = "",
 ) -> Path:
     write_zone(tmp, "  www: {type: A, pool: web}\n")
     listed = ", ".join(f"{{address: {b.host}, dc: par, check_port: {b.port}}}" for b in backends[:members])
@@ -100,7 +114,14 @@ async def _metrics(daemon: Daemon) -> str:
 
 
 @pytest.mark.asyncio
-async def test_no_fds_holds_states_and_says_so(tmp_path: Path, backends: list[HttpBackend]) -> None:
+async def test_no_fds_holds_states_and_says_so(tmp_path: Path) -> None:
+    # Backends of their own processes: one in this process would be starved too, stop
+    # accepting for a second (asyncio's pause after EMFILE) and really time out probes.
+    async with process_backends("127.0.0.61", "127.0.0.62", "127.0.0.63") as backends:
+        await _no_fds_hold_states(tmp_path, backends)
+
+
+async def _no_fds_hold_states(tmp_path: Path, backends: Sequence[Listening]) -> None:
     daemon = Daemon(load(_config(tmp_path, backends, interval="200ms", timeout="150ms", members=3)))
     await daemon.start()
     try:
@@ -108,11 +129,13 @@ async def test_no_fds_holds_states_and_says_so(tmp_path: Path, backends: list[Ht
         with no_fds_left():
             await asyncio.sleep(1.0)  # five probes of each member, every one failing with EMFILE
             assert _statuses(daemon) == {Status.UP}
+            # Held, and marked so (a cluster node gives no vote from such a state).
+            assert all(h.held for h in daemon.monitor.states.values())
             ready, reasons = daemon.ready()
         assert not ready and any("too many open files in geodns (EMFILE)" in r for r in reasons)
         assert 'geodns_checker_errors_total{cause="emfile",check="web"}' in await _metrics(daemon)
         assert 'to="down"' not in await _metrics(daemon)
-        await asyncio.sleep(0.5)
+        await until(lambda: not any(h.held for h in daemon.monitor.states.values()), 2)
         assert _statuses(daemon) == {Status.UP}
     finally:
         await daemon.stop()

@@ -3,16 +3,17 @@ Route53 writer's choice on a clock of its own."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from geodns.cluster.governor import Governor
 from geodns.cluster.node import ClusterNode
-from geodns.cluster.report import Report
+from geodns.cluster.report import Observation, Report
 from geodns.cluster.votes import Vantage, decide, needed
 from geodns.config import load
-from geodns.health.health import ProbeKey, Status
+from geodns.health.health import Health, ProbeKey, Status
 from geodns.health.snapshot import SnapshotStore
 
 UP, DOWN, UNKNOWN = Status.UP, Status.DOWN, Status.UNKNOWN
@@ -269,3 +270,92 @@ def test_a_new_instance_waits_for_its_peers_before_it_may_write(tmp_path: Path) 
     assert node.writer() == "a" and node.may_write() == (False, "a writes")
     now[0] = 110.0  # a silent for longer than the timeout: not counted, b takes over
     assert node.writer() == "b"
+
+
+# Partition onset (the node, on clocks of its own): its own probes of remote targets
+# fail one after the other, and its peers fall silent in between.
+
+
+def _par_node(tmp_path: Path) -> tuple[ClusterNode, list[float], dict[str, ProbeKey]]:
+    members = "".join(f"{{address: 192.0.2.{i}, dc: {dc}}}, " for i, dc in enumerate(DCS, 1))
+    (tmp_path / "geodns.yaml").write_text(
+        "server: {mode: route53, state_dir: state, http_listen: null, name: par, datacenter: par}\n"
+        "datacenters: {par: {}, ams: {}, nyc: {}}\n"
+        "checks: {web: {type: tcp, port: 80, interval: 1s, timeout: 500ms, fall: 2, rise: 2}}\n"
+        f"pools: {{web: {{check: web, members: [{members}]}}}}\n"
+        "route53: {records: [{name: www.example.com., hosted_zone_id: Z1, pool: web}]}\n"
+        "cluster: {timeout: 3s, peers: [{name: ams, url: 'http://127.0.0.1:9', datacenter: ams},"
+        " {name: nyc, url: 'http://127.0.0.1:9', datacenter: nyc}]}\n"
+    )
+    now = [100.0]
+    node = ClusterNode(
+        load(tmp_path / "geodns.yaml"), SnapshotStore(), "par", clock=lambda: now[0], wall=lambda: now[0]
+    )
+    keys = {dc: ProbeKey("web", f"192.0.2.{i}", 80) for i, dc in enumerate(DCS, 1)}
+    return node, now, keys
+
+
+def _own(now: float, **states: Health) -> dict[ProbeKey, Health]:
+    up = Health(Status.UP, successes=5, checked=now, since=1.0)
+    return {ProbeKey("web", f"192.0.2.{i}", 80): states.get(dc, up) for i, dc in enumerate(DCS, 1)}
+
+
+def _answered_down(node: ClusterNode, keys: dict[str, ProbeKey]) -> set[str]:
+    return {dc for dc, key in keys.items() if node.answered.get(key) is Status.DOWN}
+
+
+def test_a_cut_off_instance_waits_for_its_failing_probes_before_deciding_alone(tmp_path: Path) -> None:
+    node, now, keys = _par_node(tmp_path)
+    all_up = {key: Observation(UP, "", 1.0, 100.0) for key in keys.values()}
+    node.on_local(_own(now[0]))
+    for peer in ("ams", "nyc"):
+        node.heard(peer, Report(peer, peer, "boot", 1, node.hash, all_up))
+    assert _answered_down(node, keys) == set()
+    # Cut: ams's probes fail twice (down), nyc's have failed once; the peers fall silent.
+    now[0] = 102.0
+    down = Health(Status.DOWN, failures=2, reason="timeout", checked=now[0], since=now[0])
+    failing = Health(Status.UP, failures=1, reason="timeout", checked=now[0], since=1.0)
+    node.on_local(_own(now[0], ams=down, nyc=failing))
+    assert _answered_down(node, keys) == set()  # peers still counted: they say up
+    now[0] = 103.5  # peers silent for longer than the timeout: alone
+    node.recompute()
+    now[0] = 106.6  # alone for longer than a timeout, nyc still undecided: wait for it
+    t = now[0]
+    node.on_local(
+        _own(t, ams=dataclasses.replace(down, checked=t), nyc=dataclasses.replace(failing, checked=t))
+    )
+    assert _answered_down(node, keys) == set() and not node.partitioned
+    # nyc's second failure: most remote targets down alone is a partition: the agreed state holds.
+    node.on_local(_own(now[0], ams=down, nyc=dataclasses.replace(down, checked=now[0])))
+    assert node.partitioned and _answered_down(node, keys) == set()
+
+
+def test_a_remote_target_held_by_a_checker_error_counts_as_unseen_at_once(tmp_path: Path) -> None:
+    node, now, keys = _par_node(tmp_path)
+    all_up = {key: Observation(UP, "", 1.0, 100.0) for key in keys.values()}
+    node.on_local(_own(now[0]))
+    for peer in ("ams", "nyc"):
+        node.heard(peer, Report(peer, peer, "boot", 1, node.hash, all_up))
+    now[0] = 102.0
+    down = Health(Status.DOWN, failures=2, reason="timeout", checked=now[0], since=now[0])
+    # nyc's last attempt failed on this host's side (a stalled loop): its "up" is only held.
+    held = Health(Status.UP, successes=5, checked=now[0], since=1.0, held=True)
+    node.on_local(_own(now[0], ams=down, nyc=held))
+    now[0] = 106.6  # alone for longer than a timeout; nyc's last result is recent, but held
+    node.on_local(_own(now[0], ams=down, nyc=dataclasses.replace(held, checked=106.0)))
+    assert node.partitioned and _answered_down(node, keys) == set()
+
+
+def test_an_instance_whose_peers_died_still_fails_over_alone(tmp_path: Path) -> None:
+    """The other side of the rule above: peers dead, own probes fresh and settled."""
+    node, now, keys = _par_node(tmp_path)
+    all_up = {key: Observation(UP, "", 1.0, 100.0) for key in keys.values()}
+    node.on_local(_own(now[0]))
+    for peer in ("ams", "nyc"):
+        node.heard(peer, Report(peer, peer, "boot", 1, node.hash, all_up))
+    now[0] = 106.6  # the peers died; every own probe is fresh
+    node.on_local(_own(now[0]))
+    now[0] = 110.0  # alone for longer than a timeout
+    down = Health(Status.DOWN, failures=2, reason="HTTP 503", checked=now[0], since=now[0])
+    node.on_local(_own(now[0], ams=down))
+    assert not node.partitioned and _answered_down(node, keys) == {"ams"}

@@ -208,8 +208,11 @@ class ClusterNode:
         elif self._alone_since is None:
             self._alone_since = now
         # Peers fall silent before this instance's own probes have failed everything a cut
-        # hides: for one cluster.timeout alone, wait and see whether it is a partition.
-        settling = alone and self._alone_since is not None and now - self._alone_since < self.settings.timeout
+        # hides: for one cluster.timeout alone, wait and see whether it is a partition; and
+        # while a remote target's own probes have begun failing but not decided yet, longer
+        # (one fall's worth): deciding between two remote downs would take the first one
+        # down alone, a moment before the second shows the partition.
+        settling = alone and self._settling(now)
         if verdict.partitioned or settling:
             # Never "everything but me is dead": the last state the cluster agreed on.
             proposed.update({k: s for k, s in self.agreed.items() if k in proposed})
@@ -227,18 +230,34 @@ class ClusterNode:
             if self.on_writer is not None:
                 self.on_writer()
 
+    def _settling(self, now: float) -> bool:
+        assert self._alone_since is not None
+        alone_for = now - self._alone_since
+        if alone_for < self.settings.timeout:
+            return True
+        undecided = [
+            check
+            for key, health in self._live.items()
+            if health.status is Status.UP
+            and health.failures > 0
+            and self.datacenter not in self.homes.get(key, ())
+            and (check := self.config.checks.get(key.check)) is not None
+        ]
+        grace = max((c.fall * c.interval + c.timeout for c in undecided), default=0.0)
+        return alone_for < self.settings.timeout + grace
+
     def _blind(self) -> frozenset[ProbeKey]:
-        """Targets whose last own result is old: their probes keep failing on this
-        host's side (no route, no descriptors) and the monitor holds their states, so
-        'up' here only means 'last seen up'. A cut-off instance sees its remote
-        targets this way, not as down."""
+        """Targets whose last own attempt failed on this host's side (no descriptors,
+        a stalled loop, over the probe budget: the monitor holds their states), or whose
+        last result is old: 'up' here only means 'last seen up'. A cut-off instance
+        sees its remote targets this way, not as down."""
         now = self.wall()
         out = []
         for key, health in self._live.items():
             check = self.config.checks.get(key.check)
             if check is None or health.checked is None:
                 continue
-            if now - health.checked > 2 * check.interval + check.timeout + 1.0:
+            if health.held or now - health.checked > 2 * check.interval + check.timeout + 1.0:
                 out.append(key)
         return frozenset(out)
 

@@ -44,6 +44,7 @@ class Health:
     latency: float | None = None  # seconds, last probe
     last_ok: bool | None = None
     restored: bool = False  # status read from disk at start-up, no fresh probe yet
+    held: bool = False  # the last attempt failed on this host's side (a checker error): status held
 
     @property
     def fresh(self) -> bool:

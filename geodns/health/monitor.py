@@ -15,7 +15,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -232,6 +232,7 @@ class Monitor:
             # target's first probe goes: start-up needs a state for each.
             self.metrics.probes_late.labels(check.name).inc()
             rate = self._budget.rate
+            self._hold(target.key)
             self._checker_error(
                 check.name,
                 checker_error("overload", f"more than server.max_probe_rate ({rate:g}/s) probes wanted"),
@@ -242,6 +243,7 @@ class Monitor:
             if started - queued > check.interval:
                 # More probes wanted than this host runs: skip, count late, hold the state.
                 self.metrics.probes_late.labels(check.name).inc()
+                self._hold(target.key)
                 self._checker_error(
                     check.name,
                     checker_error(
@@ -262,6 +264,7 @@ class Monitor:
                     " (its event loop was busy): not held against the target",
                 )
         if result.ours:
+            self._hold(target.key)
             self._checker_error(check.name, result)
             return True
         counter, histogram = self._per_check_metrics(check.name)
@@ -272,6 +275,13 @@ class Monitor:
             log.debug("%s failed: %s", self._label(target.key), result.reason)
         self.record(target.key, result, latency)
         return True
+
+    def _hold(self, key: ProbeKey) -> None:
+        """Mark the target's state as held: this host, not the target, failed the last
+        attempt. A cluster node reads it at once (no vote from a state it cannot see)."""
+        health = self.states.get(key)
+        if health is not None and not health.held:
+            self.states[key] = replace(health, held=True)
 
     def _checker_error(self, check: str, result: ProbeResult) -> None:
         """A probe that measured us, not the target: the target's state is held,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from geodns.config import load, yamlload
+from geodns.config import load, recordlines
 from geodns.config import parse as parse_module
 from geodns.daemon import Daemon
 from tests.conftest import copy_test_config
@@ -66,13 +66,13 @@ async def test_a_changed_zone_is_compiled_elsewhere_and_the_others_are_kept(
     and a zone whose input did not change is the very same object afterwards."""
     before = dict(daemon.config.zones.zones)
     parsed_here: list[str] = []
-    real = yamlload.load_text
+    real = recordlines.load_zone_text
 
     def spy(text: str, name: str, issues: Any) -> Any:
         parsed_here.append(name)
         return real(text, name, issues)
 
-    monkeypatch.setattr(parse_module, "load_text", spy)
+    monkeypatch.setattr(parse_module, "load_zone_text", spy)
     set_mail(config_copy, "192.0.2.77")
     assert await daemon.reload()
     assert parsed_here == []

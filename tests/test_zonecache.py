@@ -32,7 +32,7 @@ def test_a_second_load_comes_from_the_cache(cfg: Path, monkeypatch: pytest.Monke
     def no_yaml(*_args: object, **_kw: object) -> None:
         raise AssertionError("YAML was read although the cache had the zone")
 
-    monkeypatch.setattr(parse_module, "load_text", no_yaml)
+    monkeypatch.setattr(parse_module, "load_zone_text", no_yaml)
     second = load(cfg, use_cache=True)
     assert second.zones == first.zones
 

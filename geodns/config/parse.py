@@ -43,10 +43,11 @@ from geodns.config.model import (
     ServerConfig,
 )
 from geodns.config.pools import parse_pools
+from geodns.config.recordlines import load_zone_text
 from geodns.config.route53 import parse_route53
 from geodns.config.schemarec import accepts
 from geodns.config.topology import parse_geoip, parse_location, parse_topology
-from geodns.config.yamlload import MAX_ZONE_BYTES, YMap, decode, load_file, load_text, too_big
+from geodns.config.yamlload import MAX_ZONE_BYTES, YMap, decode, load_file, too_big
 from geodns.config.zonefile import parse_zone
 from geodns.errors import ConfigError, Location
 from geodns.zone.names import Name, to_text
@@ -225,7 +226,7 @@ def _zone_file(
     text = decode(str(path), data, ctx.issues)
     if text is None:
         return None
-    doc = load_text(text, str(path), ctx.issues)
+    doc = load_zone_text(text, str(path), ctx.issues)
     if doc is None:
         if len(ctx.issues) == before:
             ctx.error(Location(str(path), 1, 1), "zone file is empty")

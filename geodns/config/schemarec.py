@@ -50,6 +50,10 @@ def record(path: str, key: str, schema: dict[str, Any] | None, *, required: bool
         _active[-1].seen.append(Seen(path, key, schema, required))
 
 
+def active() -> bool:
+    return bool(_active)
+
+
 @contextlib.contextmanager
 def recording() -> Iterator[Recorder]:
     recorder = Recorder()

@@ -70,6 +70,7 @@ class YList(list[Any]):
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 STR, BOOL, INT, FLOAT, NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "bool", "int", "float", "null"))
+_TYPED_FIRST = frozenset("tTfFnN~-+.0123456789")  # what a typed plain scalar may start with
 _BOOLS = frozenset({"true", "True", "TRUE", "false", "False", "FALSE"})
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 _INT = re.compile(r"(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$")
@@ -92,6 +93,14 @@ def _plain_tag(value: str) -> str:
     if _FLOAT.match(value):
         return FLOAT
     return STR
+
+
+def plain_scalar(value: str) -> Any:
+    """A plain (unquoted) scalar's value, typed as the reader types it; ValueError
+    when it cannot be read (a tag it does not know, a number it cannot parse)."""
+    if value and (value[0] not in _TYPED_FIRST or value.count(".") > 1):
+        return value  # no bool, int, null or float starts so, nor has two dots (an address)
+    return _scalar(_plain_tag(value), value)
 
 
 def _scalar(tag: str, value: str) -> Any:

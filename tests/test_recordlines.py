@@ -58,8 +58,8 @@ def plain_lines(draw: Any) -> str:
 
 @st.composite
 def zone_texts(draw: Any) -> str:
-    lines = draw(st.lists(st.one_of(plain_lines(), st.sampled_from(OTHER)), max_size=12))
-    tail = draw(st.sampled_from(["", "ttl: 60\n", "---\n", "extra: [1, 2]\n"]))
+    lines: list[str] = draw(st.lists(st.one_of(plain_lines(), st.sampled_from(OTHER)), max_size=12))
+    tail: str = draw(st.sampled_from(["", "ttl: 60\n", "---\n", "extra: [1, 2]\n"]))
     return HEADER + "records:\n" + "\n".join(lines) + "\n" + tail
 
 

@@ -13,10 +13,9 @@ tests, as an oracle.
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from collections.abc import Iterable
-from functools import lru_cache
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import NamedTuple
 
 from geodns.dns.answer import Answer
@@ -105,9 +104,11 @@ _NAME_TYPES = frozenset({int(RType.CNAME), int(RType.NS), int(RType.PTR)})
 _QUESTION_POINTER = _U16.pack(0xC000 | HEADER.size)  # the question's name: always at offset 12
 
 
-@lru_cache(maxsize=65536)
 def _address_wire(text: str) -> bytes:
-    return ipaddress.ip_address(text).packed
+    """A record's address (validated at load) as its 4 or 16 bytes: inet_pton is a
+    C call, ~7x cheaper than ipaddress and without a memo to miss (a 100,000-name
+    walk missed a 65,536-entry one on every query)."""
+    return inet_pton(AF_INET6 if ":" in text else AF_INET, text)
 
 
 class _Packer:

@@ -57,11 +57,18 @@ def answer(data: bytes, source: str, udp: bool, state: ServingState, stats: Stat
 
 
 def answer_entry(
-    entry: Entry | None, data: bytes, source: str, udp: bool, state: ServingState, stats: Stats
+    entry: Entry | None,
+    data: bytes,
+    source: str,
+    udp: bool,
+    state: ServingState,
+    stats: Stats,
+    *,
+    cased_tried: bool = False,
 ) -> bytes | None:
     """Reply from an entry the caller already looked up under the query's exact
-    bytes (the UDP loop inlines that lookup and the plain-bytes case), else from
-    the folded keys, else from the full path."""
+    bytes (the UDP loop inlines that lookup, the plain-bytes case and `cased`:
+    `cased_tried`), else from the folded keys, else from the full path."""
     if entry is not None:
         reply = _replay(entry, data, source, udp, state, stats)
         if reply is not None:
@@ -72,7 +79,7 @@ def answer_entry(
             reply = _per_subnet(table, data, state, stats)
             if reply is not None:
                 return reply
-        reply = cased(table, data)
+        reply = None if cased_tried else cased(table, data)
         if reply is not None:
             stats.queries += 1
             stats.cache_hits += 1

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from geodns.config import schemarec
 from geodns.config.fields import Ctx
-from geodns.config.recordlines import load_zone_text, split_records
+from geodns.config.recordlines import LineRecord, load_zone_text, split_records
 from geodns.config.yamlload import YList, YMap, load_text
 from geodns.config.zonefile import parse_zone
 from geodns.errors import Issue
@@ -65,8 +65,15 @@ def zone_texts(draw: Any) -> str:
 
 def _tree(value: Any) -> Any:
     """Values with every position, for comparing two readings."""
+    if isinstance(value, LineRecord):
+        value = value.located()
     if isinstance(value, YMap):
-        return ("map", value.start, [(k, value.marks[k], _tree(v)) for k, v in value.items()])
+        where = [(value.key_loc(k), value.value_loc(k)) for k in value]
+        return (
+            "map",
+            value.start,
+            [(k, w, _tree(v)) for (k, v), w in zip(value.items(), where, strict=True)],
+        )
     if isinstance(value, YList):
         return ("list", value.start, value.item_marks, [_tree(v) for v in value])
     return (type(value).__name__, value)

@@ -26,6 +26,7 @@ from geodns.config.fields import (
 )
 from geodns.config.model import Pool
 from geodns.config.rdata import SUPPORTED, parse_rdata, rtype_number, target_name
+from geodns.config.recordlines import LineRecord
 from geodns.config.yamlload import YList, YMap
 from geodns.errors import Location
 from geodns.zone.names import Name, NameSyntaxError, is_subdomain, parse_name, to_text
@@ -44,7 +45,7 @@ class _Pending:
     name: Name
     rtype: str
     ttl: int
-    rec: YMap  # the record's mapping: `where` is built from it only for a problem
+    rec: YMap | LineRecord  # the record as read: `where` is built from it only for a problem
     rdatas: list[RData]
     pool: str | None = None
 
@@ -118,7 +119,8 @@ def parse_zone(
             fast = not schemarec.active()  # a recording wants every key asked for
             for key, value in records.items():
                 if not (fast and _plain_entry(key, value, origin, ttl, pending, seen)):
-                    _parse_name_entry(ctx, records, key, value, origin, ttl, pools, pending, seen)
+                    whole = value.located() if value.__class__ is LineRecord else value  # all of it
+                    _parse_name_entry(ctx, records, key, whole, origin, ttl, pools, pending, seen)
     _check_structure(ctx, origin, pending, top.loc)
     if soa is None:
         return None
@@ -143,9 +145,14 @@ def _plain_entry(
     without the general machinery (a third of a big zone's start-up went there).
     False when anything is not plain and right: the general reader then reads it
     and says what is wrong, so no problem is worded twice."""
-    if value.__class__ is not YMap or len(value) != 2 or key.__class__ is not str:
+    if key.__class__ is not str:
         return False
-    rtype, raw = value.get("type"), value.get("value")
+    if value.__class__ is LineRecord:
+        rtype, raw = value.rtype, value.value
+    elif value.__class__ is YMap and len(value) == 2:
+        rtype, raw = value.get("type"), value.get("value")
+    else:
+        return False
     if rtype.__class__ is not str or raw.__class__ is not str:
         return False
     rtype = rtype.upper()

@@ -41,7 +41,7 @@ from geodns.health.snapshot import HealthSnapshot, SnapshotStore
 from geodns.reloading import read_cached_zone, release, zones_by_key
 from geodns.sdnotify import Notifier
 from geodns.serving import geo_lookup, next_state, serving_state
-from geodns.startup import claim_fds, cpus, freeze_long_lived, instance_name, with_overrides
+from geodns.startup import claim_fds, cpus, freeze_long_lived, instance_name, with_overrides, zone_compiler
 from geodns.steering.explain import add_votes, explain
 from geodns.steering.geochoice import steering_label
 from geodns.steering.localanswers import local_answers
@@ -574,6 +574,6 @@ def run(
 ) -> None:
     """Load, serve until SIGTERM. Raises ConfigError before binding anything."""
     log.info("geodns %s starting: pid %d, config %s", __version__, os.getpid(), path.resolve())
-    config = load(path, use_cache=True)
+    config = load(path, use_cache=True, compiler=zone_compiler(path))
     daemon = Daemon(config, dns_listen=dns_listen, http_listen=http_listen)
     uvloop_run(daemon.run(), use_uvloop=use_uvloop)

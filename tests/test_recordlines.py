@@ -6,6 +6,7 @@ with the same problems, whether the plain-record shortcut reads it or not."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from geodns.config import schemarec
 from geodns.config.fields import Ctx
+from geodns.config.rdata import _IPV4
 from geodns.config.recordlines import LineRecord, load_zone_text, split_records
 from geodns.config.yamlload import YList, YMap, load_text
 from geodns.config.zonefile import parse_zone
@@ -115,3 +117,17 @@ def test_a_plain_block_is_read_by_the_fast_reader() -> None:
     split = split_records(text, "z.yaml", [])
     assert split is not None and list(split[1]) == ["www", "@"]
     assert split_records(HEADER + "records:\n  www:\n    type: A\n", "z.yaml", []) is None
+
+
+OCTETS = st.one_of(st.integers(0, 300).map(str), st.integers(0, 99).map(lambda n: f"0{n}"), st.just(""))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(OCTETS, min_size=1, max_size=6).map(".".join) | st.text(max_size=20))
+def test_the_quick_ipv4_check_agrees_with_ipaddress(text: str) -> None:
+    try:
+        ipaddress.IPv4Address(text)
+        valid = True
+    except ValueError:
+        valid = False
+    assert bool(_IPV4.fullmatch(text)) == valid

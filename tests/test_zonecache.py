@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from geodns.config import load
+from geodns.config import load, recordlines
 from geodns.config import parse as parse_module
+from geodns.errors import ConfigError, Issue
+from geodns.startup import zone_compiler
 from geodns.zone.zone import Address, RRset
 from tests.conftest import copy_test_config
 
@@ -146,3 +148,35 @@ def test_a_big_zone_survives_the_cache_in_chunks_and_a_missing_chunk_is_refused(
         zonecache.decode(lines[:3] + lines[4:])  # a chunk gone: the checksum (or the count) says so
     with pytest.raises(zonecache.BadCache):
         zonecache.decode([*lines[:1], lines[1].replace('"h0.x"', '"h0..x"'), *lines[2:]])
+
+
+def test_a_big_zone_on_first_start_is_compiled_by_a_child_and_read_from_the_cache(
+    cfg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every zone counts as big here: the start-up load has a real child process
+    (geodns.config.compile) fill the cache, and reads no zone YAML itself."""
+    expected = load(cfg).zones
+    monkeypatch.setattr(parse_module, "BIG_ZONE", 1)
+    parsed_here: list[str] = []
+    real = recordlines.load_zone_text
+
+    def spy(text: str, name: str, issues: list[Issue]) -> object:
+        parsed_here.append(name)
+        return real(text, name, issues)
+
+    monkeypatch.setattr(parse_module, "load_zone_text", spy)
+    config = load(cfg, use_cache=True, compiler=zone_compiler(cfg))
+    assert parsed_here == [] and config.zones == expected
+    assert len(list((cfg.parent / "state" / "zonecache").glob("*.zone"))) == 3
+
+
+def test_a_failing_compiler_leaves_the_reading_and_its_problems_to_this_process(
+    cfg: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(parse_module, "BIG_ZONE", 1)
+    zone = next((cfg.parent / "zones").glob("*.yaml"))
+    zone.write_text(zone.read_text() + "  broken: {type: A, value: 300.1.1.1}\n")
+    with pytest.raises(ConfigError) as raised:
+        load(cfg, use_cache=True, compiler=zone_compiler(cfg))
+    assert any("300.1.1.1" in str(issue) for issue in raised.value.issues)
+    assert "the zone compiler exited 2" in caplog.text  # said, and read here instead

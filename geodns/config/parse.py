@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,11 @@ from geodns.zone.names import Name, to_text
 from geodns.zone.zone import Zone, ZoneSet
 
 DEFAULT_CONFIG = Path("config/geodns.yaml")
+# A zone file this big (~300,000 records) that is not in the cache is compiled by
+# another process when the caller offers one: read here, a million records left
+# ~800 MB of parse garbage in the daemon for good (freed, but not given back).
+BIG_ZONE = 16 * 1024 * 1024
+Compiler = Callable[[], bool]
 
 
 # HOST:PORT, the port 0..65535 (0: any free one).
@@ -204,6 +209,7 @@ def _zone_file(
     cache_dir: Path | None,
     keys: dict[str, Name],
     reuse: Mapping[str, Zone],
+    compiler: Compiler | None = None,
 ) -> Zone | None:
     try:
         info = path.stat()
@@ -220,6 +226,15 @@ def _zone_file(
         keys[key] = known.origin
         return known  # the same input as a zone already built: the same zone
     if cache_dir is not None and (cached := zonecache.load(cache_dir, key)) is not None:
+        keys[key] = cached.origin
+        return cached
+    if (
+        cache_dir is not None
+        and compiler is not None
+        and info.st_size >= BIG_ZONE
+        and compiler()  # compiled by a process of its own: its parse garbage never was this one's
+        and (cached := zonecache.load(cache_dir, key)) is not None
+    ):
         keys[key] = cached.origin
         return cached
     before = len(ctx.issues)
@@ -253,6 +268,7 @@ def _zones(
     cache_dir: Path | None,
     keys: dict[str, Name],
     reuse: Mapping[str, Zone],
+    compiler: Compiler | None,
 ) -> ZoneSet:
     if not zones_dir.is_dir():
         ctx.error(where, f"zones_dir: {str(zones_dir)!r} is not a directory")
@@ -260,7 +276,7 @@ def _zones(
     zones: dict[Name, Zone] = {}
     files: dict[Name, str] = {}
     for path in sorted([*zones_dir.glob("*.yaml"), *zones_dir.glob("*.yml")]):
-        zone = _zone_file(ctx, path, pools, cache_dir, keys, reuse)
+        zone = _zone_file(ctx, path, pools, cache_dir, keys, reuse, compiler)
         if zone is None:
             continue
         if zone.origin in files:
@@ -276,7 +292,13 @@ def _zones(
 
 
 def parse(
-    ctx: Ctx, doc: Any, source: Path, *, use_cache: bool = False, reuse: Mapping[str, Zone] | None = None
+    ctx: Ctx,
+    doc: Any,
+    source: Path,
+    *,
+    use_cache: bool = False,
+    reuse: Mapping[str, Zone] | None = None,
+    compiler: Compiler | None = None,
 ) -> Config | None:
     """Located YAML of the main file -> Config; zone files are read from zones_dir."""
     top = mapping(ctx, doc, Location(str(source), 1, 1), "config file")
@@ -312,7 +334,7 @@ def parse(
     if server.mode != "route53" or "zones_dir" in top:
         where = top.value_loc("zones_dir") if "zones_dir" in top else top.loc
         cache_dir = server.state_dir / "zonecache" if use_cache else None
-        zones = _zones(ctx, zones_dir, where, pools, cache_dir, keys, reuse or {})
+        zones = _zones(ctx, zones_dir, where, pools, cache_dir, keys, reuse or {}, compiler)
         files = [*zones_dir.glob("*.yaml"), *zones_dir.glob("*.yml")] if zones_dir.is_dir() else None
         if server.mode != "route53" and files == []:
             ctx.error(
@@ -338,19 +360,27 @@ def parse(
     )
 
 
-def load(path: Path, *, use_cache: bool = False, reuse: Mapping[str, Zone] | None = None) -> Config:
+def load(
+    path: Path,
+    *,
+    use_cache: bool = False,
+    reuse: Mapping[str, Zone] | None = None,
+    compiler: Compiler | None = None,
+) -> Config:
     """Load and validate everything; raise ConfigError listing every problem.
 
     With use_cache, zones whose input is unchanged since a clean load come from
     state_dir/zonecache instead of their YAML (the daemon's start-up and reloads);
-    zones in `reuse` (cache key -> zone, from the running config) are taken as they are."""
+    zones in `reuse` (cache key -> zone, from the running config) are taken as they
+    are. `compiler`, when a zone of BIG_ZONE bytes or more is not in the cache: fills
+    the cache from another process (True when it did), before this one reads YAML."""
     # Loading builds hundreds of thousands of small objects and frees none: the
     # cyclic GC's passes over the growing heap were pure cost (~1 s per 100,000
     # records). Reference counting still frees what is dropped.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _load(path, use_cache, reuse)
+        return _load(path, use_cache, reuse, compiler)
     finally:
         # What survived is long-lived: out of the collector's sight before it resumes,
         # or its first young-generation pass would walk every record just built.
@@ -359,14 +389,14 @@ def load(path: Path, *, use_cache: bool = False, reuse: Mapping[str, Zone] | Non
             gc.enable()
 
 
-def _load(path: Path, use_cache: bool, reuse: Mapping[str, Zone] | None) -> Config:
+def _load(path: Path, use_cache: bool, reuse: Mapping[str, Zone] | None, compiler: Compiler | None) -> Config:
     ctx = Ctx()
     doc = load_file(path, ctx.issues)
     config = None
     if doc is None and not ctx.issues:
         ctx.error(Location(str(path), 1, 1), "config file is empty")
     elif doc is not None:
-        config = parse(ctx, doc, path, use_cache=use_cache, reuse=reuse)
+        config = parse(ctx, doc, path, use_cache=use_cache, reuse=reuse, compiler=compiler)
     if ctx.issues or config is None:
         raise ConfigError(ctx.issues)
     return config

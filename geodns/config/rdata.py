@@ -6,11 +6,9 @@ Target names follow zone-file rules: relative unless they end with a dot.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import ipaddress
 import re
-import socket
 from typing import Any
 
 from geodns.config.fields import Invalid, type_name
@@ -20,6 +18,8 @@ from geodns.zone.zone import CAA, MX, SRV, TXT, Address, RData, RType, Target
 TXT_CHUNK = 255
 SUPPORTED = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "CAA", "PTR")
 _CAA_TAG = re.compile(r"^[A-Za-z0-9]+$")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
 
 
 def target_name(text: Any, origin: Name) -> Name:
@@ -66,12 +66,11 @@ def parse_rdata(rtype: str, value: Any, origin: Name) -> RData:
             # A list is one TXT record made of several character-strings.
             return TXT(tuple(chunk for v in value for chunk in _split_txt(v)))
         raise Invalid(f"TXT value must be a string or a list of strings, got {type_name(value)}")
-    if rtype == "A" and isinstance(value, str):
-        with contextlib.suppress(OSError):
-            # As strict as ipaddress (no leading zeros) and 5x cheaper. The text is made
-            # anew, not kept from the file's: a zone's lasting strings then do not pin
-            # the memory of everything parsed beside them (150 MB for 200,000 records).
-            return Address(socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, value)))
+    if rtype == "A" and isinstance(value, str) and _IPV4.fullmatch(value):
+        # As strict as ipaddress (no leading zeros), 4x cheaper, and then already its
+        # canonical text. Copied, not kept from the file's: a zone's lasting strings
+        # would pin the memory of everything parsed beside them (150 MB of 200,000 records).
+        return Address(value.encode("ascii").decode("ascii"))
     if rtype in ("A", "AAAA"):
         if not isinstance(value, str):
             raise Invalid(f"expected an IP address, got {type_name(value)}")

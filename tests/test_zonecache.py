@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import stat
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from geodns.config import load, recordlines
 from geodns.config import parse as parse_module
 from geodns.errors import ConfigError, Issue
 from geodns.startup import zone_compiler
-from geodns.zone.zone import Address, RRset
+from geodns.zone.zone import Address, RRset, new_address, new_rrset
 from tests.conftest import copy_test_config
 
 
@@ -180,3 +181,11 @@ def test_a_failing_compiler_leaves_the_reading_and_its_problems_to_this_process(
         load(cfg, use_cache=True, compiler=zone_compiler(cfg))
     assert any("300.1.1.1" in str(issue) for issue in raised.value.issues)
     assert "the zone compiler exited 2" in caplog.text  # said, and read here instead
+
+
+def test_bulk_constructors_make_the_same_frozen_objects() -> None:
+    made = new_rrset(("h1", "example", "test"), 1, 300, (new_address("192.0.2.1"),))
+    built = RRset(("h1", "example", "test"), 1, 300, (Address("192.0.2.1"),))
+    assert made == built and hash(made) == hash(built) and repr(made) == repr(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.ttl = 1  # type: ignore[misc]

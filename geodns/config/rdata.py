@@ -13,7 +13,7 @@ from typing import Any
 
 from geodns.config.fields import Invalid, type_name
 from geodns.zone.names import Name, NameSyntaxError, parse_name, to_text
-from geodns.zone.zone import CAA, MX, SRV, TXT, Address, RData, RType, Target
+from geodns.zone.zone import CAA, MX, SRV, TXT, Address, RData, RType, Target, new_address
 
 TXT_CHUNK = 255
 SUPPORTED = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SRV", "CAA", "PTR")
@@ -70,7 +70,7 @@ def parse_rdata(rtype: str, value: Any, origin: Name) -> RData:
         # As strict as ipaddress (no leading zeros), 4x cheaper, and then already its
         # canonical text. Copied, not kept from the file's: a zone's lasting strings
         # would pin the memory of everything parsed beside them (150 MB of 200,000 records).
-        return Address(value.encode("ascii").decode("ascii"))
+        return new_address(value.encode("ascii").decode("ascii"))
     if rtype in ("A", "AAAA"):
         if not isinstance(value, str):
             raise Invalid(f"expected an IP address, got {type_name(value)}")

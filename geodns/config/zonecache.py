@@ -45,6 +45,8 @@ from geodns.zone.zone import (
     Target,
     Zone,
     build_zone_steps,
+    new_address,
+    new_rrset,
 )
 
 log = logging.getLogger(__name__)
@@ -205,7 +207,7 @@ def _decode_entry(raw: Any, origin: Name) -> Entry:
         ):
             labels = owner.split(".")
             if "" not in labels:
-                return RRset((*labels, *origin), rtype, ttl, (Address(body[0]),))
+                return new_rrset((*labels, *origin), rtype, ttl, (new_address(body[0]),))
     owner, rtype_raw, ttl_raw, body = _fields(raw, 4)
     name, rtype, ttl = _owner_name(owner, origin), _int(rtype_raw), _int(ttl_raw)
     if body.__class__ is list and body and rtype in _ADDRESS_TYPES:
@@ -221,12 +223,13 @@ def _decode_entry(raw: Any, origin: Name) -> Entry:
 
 def decode(lines: Iterable[str]) -> Zone:
     """Lines written by `encode` -> the zone; BadCache on anything else."""
-    return drain(decode_steps(lines))
+    return drain(decode_steps(lines, every=0))
 
 
-def decode_steps(lines: Iterable[str]) -> Generator[None, None, Zone]:
-    """`decode` in steps: yields every STEP record sets (well under a millisecond of
-    work), so the daemon can read a big zone between queries; returns the zone."""
+def decode_steps(lines: Iterable[str], *, every: int = STEP) -> Generator[None, None, Zone]:
+    """`decode` in steps: yields every `every` record sets (well under a millisecond
+    of work; 0: once a line), so the daemon can read a big zone between queries;
+    returns the zone."""
     it = iter(lines)
     try:
         header = json.loads(next(it))
@@ -237,6 +240,7 @@ def decode_steps(lines: Iterable[str]) -> Generator[None, None, Zone]:
     origin = _name(header.get("origin"))
     count = _int(header.get("entries"))
     digest = hashlib.sha256()
+    step = every or 1 << 62
     entries: list[Entry] = []
     soa: RRset | None = None
     chunks = (count + 1 + CHUNK - 1) // CHUNK  # the SOA, then the other record sets
@@ -248,7 +252,7 @@ def decode_steps(lines: Iterable[str]) -> Generator[None, None, Zone]:
                 raise BadCache("checksum mismatch")
             if soa is None or len(entries) != count:
                 raise BadCache("record sets missing")
-            return (yield from build_zone_steps(origin, soa, entries))
+            return (yield from build_zone_steps(origin, soa, entries, every=every))
         digest.update(line.encode())
         try:
             chunk = json.loads(line)
@@ -265,7 +269,7 @@ def decode_steps(lines: Iterable[str]) -> Generator[None, None, Zone]:
                 soa = entry
             else:
                 entries.append(entry)
-            if j % STEP == STEP - 1:
+            if j % step == step - 1:
                 yield
     raise BadCache("truncated")
 

@@ -30,7 +30,7 @@ from geodns.config.recordlines import LineRecord
 from geodns.config.yamlload import YList, YMap
 from geodns.errors import Location
 from geodns.zone.names import Name, NameSyntaxError, is_subdomain, parse_name, to_text
-from geodns.zone.zone import SOA, Entry, PoolRRset, RData, RRset, RType, Zone, build_zone
+from geodns.zone.zone import SOA, Entry, PoolRRset, RData, RRset, RType, Zone, build_zone, new_rrset
 
 DEFAULT_ZONE_TTL = 3600
 _PLAIN_TYPES = frozenset({"A", "AAAA", "CNAME", "NS", "PTR", "TXT", "MX"})
@@ -129,7 +129,7 @@ def parse_zone(
         if p.pool is not None:
             entries.append(PoolRRset(p.name, rtype_number(p.rtype), p.ttl, p.pool))
         else:
-            entries.append(RRset(p.name, rtype_number(p.rtype), p.ttl, tuple(p.rdatas)))
+            entries.append(new_rrset(p.name, rtype_number(p.rtype), p.ttl, tuple(p.rdatas)))
     return build_zone(origin, soa, entries)
 
 

@@ -5,6 +5,7 @@ Needs root and iproute2 (CI has both); skipped with the reason elsewhere."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -37,6 +38,12 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         _until(
             lab, lambda a: all(v == everyone for v in a.values()), 20.0, "all three answering with all three"
         )
+        # Each answers with all three alone at first: the scenarios start once the cluster
+        # has formed (every instance counts both peers), or a cut finds no agreed state yet.
+        deadline = time.monotonic() + 20.0
+        while not all(_counts_its_peers(lab, dc) for dc in DCS):
+            assert time.monotonic() < deadline, "the cluster never formed"
+            time.sleep(0.1)
         yield lab
     finally:
         lab.close()
@@ -48,6 +55,15 @@ def answers(lab: Lab, cut_off: str | None = None) -> dict[str, set[str] | None]:
     for dc in DCS:
         out[dc] = lab.call(www_answer, lab.instance_ip(dc), inside_dc=dc if dc == cut_off else None)
     return out
+
+
+def _counts_its_peers(lab: Lab, dc: str) -> bool:
+    def peers(address: str) -> list[dict[str, object]]:
+        with urllib.request.urlopen(f"http://{address}:8053/v1/cluster", timeout=2) as response:
+            return list(json.loads(response.read())["peers"])
+
+    found = lab.call(peers, lab.instance_ip(dc))
+    return len(found) == len(DCS) - 1 and all(p["counted"] for p in found)
 
 
 def _readyz(address: str) -> tuple[int, str]:

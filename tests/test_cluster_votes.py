@@ -292,6 +292,11 @@ def _par_node(tmp_path: Path) -> tuple[ClusterNode, list[float], dict[str, Probe
         load(tmp_path / "geodns.yaml"), SnapshotStore(), "par", clock=lambda: now[0], wall=lambda: now[0]
     )
     keys = {dc: ProbeKey("web", f"192.0.2.{i}", 80) for i, dc in enumerate(DCS, 1)}
+    # Together first: every vantage sees everything up, and that is the agreed state.
+    node.on_local(_own(now[0]))
+    all_up = {key: Observation(UP, "", 1.0, 100.0) for key in keys.values()}
+    for peer in ("ams", "nyc"):
+        node.heard(peer, Report(peer, peer, "boot", 1, node.hash, all_up))
     return node, now, keys
 
 
@@ -306,10 +311,6 @@ def _answered_down(node: ClusterNode, keys: dict[str, ProbeKey]) -> set[str]:
 
 def test_a_cut_off_instance_waits_for_its_failing_probes_before_deciding_alone(tmp_path: Path) -> None:
     node, now, keys = _par_node(tmp_path)
-    all_up = {key: Observation(UP, "", 1.0, 100.0) for key in keys.values()}
-    node.on_local(_own(now[0]))
-    for peer in ("ams", "nyc"):
-        node.heard(peer, Report(peer, peer, "boot", 1, node.hash, all_up))
     assert _answered_down(node, keys) == set()
     # Cut: ams's probes fail twice (down), nyc's have failed once; the peers fall silent.
     now[0] = 102.0
@@ -332,10 +333,6 @@ def test_a_cut_off_instance_waits_for_its_failing_probes_before_deciding_alone(t
 
 def test_a_remote_target_held_by_a_checker_error_counts_as_unseen_at_once(tmp_path: Path) -> None:
     node, now, keys = _par_node(tmp_path)
-    all_up = {key: Observation(UP, "", 1.0, 100.0) for key in keys.values()}
-    node.on_local(_own(now[0]))
-    for peer in ("ams", "nyc"):
-        node.heard(peer, Report(peer, peer, "boot", 1, node.hash, all_up))
     now[0] = 102.0
     down = Health(Status.DOWN, failures=2, reason="timeout", checked=now[0], since=now[0])
     # nyc's last attempt failed on this host's side (a stalled loop): its "up" is only held.
@@ -349,10 +346,6 @@ def test_a_remote_target_held_by_a_checker_error_counts_as_unseen_at_once(tmp_pa
 def test_an_instance_whose_peers_died_still_fails_over_alone(tmp_path: Path) -> None:
     """The other side of the rule above: peers dead, own probes fresh and settled."""
     node, now, keys = _par_node(tmp_path)
-    all_up = {key: Observation(UP, "", 1.0, 100.0) for key in keys.values()}
-    node.on_local(_own(now[0]))
-    for peer in ("ams", "nyc"):
-        node.heard(peer, Report(peer, peer, "boot", 1, node.hash, all_up))
     now[0] = 106.6  # the peers died; every own probe is fresh
     node.on_local(_own(now[0]))
     now[0] = 110.0  # alone for longer than a timeout

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from geodns.cluster.node import ClusterNode
 from geodns.cluster.peers import pull_all
 from geodns.config import Config, load
 from geodns.config.advice import advice
+from geodns.config.compile import command as compile_command
 from geodns.config.model import ListenAddress, worker_count
 from geodns.dns.handler import ServingState, Stats
 from geodns.dns.server import DnsServer, without_missing_ipv6
@@ -467,7 +467,7 @@ class Daemon:
         is unchanged, the rest compiled by a child process and read from the cache.
         None when the config has problems (logged)."""
         running = zones_by_key(self.config)
-        argv = [sys.executable, "-m", "geodns.config.compile", str(path)]
+        argv = compile_command(path)
         try:
             # Niced: on a busy host the compiler takes what the answers leave.
             run = await run_command(

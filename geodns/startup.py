@@ -11,10 +11,10 @@ import os
 import resource
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 from geodns.config import Config
+from geodns.config.compile import command as compile_command
 from geodns.config.model import ListenAddress
 from geodns.config.parse import Compiler
 from geodns.errors import GeoDnsError
@@ -98,7 +98,7 @@ def zone_compiler(path: Path) -> Compiler:
     def compile_once() -> bool:
         if not outcome:
             log.info("compiling the big zone(s) of %s in a child process first", path)
-            argv = [sys.executable, "-m", "geodns.config.compile", str(path)]
+            argv = compile_command(path)
             try:
                 run = subprocess.run(
                     argv, capture_output=True, text=True, timeout=COMPILE_TIMEOUT, check=False

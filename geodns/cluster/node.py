@@ -21,7 +21,7 @@ from typing import Any
 
 from geodns.cluster.governor import Event, Governor
 from geodns.cluster.report import Report, config_hash, encode, observations
-from geodns.cluster.votes import Vantage, Verdict, decide, homes_of
+from geodns.cluster.votes import Vantage, Verdict, blind_targets, decide, homes_of, settling_grace
 from geodns.config.model import ClusterConfig, Config, Peer
 from geodns.health.health import UNKNOWN_HEALTH, Health, ProbeKey, Status, probe_keys
 from geodns.health.snapshot import SnapshotStore
@@ -195,7 +195,7 @@ class ClusterNode:
             quorum=self.settings.quorum,
             isolation=self.settings.isolation,
             peers_configured=bool(self.peers),
-            blind=self._blind(),
+            blind=blind_targets(self._live, self.config.checks, self.wall()),
         )
         self.verdict = verdict
         self._note_isolation(verdict)
@@ -208,10 +208,8 @@ class ClusterNode:
         elif self._alone_since is None:
             self._alone_since = now
         # Peers fall silent before this instance's own probes have failed everything a cut
-        # hides: for one cluster.timeout alone, wait and see whether it is a partition; and
-        # while a remote target's own probes have begun failing but not decided yet, longer
-        # (one fall's worth): deciding between two remote downs would take the first one
-        # down alone, a moment before the second shows the partition.
+        # hides: for one cluster.timeout alone (and votes.settling_grace more while remote
+        # probes are failing but undecided), wait and see whether it is a partition.
         settling = alone and self._settling(now)
         if verdict.partitioned or settling:
             # Never "everything but me is dead": the last state the cluster agreed on.
@@ -232,34 +230,12 @@ class ClusterNode:
 
     def _settling(self, now: float) -> bool:
         assert self._alone_since is not None
-        alone_for = now - self._alone_since
-        if alone_for < self.settings.timeout:
+        alone_for, timeout = now - self._alone_since, self.settings.timeout
+        if alone_for < timeout:
             return True
-        undecided = [
-            check
-            for key, health in self._live.items()
-            if health.status is Status.UP
-            and health.failures > 0
-            and self.datacenter not in self.homes.get(key, ())
-            and (check := self.config.checks.get(key.check)) is not None
-        ]
-        grace = max((c.fall * c.interval + c.timeout for c in undecided), default=0.0)
-        return alone_for < self.settings.timeout + grace
-
-    def _blind(self) -> frozenset[ProbeKey]:
-        """Targets whose last own attempt failed on this host's side (no descriptors,
-        a stalled loop, over the probe budget: the monitor holds their states), or whose
-        last result is old: 'up' here only means 'last seen up'. A cut-off instance
-        sees its remote targets this way, not as down."""
-        now = self.wall()
-        out = []
-        for key, health in self._live.items():
-            check = self.config.checks.get(key.check)
-            if check is None or health.checked is None:
-                continue
-            if health.held or now - health.checked > 2 * check.interval + check.timeout + 1.0:
-                out.append(key)
-        return frozenset(out)
+        return alone_for < timeout + settling_grace(
+            self._live, self.config.checks, self.homes, self.datacenter
+        )
 
     def release(self, who: str) -> bool:
         event = self.governor.release(f"released by {who}")

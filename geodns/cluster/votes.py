@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from geodns.health.health import ProbeKey, Status
+from geodns.config.model import Check
+from geodns.health.health import Health, ProbeKey, Status
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,42 @@ def decide(
             states[key] = Status.DOWN if len(down) >= needed(quorum, with_result) else Status.UP
     partitioned = peers_configured and not peers and remote_down_share(looks, homes) > isolation
     return Verdict(states, downs, ups, alone, partitioned)
+
+
+def blind_targets(
+    live: Mapping[ProbeKey, Health], checks: Mapping[str, Check], now: float
+) -> frozenset[ProbeKey]:
+    """Targets whose last own attempt failed on this host's side (no descriptors,
+    a stalled loop, over the probe budget: the monitor holds their states), or whose
+    last result is old: 'up' here only means 'last seen up'. A cut-off instance
+    sees its remote targets this way, not as down."""
+    out = []
+    for key, health in live.items():
+        check = checks.get(key.check)
+        if check is None or health.checked is None:
+            continue
+        if health.held or now - health.checked > 2 * check.interval + check.timeout + 1.0:
+            out.append(key)
+    return frozenset(out)
+
+
+def settling_grace(
+    live: Mapping[ProbeKey, Health], checks: Mapping[str, Check], homes: Homes, datacenter: str | None
+) -> float:
+    """How much longer than cluster.timeout an instance newly alone waits before it
+    decides alone: one fall's worth of the slowest remote target whose own probes
+    have begun failing but not decided. At the onset of a cut they fail one after
+    the other; deciding between them would take the first down alone, a moment
+    before the rest show the partition."""
+    undecided = [
+        check
+        for key, health in live.items()
+        if health.status is Status.UP
+        and health.failures > 0
+        and datacenter not in homes.get(key, ())
+        and (check := checks.get(key.check)) is not None
+    ]
+    return max((c.fall * c.interval + c.timeout for c in undecided), default=0.0)
 
 
 def homes_of(members: Iterable[tuple[ProbeKey, str]]) -> dict[ProbeKey, frozenset[str]]:

@@ -20,6 +20,11 @@ from geodns.config.parse import load
 from geodns.errors import ConfigError
 
 
+def command(path: Path) -> list[str]:
+    """How the daemon runs this compiler on a config (reloads, and a first start's big zones)."""
+    return [sys.executable, "-m", "geodns.config.compile", str(path)]
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(json.dumps({"issues": ["usage: python -m geodns.config.compile CONFIG"]}))

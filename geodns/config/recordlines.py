@@ -33,7 +33,8 @@ _KEY = r"[A-Za-z_]+"
 _PAIR = rf"({_KEY}): ({_VALUE})"
 _PLAIN = re.compile(rf"( +)({_NAME}): \{{type: ({_VALUE}), value: ({_VALUE})\}}[ \t]*")
 _FAST = re.compile(rf"( +)({_NAME}): \{{({_PAIR}(?:, {_PAIR})*)\}}[ \t]*")
-_KEYS: dict[str, Any] = {}  # "type", "value", ...: read once
+_WORDS: dict[str, Any] = {}  # keys and record types ("type", "A", ...): one object each, read once
+_MAX_WORDS = 256  # a file of made-up keys does not grow it for good
 _ONE_LINER = re.compile(rf"( +)({_NAME}): (\{{[^#&*!|>{{}}\n]*\}})[ \t]*")
 _BLANK = re.compile(r"[ \t]*(?:#.*)?")
 
@@ -45,7 +46,7 @@ class LineRecord:
     record cost ~700 bytes and a microsecond: 2.2 GB at the peak of reading a
     million records."""
 
-    __slots__ = ("file", "line", "number", "rtype", "text", "value")
+    __slots__ = ("file", "number", "rtype", "text", "value")
 
     def __init__(self, file: str, number: int, text: str, rtype: Any, value: Any) -> None:
         self.file, self.number, self.text, self.rtype, self.value = file, number, text, rtype, value
@@ -85,21 +86,21 @@ def load_zone_text(text: str, filename: str, issues: list[Issue]) -> Any:
     found: list[Issue] = []
     split = split_records(text, filename, found)
     if split is not None:
-        rest, records, line, col = split
+        rest, records, line = split
         doc = load_text(rest, filename, found)
         if isinstance(doc, YMap) and "records" in doc and doc["records"] is None:
             doc["records"] = records
-            doc.marks["records"] = (line, col, *records.start)
+            doc.marks["records"] = (line, 1, *records.start)  # the pattern finds the key at the margin
             # In the order YAML finds them: through the file (the block's own first).
             issues.extend(sorted(found, key=lambda issue: (issue.where.line, issue.where.col)))
             return doc
     return load_text(text, filename, issues)  # not that shape after all: YAML reads it all
 
 
-def split_records(text: str, filename: str, issues: list[Issue]) -> tuple[str, YMap, int, int] | None:
+def split_records(text: str, filename: str, issues: list[Issue]) -> tuple[str, YMap, int] | None:
     """The records block read line by line, and the text with its lines blanked
     (for YAML to read the rest, line numbers unchanged); with the `records:` key's
-    line and column. None when the file is not of that shape (YAML reads it all)."""
+    line. None when the file is not of that shape (YAML reads it all)."""
     found = _RECORDS.search(text)
     if found is None or _RECORDS.search(text, found.end()) is not None:
         return None
@@ -117,37 +118,12 @@ def split_records(text: str, filename: str, issues: list[Issue]) -> tuple[str, Y
             break  # the next top-level key: the block ends
         taken = offset + 1
         number = key_line + 1 + offset
-        plain = _PLAIN.fullmatch(line)
-        fast = None if plain is not None else _FAST.fullmatch(line)
-        value: YMap | LineRecord | None
-        if plain is not None:
-            indent, ok = _indent(indent, plain.group(1))
-            try:
-                rtype, item = _type(plain.group(3)), plain_scalar(plain.group(4))
-            except ValueError:
-                return None
-            if not ok:
-                return None
-            value = LineRecord(filename, number, line, rtype, item)
-            name_text = plain.group(2)
-        elif fast is not None:
-            indent, ok = _indent(indent, fast.group(1))
-            value = _fast_record(fast, filename, number)
-            if value is None or not ok:
-                return None  # a duplicate key inside, or another indent: YAML reads and reports it
-            name_text = fast.group(2)
-        elif (one := _ONE_LINER.fullmatch(line)) is not None:
-            indent, ok = _indent(indent, one.group(1))
-            if not ok:
-                return None
-            value = _one_liner(one, filename, number, pending)
-            name_text = one.group(2)
-            if value is None:
-                return None
-        elif _BLANK.fullmatch(line):
+        if _BLANK.fullmatch(line):
             continue
-        else:
-            return None
+        entry = _entry(line, filename, number, pending)
+        if entry is None or (indent and entry[0] != indent):
+            return None  # another shape or another indent: YAML reads and reports it
+        indent, name_text, value = entry
         try:
             name = _name(name_text)
         except ValueError:
@@ -169,21 +145,38 @@ def split_records(text: str, filename: str, issues: list[Issue]) -> tuple[str, Y
     if not records:
         return None
     issues.extend(pending)
-    return text[:start] + "\n" * taken + "\n".join(lines[taken:]), records, key_line, 1
+    return text[:start] + "\n" * taken + "\n".join(lines[taken:]), records, key_line
 
 
-_TYPES: dict[str, Any] = {}  # "A", "AAAA", ...: one object each, read once
+def _entry(
+    line: str, filename: str, number: int, issues: list[Issue]
+) -> tuple[str, str, YMap | LineRecord] | None:
+    """One record line: its indent, its name as written and its value; None when
+    it is of no shape read here, or its mapping has a key twice (YAML says so)."""
+    if (plain := _PLAIN.fullmatch(line)) is not None:
+        try:
+            value: YMap | LineRecord | None = LineRecord(
+                filename, number, line, _word(plain.group(3)), plain_scalar(plain.group(4))
+            )
+        except ValueError:
+            return None
+        match = plain
+    elif (fast := _FAST.fullmatch(line)) is not None:
+        value, match = _fast_record(fast, filename, number), fast
+    elif (one := _ONE_LINER.fullmatch(line)) is not None:
+        value, match = _one_liner(one, filename, number, issues), one
+    else:
+        return None
+    return None if value is None else (match.group(1), match.group(2), value)
 
 
-def _type(text: str) -> Any:
-    found = _TYPES.get(text)
+def _word(text: str) -> Any:
+    found = _WORDS.get(text)
     if found is None:
-        found = _TYPES.setdefault(text, plain_scalar(text)) if len(_TYPES) < 64 else plain_scalar(text)
+        found = plain_scalar(text)
+        if len(_WORDS) < _MAX_WORDS:
+            _WORDS[text] = found
     return found
-
-
-def _indent(seen: str, this: str) -> tuple[str, bool]:
-    return this, not seen or seen == this
 
 
 def _name(text: str) -> Any:
@@ -202,7 +195,7 @@ def _fast_record(match: re.Match[str], filename: str, number: int) -> YMap | Non
     for pair in match.group(3).split(", "):
         key_text, item_text = pair.split(": ", 1)
         try:
-            key = _KEYS.get(key_text) or _KEYS.setdefault(key_text, plain_scalar(key_text))
+            key = _word(key_text)
             item = plain_scalar(item_text)
         except ValueError:
             return None

@@ -232,9 +232,8 @@ class Monitor:
             # target's first probe goes: start-up needs a state for each.
             self.metrics.probes_late.labels(check.name).inc()
             rate = self._budget.rate
-            self._hold(target.key)
             self._checker_error(
-                check.name,
+                target,
                 checker_error("overload", f"more than server.max_probe_rate ({rate:g}/s) probes wanted"),
             )
             return False
@@ -243,9 +242,8 @@ class Monitor:
             if started - queued > check.interval:
                 # More probes wanted than this host runs: skip, count late, hold the state.
                 self.metrics.probes_late.labels(check.name).inc()
-                self._hold(target.key)
                 self._checker_error(
-                    check.name,
+                    target,
                     checker_error(
                         "overload",
                         f"probes wait {started - queued:.1f}s for a slot: more than this host runs",
@@ -264,8 +262,7 @@ class Monitor:
                     " (its event loop was busy): not held against the target",
                 )
         if result.ours:
-            self._hold(target.key)
-            self._checker_error(check.name, result)
+            self._checker_error(target, result)
             return True
         counter, histogram = self._per_check_metrics(check.name)
         counter.inc()
@@ -276,18 +273,15 @@ class Monitor:
         self.record(target.key, result, latency)
         return True
 
-    def _hold(self, key: ProbeKey) -> None:
-        """Mark the target's state as held: this host, not the target, failed the last
-        attempt. A cluster node reads it at once (no vote from a state it cannot see)."""
-        health = self.states.get(key)
+    def _checker_error(self, target: _Target, result: ProbeResult) -> None:
+        """A probe that measured us, not the target: the target's state is held (and
+        marked so: a cluster node gives no vote from a state it cannot see), the error
+        counted and said (once every 10 s per cause, not per probe)."""
+        health = self.states.get(target.key)
         if health is not None and not health.held:
-            self.states[key] = replace(health, held=True)
-
-    def _checker_error(self, check: str, result: ProbeResult) -> None:
-        """A probe that measured us, not the target: the target's state is held,
-        the error counted and said (once every 10 s per cause, not per probe)."""
+            self.states[target.key] = replace(health, held=True)
         now = asyncio.get_running_loop().time()
-        self.metrics.checker_errors.labels(check, result.kind).inc()
+        self.metrics.checker_errors.labels(target.check.name, result.kind).inc()
         self.trouble[result.kind] = (now, result.reason)
         if now - self._trouble_logged.get(result.kind, -1e9) >= 10.0:
             self._trouble_logged[result.kind] = now

@@ -15,6 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.ports import unused_port
+
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -52,16 +54,9 @@ class Moto:
         return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 @pytest.fixture(scope="session")
 def moto() -> Iterator[Moto]:
-    port = _free_port()
+    port = unused_port()
     env = {**os.environ, **FAKE_AWS}
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

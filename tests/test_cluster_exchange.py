@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,16 +24,11 @@ from tests.backends import Behaviour, HttpBackend
 from tests.configs import write_zone
 from tests.daemonproc import run_geodns
 from tests.dnsclient import Endpoint, ask
+from tests.ports import unused_port
 from tests.waiting import until
 
 TOKEN = "cluster-secret-for-tests"
 DCS = ("par", "ams", "nyc")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -80,7 +74,7 @@ def _config(
 @pytest_asyncio.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     backends = {dc: await HttpBackend(f"127.0.0.{9 + i}").start() for i, dc in enumerate(DCS)}
-    http = {dc: _free_port() for dc in DCS}
+    http = {dc: unused_port() for dc in DCS}
     daemons: dict[str, Daemon] = {}
     try:
         for dc in DCS:
@@ -208,7 +202,7 @@ async def test_a_hostile_peer_is_not_counted_and_nothing_raises(
     await site.start()
     evil_port = runner.addresses[0][1]
     backend = await HttpBackend("127.0.0.9").start()
-    http = {dc: _free_port() for dc in DCS}
+    http = {dc: unused_port() for dc in DCS}
     ports = {dc: backend.port for dc in DCS}
     path = _config(
         tmp_path, "par", http, ports, f"    - {{name: evil, url: 'http://127.0.0.1:{evil_port}'}}\n"
@@ -235,7 +229,7 @@ async def test_a_hostile_peer_is_not_counted_and_nothing_raises(
 
 
 def test_peers_without_a_token_are_refused_at_start(tmp_path: Path) -> None:
-    http = {dc: _free_port() for dc in DCS}
+    http = {dc: unused_port() for dc in DCS}
     path = _config(tmp_path, "par", http, dict.fromkeys(DCS, 9))
     path.write_text(path.read_text().replace("  token_file: token\n", ""))
     with pytest.raises(GeoDnsError, match="no cluster token"):
@@ -258,7 +252,7 @@ async def test_a_slow_peer_is_not_counted(tmp_path: Path, caplog: pytest.LogCapt
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     backend = await HttpBackend("127.0.0.9").start()
-    http = {dc: _free_port() for dc in DCS}
+    http = {dc: unused_port() for dc in DCS}
     path = _config(
         tmp_path,
         "par",

@@ -9,7 +9,6 @@ import asyncio
 import json
 import re
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.backends import HttpBackend, backends_on
 from tests.configs import write_zone
 from tests.conftest import REPO, needs
 from tests.daemonproc import Proc, spawn
+from tests.ports import unused_port
 from tests.route53env import FAKE_AWS, Moto
 
 RULES = REPO / "deploy" / "prometheus" / "geodns-rules.yml"
@@ -74,12 +74,6 @@ def test_promtool_checks_the_rules_and_their_unit_tests_cover_every_alert() -> N
         "GeodnsVantageIsolated",
     }
     assert wanted <= tested
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _geodns_config(tmp_path: Path, port: int, moto: Moto, zone: str) -> Path:
@@ -151,7 +145,7 @@ async def prometheus(tmp_path: Path, geodns: Proc) -> AsyncIterator[Prometheus]:
             }
         )
     )
-    port = _free_port()
+    port = unused_port()
     proc = await asyncio.create_subprocess_exec(
         shutil.which("prometheus") or "prometheus",
         f"--config.file={tmp_path / 'prometheus.yml'}",

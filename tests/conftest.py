@@ -12,6 +12,7 @@ import pytest_asyncio
 
 from geodns.config import Config, load
 from geodns.daemon import Daemon
+from geodns.dns import udpio
 from tests import dnsclient
 from tests.dnsclient import Endpoint
 
@@ -78,13 +79,17 @@ async def start_daemon(config: Config) -> Running:
     )
 
 
-@pytest_asyncio.fixture(params=["full-path", "cached"])
+@pytest_asyncio.fixture(params=["full-path", "cached", "socket-io"])
 async def server(test_config: Config, request: pytest.FixtureRequest) -> AsyncIterator[Running]:
-    """Every protocol test runs twice: answered by the full path, then with each
-    query sent twice so that the reply checked is the one replayed from the cache."""
+    """Every protocol test runs three times: answered by the full path, then with each
+    query sent twice so that the reply checked is the one replayed from the cache,
+    then both again over the socket-module UDP I/O (the one serving where the C
+    extension was not built) instead of recvmmsg/sendmmsg."""
+    if request.param == "socket-io":
+        request.getfixturevalue("monkeypatch").setattr(udpio, "batched_default", False)
     running = await start_daemon(test_config)
     warm_before = dnsclient.warm_queries
-    if request.param == "cached":
+    if request.param in ("cached", "socket-io"):
         running.v4 = Endpoint(running.v4.host, running.v4.port, warm=True)
         running.v6 = Endpoint(running.v6.host, running.v6.port, warm=True)
     try:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 import time
 from collections import OrderedDict
@@ -22,13 +23,13 @@ from geodns.dns.fastpath import answer_entry
 from geodns.dns.handler import ServingState, Stats
 from geodns.dns.ratelimit import RateLimiter
 from geodns.dns.tcp import TCP_TURN_BUDGET, TcpAcceptor, TcpConnection
+from geodns.dns.udpio import Batch, describe, udp_io, warn_if_unbatched
 from geodns.errors import ListenError, listen_failure
 
 log = logging.getLogger(__name__)
 
 UDP_BATCH = 64  # datagrams per wake-up: enough to amortise the loop, short enough to stay fair
 UDP_RCVBUF = 4 * 1024 * 1024  # a 500-query burst overflows the 208 KiB default
-MAX_DATAGRAM = 65535
 # Kernel send buffer of each TCP connection (accepted sockets inherit the listener's;
 # Linux doubles it). Left to autotuning, a client that never reads had ~3 MB of
 # replies queued in the kernel; tcp_max_queued bounds what waits beyond it.
@@ -40,24 +41,24 @@ StateGetter = Callable[[], ServingState]
 class UdpListener:
     def __init__(self, sock: socket.socket, server: DnsServer) -> None:
         self.sock = sock
+        self.io = udp_io(sock)
         self.server = server
         self.stats = server.stats
 
     def on_readable(self) -> None:
-        sock, stats = self.sock, self.stats
+        try:
+            batch = self.io.recv(UDP_BATCH)
+        except OSError as exc:  # e.g. an ICMP error surfaced on the socket; more may wait
+            log.debug("UDP receive error: %s", exc)
+            return
+        stats = self.stats
         answers = stats.answers
         state = self.server.state()  # one state per batch: a new snapshot lands between batches
         table = state.cache.udp
         limiter = self.server.limiter
         now = time.monotonic() if limiter is not None else 0.0  # one clock read per batch
-        for _ in range(UDP_BATCH):
-            try:
-                data, addr = sock.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # e.g. an ICMP error surfaced on the socket
-                log.debug("UDP receive error: %s", exc)
-                continue
+        out: Batch = []
+        for data, addr in batch:
             # The common case inline: a cached, client-independent reply.
             key = data[2:]
             entry = table.get(key)
@@ -86,11 +87,12 @@ class UdpListener:
             qtype = (data[end + 1] << 8 | data[end + 2]) if 0 < end < len(data) - 2 else 0
             counted = (reply[3] & 15) << 16 | (qtype if qtype < 258 else 258)
             answers[counted] = answers.get(counted, 0) + 1
-            try:
-                sock.sendto(reply, addr)
-            except OSError as exc:  # a full send buffer or an unreachable client
-                stats.dropped += 1
-                log.debug("UDP send to %s failed: %s", addr[0], exc)
+            out.append((reply, addr))
+        if out:
+            dropped, error = self.io.send(out)
+            if dropped:  # a full send buffer or unreachable clients
+                stats.dropped += dropped
+                log.debug("UDP send failed for %d of %d replies: %s", dropped, len(out), os.strerror(error))
 
 
 class DnsServer:
@@ -165,6 +167,7 @@ class DnsServer:
 
     async def start(self, addresses: tuple[ListenAddress, ...]) -> None:
         """Bind every address (UDP then TCP on the same port); port 0 picks a free one."""
+        warn_if_unbatched()
         try:
             for address in addresses:
                 await self._bind(address)
@@ -182,12 +185,13 @@ class DnsServer:
             udp.close()
             tcp_sock.close()
             raise
-        loop.add_reader(udp.fileno(), UdpListener(udp, self).on_readable)
+        listener = UdpListener(udp, self)
+        loop.add_reader(udp.fileno(), listener.on_readable)
         self._udp.append(udp)
         self._tcp.append(server)
         bound = ListenAddress(address.host, udp.getsockname()[1])
         self.bound.append(bound)
-        log.info("DNS listening on %s (UDP and TCP)", bound)
+        log.info("DNS listening on %s (UDP through %s, and TCP)", bound, describe(listener.io))
 
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -113,6 +113,29 @@ async def test_queries_in_time_keep_the_connection_until_its_lifetime(strict: Ru
 
 
 @pytest.mark.asyncio
+async def test_each_answer_moves_the_idle_deadline_and_silence_then_closes(test_config: Config) -> None:
+    """Queries every 0.25 s outlive an idle timeout of 0.6 s many times over (each
+    answer moves the deadline later; the timer set first must not close it), and
+    once the client falls silent the connection goes, as idle, about 0.6 s later."""
+    running = await _with(test_config, tcp_idle_timeout=0.6, tcp_message_timeout=0.5, tcp_max_lifetime=30.0)
+    try:
+        reader, writer = await tcp_open(running.v4)
+        try:
+            for _ in range(10):  # 2.5 s
+                writer.write(framed(QUERY.to_wire()))
+                await tcp_read_message(reader, timeout=1.0)
+                await asyncio.sleep(0.25)
+            assert running.daemon.stats.tcp_closed_idle == 0
+            closed = await _closed_within(reader, 3.0)
+        finally:
+            writer.close()
+        assert closed is not None and 0.1 < closed < 1.5, closed  # 0.6 s after the last answer
+        assert running.daemon.stats.tcp_closed_idle == 1
+    finally:
+        await running.daemon.stop()
+
+
+@pytest.mark.asyncio
 async def test_a_client_that_never_reads_is_dropped(strict: Running) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # its kernel buffer fills at once

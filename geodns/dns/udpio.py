@@ -11,8 +11,10 @@ daemon says at start which one serves.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -35,27 +37,24 @@ batched_default = _udpio is not None
 
 
 class UdpIO(Protocol):
-    def recv(self, limit: int) -> Batch:
-        """Up to `limit` queued datagrams; [] when none wait."""
+    @property
+    def recv(self) -> Callable[[int], Batch]:
+        """recv(limit): up to `limit` queued datagrams; [] when none wait."""
 
-    def send(self, replies: Batch) -> tuple[int, int]:
-        """Send every reply; (how many could not go, the errno of the last such)."""
+    @property
+    def send(self) -> Callable[[Batch], tuple[int, int]]:
+        """send(replies): send every reply; (how many could not go, the errno of the last such)."""
 
 
 class BatchedIO:
-    """recvmmsg/sendmmsg through the C extension."""
+    """recvmmsg/sendmmsg through the C extension, called with no Python frame between
+    the answer loop and C (bound with partial: a wrapper method cost 0.1 us a batch)."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self.fd = sock.fileno()
-        self.family = int(sock.family)
-
-    def recv(self, limit: int) -> Batch:
-        batch: Batch = _udpio.recv(self.fd, limit)
-        return batch
-
-    def send(self, replies: Batch) -> tuple[int, int]:
-        outcome: tuple[int, int] = _udpio.send(self.fd, self.family, replies)
-        return outcome
+        self.recv: Callable[[int], Batch] = functools.partial(_udpio.recv, sock.fileno())
+        self.send: Callable[[Batch], tuple[int, int]] = functools.partial(
+            _udpio.send, sock.fileno(), int(sock.family)
+        )
 
 
 class SocketIO:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import ipaddress
-import json
 import logging
 import os
 import signal
@@ -26,7 +25,6 @@ from geodns.cluster.node import ClusterNode
 from geodns.cluster.peers import pull_all
 from geodns.config import Config, load
 from geodns.config.advice import advice
-from geodns.config.compile import command as compile_command
 from geodns.config.model import ListenAddress, worker_count
 from geodns.dns.handler import ServingState, Stats
 from geodns.dns.server import DnsServer, without_missing_ipv6
@@ -34,11 +32,10 @@ from geodns.errors import ConfigError, GeoDnsError
 from geodns.eventloop import uvloop_run
 from geodns.geoip.database import watch_files
 from geodns.health.capacity import capacity_warnings, fd_budget
-from geodns.health.checks.reaper import run_command
 from geodns.health.monitor import Monitor
 from geodns.health.overrides import Override
 from geodns.health.snapshot import HealthSnapshot, SnapshotStore
-from geodns.reloading import read_cached_zone, release, zones_by_key
+from geodns.reloading import compiled_zones, release
 from geodns.sdnotify import Notifier
 from geodns.serving import geo_lookup, next_state, serving_state
 from geodns.startup import claim_fds, cpus, freeze_long_lived, instance_name, with_overrides, zone_compiler
@@ -55,7 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COMPILER_OUTPUT = 4 * 1024 * 1024  # what a reload's zone compiler may say: every problem of a big config
 CATCH_UP_WAIT = 1.0  # seconds a drain's response waits for every DNS worker to answer with it
 API_CACHE_TTL = 0.5  # seconds a rendered /v1/status or /metrics is reused within one snapshot
 
@@ -404,7 +400,7 @@ class Daemon:
         never held for more than a step."""
         path = self.config.source
         log.info("reloading configuration from %s", path)
-        reuse = await self._compiled_zones(path)
+        reuse = await compiled_zones(self.config, path)
         if reuse is None:
             return False
         try:
@@ -461,44 +457,6 @@ class Daemon:
         self._generation += 1
         self._changed()
         return True
-
-    async def _compiled_zones(self, path: Path) -> dict[str, Zone] | None:
-        """Zones by cache key for the config at `path`: the running ones whose input
-        is unchanged, the rest compiled by a child process and read from the cache.
-        None when the config has problems (logged)."""
-        running = zones_by_key(self.config)
-        argv = compile_command(path)
-        try:
-            # Niced: on a busy host the compiler takes what the answers leave.
-            run = await run_command(
-                argv, dict(os.environ), keep=COMPILER_OUTPUT, limit=COMPILER_OUTPUT, nice=10
-            )
-        except OSError as exc:
-            log.warning("cannot start the zone compiler (%s); compiling in this process", exc)
-            return running
-        lines = bytes(run.tail).decode("utf-8", "replace").strip().splitlines()
-        try:
-            said = json.loads(lines[-1]) if lines else None
-        except ValueError:
-            said = None
-        for line in lines[:-1]:
-            log.info("zone compiler: %s", line)
-        if not isinstance(said, dict):
-            log.warning("zone compiler exited %s without a result; compiling in this process", run.code)
-            return running
-        if "issues" in said:
-            issues = [str(i) for i in said["issues"]]
-            log.error(
-                "reload failed, still serving the previous configuration; %d problem(s):\n%s",
-                len(issues),
-                "\n".join(issues),
-            )
-            return None
-        cache_dir = Path(str(said.get("state_dir", "."))) / "zonecache"
-        for key in said.get("zone_keys", {}):
-            if key not in running and (zone := await read_cached_zone(cache_dir, str(key))) is not None:
-                running[key] = zone
-        return running
 
     def _release_later(self, state: ServingState, zones: list[Zone]) -> None:
         task = asyncio.get_running_loop().create_task(release(state, zones), name="release previous config")

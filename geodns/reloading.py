@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, cast
 
 from geodns.api.render import drive
 from geodns.config import Config, zonecache
+from geodns.config.compile import command as compile_command
 from geodns.dns.handler import ServingState
+from geodns.health.checks.reaper import run_command
 from geodns.zone.names import Name
 from geodns.zone.zone import Zone
 
@@ -21,6 +25,7 @@ log = logging.getLogger(__name__)
 RELOAD_SLICE = 0.0002  # seconds of zone reading per event-loop turn: a query waits at most this
 RELEASE_GRACE = 2.0  # seconds before the previous generation is freed, in steps
 RELEASE_STEP = 2000  # objects freed per loop turn
+COMPILER_OUTPUT = 4 * 1024 * 1024  # what a reload's zone compiler may say: every problem of a big config
 
 
 def zones_by_key(config: Config) -> dict[str, Zone]:
@@ -28,6 +33,43 @@ def zones_by_key(config: Config) -> dict[str, Zone]:
     is unchanged takes the very same zone."""
     zones = config.zones.zones
     return {key: zones[origin] for key, origin in config.zone_keys.items() if origin in zones}
+
+
+async def compiled_zones(config: Config, path: Path) -> dict[str, Zone] | None:
+    """Zones by cache key for the config at `path`: the running ones whose input
+    is unchanged, the rest compiled by a child process and read from the cache.
+    None when the config has problems (logged)."""
+    running = zones_by_key(config)
+    argv = compile_command(path)
+    try:
+        # Niced: on a busy host the compiler takes what the answers leave.
+        run = await run_command(argv, dict(os.environ), keep=COMPILER_OUTPUT, limit=COMPILER_OUTPUT, nice=10)
+    except OSError as exc:
+        log.warning("cannot start the zone compiler (%s); compiling in this process", exc)
+        return running
+    lines = bytes(run.tail).decode("utf-8", "replace").strip().splitlines()
+    try:
+        said = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        said = None
+    for line in lines[:-1]:
+        log.info("zone compiler: %s", line)
+    if not isinstance(said, dict):
+        log.warning("zone compiler exited %s without a result; compiling in this process", run.code)
+        return running
+    if "issues" in said:
+        issues = [str(i) for i in said["issues"]]
+        log.error(
+            "reload failed, still serving the previous configuration; %d problem(s):\n%s",
+            len(issues),
+            "\n".join(issues),
+        )
+        return None
+    cache_dir = Path(str(said.get("state_dir", "."))) / "zonecache"
+    for key in said.get("zone_keys", {}):
+        if key not in running and (zone := await read_cached_zone(cache_dir, str(key))) is not None:
+            running[key] = zone
+    return running
 
 
 async def read_cached_zone(cache_dir: Path, key: str, slice_seconds: float = RELOAD_SLICE) -> Zone | None:

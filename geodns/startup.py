@@ -16,7 +16,7 @@ from pathlib import Path
 from geodns.config import Config
 from geodns.config.compile import command as compile_command
 from geodns.config.model import ListenAddress
-from geodns.config.parse import Compiler
+from geodns.config.zonesdir import Compiler
 from geodns.errors import GeoDnsError
 from geodns.health.capacity import fd_budget
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from geodns.config import load, recordlines
-from geodns.config import parse as parse_module
+import geodns.daemon
+from geodns.config import load, recordlines, zonesdir
 from geodns.daemon import Daemon
 from tests.conftest import copy_test_config
 from tests.daemonproc import Proc, spawn
@@ -72,7 +72,7 @@ async def test_a_changed_zone_is_compiled_elsewhere_and_the_others_are_kept(
         parsed_here.append(name)
         return real(text, name, issues)
 
-    monkeypatch.setattr(parse_module, "load_zone_text", spy)
+    monkeypatch.setattr(zonesdir, "load_zone_text", spy)
     set_mail(config_copy, "192.0.2.77")
     assert await daemon.reload()
     assert parsed_here == []
@@ -92,7 +92,7 @@ async def test_a_reload_that_fails_inside_is_logged_and_changes_nothing(
     async def broken(*_args: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(daemon, "_compiled_zones", broken)
+    monkeypatch.setattr(geodns.daemon, "compiled_zones", broken)
     set_mail(config_copy, "192.0.2.78")
     daemon.request_reload()
     assert daemon._reloading is not None

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from geodns.config import load, recordlines
-from geodns.config import parse as parse_module
+from geodns.config import load, recordlines, zonesdir
 from geodns.errors import ConfigError, Issue
 from geodns.startup import zone_compiler
 from geodns.zone.zone import Address, RRset, new_address, new_rrset
@@ -35,7 +34,7 @@ def test_a_second_load_comes_from_the_cache(cfg: Path, monkeypatch: pytest.Monke
     def no_yaml(*_args: object, **_kw: object) -> None:
         raise AssertionError("YAML was read although the cache had the zone")
 
-    monkeypatch.setattr(parse_module, "load_zone_text", no_yaml)
+    monkeypatch.setattr(zonesdir, "load_zone_text", no_yaml)
     second = load(cfg, use_cache=True)
     assert second.zones == first.zones
 
@@ -157,7 +156,7 @@ def test_a_big_zone_on_first_start_is_compiled_by_a_child_and_read_from_the_cach
     """Every zone counts as big here: the start-up load has a real child process
     (geodns.config.compile) fill the cache, and reads no zone YAML itself."""
     expected = load(cfg).zones
-    monkeypatch.setattr(parse_module, "BIG_ZONE", 1)
+    monkeypatch.setattr(zonesdir, "BIG_ZONE", 1)
     parsed_here: list[str] = []
     real = recordlines.load_zone_text
 
@@ -165,7 +164,7 @@ def test_a_big_zone_on_first_start_is_compiled_by_a_child_and_read_from_the_cach
         parsed_here.append(name)
         return real(text, name, issues)
 
-    monkeypatch.setattr(parse_module, "load_zone_text", spy)
+    monkeypatch.setattr(zonesdir, "load_zone_text", spy)
     config = load(cfg, use_cache=True, compiler=zone_compiler(cfg))
     assert parsed_here == [] and config.zones == expected
     assert len(list((cfg.parent / "state" / "zonecache").glob("*.zone"))) == 3
@@ -174,7 +173,7 @@ def test_a_big_zone_on_first_start_is_compiled_by_a_child_and_read_from_the_cach
 def test_a_failing_compiler_leaves_the_reading_and_its_problems_to_this_process(
     cfg: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(parse_module, "BIG_ZONE", 1)
+    monkeypatch.setattr(zonesdir, "BIG_ZONE", 1)
     zone = next((cfg.parent / "zones").glob("*.yaml"))
     zone.write_text(zone.read_text() + "  broken: {type: A, value: 300.1.1.1}\n")
     with pytest.raises(ConfigError) as raised:

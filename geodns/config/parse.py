@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import gc
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from geodns.config import zonecache
 from geodns.config.checks import parse_checks
 from geodns.config.cluster import parse_cluster, to_instance_name
 from geodns.config.fields import (
@@ -38,27 +37,20 @@ from geodns.config.model import (
     Config,
     Datacenter,
     ListenAddress,
-    Pool,
     RateLimit,
     ServerConfig,
 )
 from geodns.config.pools import parse_pools
-from geodns.config.recordlines import load_zone_text
 from geodns.config.route53 import parse_route53
 from geodns.config.schemarec import accepts
 from geodns.config.topology import parse_geoip, parse_location, parse_topology
-from geodns.config.yamlload import MAX_ZONE_BYTES, YMap, decode, load_file, too_big
-from geodns.config.zonefile import parse_zone
+from geodns.config.yamlload import YMap, load_file
+from geodns.config.zonesdir import Compiler, read_zones
 from geodns.errors import ConfigError, Location
-from geodns.zone.names import Name, to_text
+from geodns.zone.names import Name
 from geodns.zone.zone import Zone, ZoneSet
 
 DEFAULT_CONFIG = Path("config/geodns.yaml")
-# A zone file this big (~300,000 records) that is not in the cache is compiled by
-# another process when the caller offers one: read here, a million records left
-# ~800 MB of parse garbage in the daemon for good (freed, but not given back).
-BIG_ZONE = 16 * 1024 * 1024
-Compiler = Callable[[], bool]
 
 
 # HOST:PORT, the port 0..65535 (0: any free one).
@@ -202,95 +194,6 @@ def _datacenters(ctx: Ctx, raw: Any, where: Location) -> tuple[Datacenter, ...]:
     return tuple(out)
 
 
-def _zone_file(
-    ctx: Ctx,
-    path: Path,
-    pools: dict[str, Pool],
-    cache_dir: Path | None,
-    keys: dict[str, Name],
-    reuse: Mapping[str, Zone],
-    compiler: Compiler | None = None,
-) -> Zone | None:
-    try:
-        info = path.stat()
-        if info.st_size > MAX_ZONE_BYTES:
-            ctx.error(Location(str(path), 1, 1), too_big(info.st_size, MAX_ZONE_BYTES))
-            return None
-        data = path.read_bytes()
-        mtime = int(info.st_mtime)
-    except OSError as exc:
-        ctx.error(Location(str(path), 1, 1), f"cannot read file: {exc}")
-        return None
-    key = zonecache.cache_key(data, mtime, pools)
-    if (known := reuse.get(key)) is not None:
-        keys[key] = known.origin
-        return known  # the same input as a zone already built: the same zone
-    if cache_dir is not None and (cached := zonecache.load(cache_dir, key)) is not None:
-        keys[key] = cached.origin
-        return cached
-    if (
-        cache_dir is not None
-        and compiler is not None
-        and info.st_size >= BIG_ZONE
-        and compiler()  # compiled by a process of its own: its parse garbage never was this one's
-        and (cached := zonecache.load(cache_dir, key)) is not None
-    ):
-        keys[key] = cached.origin
-        return cached
-    before = len(ctx.issues)
-    text = decode(str(path), data, ctx.issues)
-    if text is None:
-        return None
-    doc = load_zone_text(text, str(path), ctx.issues)
-    if doc is None:
-        if len(ctx.issues) == before:
-            ctx.error(Location(str(path), 1, 1), "zone file is empty")
-        return None
-    zone = parse_zone(ctx, doc, str(path), pools, default_serial=mtime)
-    if zone is not None and len(ctx.issues) == before:
-        keys[key] = zone.origin
-        if cache_dir is not None:
-            zonecache.save(cache_dir, key, zone, set(keys))
-    return zone
-
-
-def _origin_loc(path: Path) -> Location:
-    """Where a zone file says `origin:` (it may have come from the compiled cache)."""
-    doc = load_file(path, [])
-    return doc.value_loc("origin") if isinstance(doc, YMap) else Location(str(path), 1, 1)
-
-
-def _zones(
-    ctx: Ctx,
-    zones_dir: Path,
-    where: Location,
-    pools: dict[str, Pool],
-    cache_dir: Path | None,
-    keys: dict[str, Name],
-    reuse: Mapping[str, Zone],
-    compiler: Compiler | None,
-) -> ZoneSet:
-    if not zones_dir.is_dir():
-        ctx.error(where, f"zones_dir: {str(zones_dir)!r} is not a directory")
-        return ZoneSet({})
-    zones: dict[Name, Zone] = {}
-    files: dict[Name, str] = {}
-    for path in sorted([*zones_dir.glob("*.yaml"), *zones_dir.glob("*.yml")]):
-        zone = _zone_file(ctx, path, pools, cache_dir, keys, reuse, compiler)
-        if zone is None:
-            continue
-        if zone.origin in files:
-            ctx.error(
-                _origin_loc(path),
-                f"zone {to_text(zone.origin)} is already defined in {files[zone.origin]}"
-                " (two files for one zone: merge them, or fix this file's origin)",
-            )
-            continue
-        files[zone.origin] = str(path)
-        zones[zone.origin] = zone
-    return ZoneSet(zones)
-
-
 def parse(
     ctx: Ctx,
     doc: Any,
@@ -334,7 +237,7 @@ def parse(
     if server.mode != "route53" or "zones_dir" in top:
         where = top.value_loc("zones_dir") if "zones_dir" in top else top.loc
         cache_dir = server.state_dir / "zonecache" if use_cache else None
-        zones = _zones(ctx, zones_dir, where, pools, cache_dir, keys, reuse or {}, compiler)
+        zones = read_zones(ctx, zones_dir, where, pools, cache_dir, keys, reuse or {}, compiler)
         files = [*zones_dir.glob("*.yaml"), *zones_dir.glob("*.yml")] if zones_dir.is_dir() else None
         if server.mode != "route53" and files == []:
             ctx.error(

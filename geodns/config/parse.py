@@ -45,9 +45,8 @@ from geodns.config.route53 import parse_route53
 from geodns.config.schemarec import accepts
 from geodns.config.topology import parse_geoip, parse_location, parse_topology
 from geodns.config.yamlload import YMap, load_file
-from geodns.config.zonesdir import Compiler, read_zones
+from geodns.config.zonesdir import Compiler, Sources, read_zones
 from geodns.errors import ConfigError, Location
-from geodns.zone.names import Name
 from geodns.zone.zone import Zone, ZoneSet
 
 DEFAULT_CONFIG = Path("config/geodns.yaml")
@@ -233,11 +232,11 @@ def parse(
         )
     zones_dir = beside(base, zones_dir_text or "zones")
     zones = ZoneSet({})
-    keys: dict[str, Name] = {}
+    cache_dir = server.state_dir / "zonecache" if use_cache else None
+    sources = Sources(pools, cache_dir, reuse or {}, compiler)
     if server.mode != "route53" or "zones_dir" in top:
         where = top.value_loc("zones_dir") if "zones_dir" in top else top.loc
-        cache_dir = server.state_dir / "zonecache" if use_cache else None
-        zones = read_zones(ctx, zones_dir, where, pools, cache_dir, keys, reuse or {}, compiler)
+        zones = read_zones(ctx, zones_dir, where, sources)
         files = [*zones_dir.glob("*.yaml"), *zones_dir.glob("*.yml")] if zones_dir.is_dir() else None
         if server.mode != "route53" and files == []:
             ctx.error(
@@ -259,7 +258,7 @@ def parse(
         zones=zones,
         route53=route53,
         cluster=cluster,
-        zone_keys=keys,
+        zone_keys=sources.keys,
     )
 
 

@@ -5,6 +5,7 @@ compiler (big files), or read and checked here (and then cached)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from geodns.config import zonecache
@@ -24,15 +25,19 @@ BIG_ZONE = 16 * 1024 * 1024
 Compiler = Callable[[], bool]
 
 
-def zone_file(
-    ctx: Ctx,
-    path: Path,
-    pools: dict[str, Pool],
-    cache_dir: Path | None,
-    keys: dict[str, Name],
-    reuse: Mapping[str, Zone],
-    compiler: Compiler | None = None,
-) -> Zone | None:
+@dataclass
+class Sources:
+    """Where a zone may come from besides its file, and the keys reading records."""
+
+    pools: dict[str, Pool]  # what `pool:` records may name (part of a zone's cache key)
+    cache_dir: Path | None  # the zone cache; None: neither read nor written
+    reuse: Mapping[str, Zone]  # a running generation's zones by cache key
+    compiler: Compiler | None = None  # fills the cache for a big zone in another process
+    keys: dict[str, Name] = field(default_factory=dict)  # filled: cache key -> origin of each zone read
+
+
+def zone_file(ctx: Ctx, path: Path, sources: Sources) -> Zone | None:
+    pools, cache_dir, keys, compiler = sources.pools, sources.cache_dir, sources.keys, sources.compiler
     try:
         info = path.stat()
         if info.st_size > MAX_ZONE_BYTES:
@@ -44,7 +49,7 @@ def zone_file(
         ctx.error(Location(str(path), 1, 1), f"cannot read file: {exc}")
         return None
     key = zonecache.cache_key(data, mtime, pools)
-    if (known := reuse.get(key)) is not None:
+    if (known := sources.reuse.get(key)) is not None:
         keys[key] = known.origin
         return known  # the same input as a zone already built: the same zone
     if cache_dir is not None and (cached := zonecache.load(cache_dir, key)) is not None:
@@ -82,23 +87,14 @@ def _origin_loc(path: Path) -> Location:
     return doc.value_loc("origin") if isinstance(doc, YMap) else Location(str(path), 1, 1)
 
 
-def read_zones(
-    ctx: Ctx,
-    zones_dir: Path,
-    where: Location,
-    pools: dict[str, Pool],
-    cache_dir: Path | None,
-    keys: dict[str, Name],
-    reuse: Mapping[str, Zone],
-    compiler: Compiler | None,
-) -> ZoneSet:
+def read_zones(ctx: Ctx, zones_dir: Path, where: Location, sources: Sources) -> ZoneSet:
     if not zones_dir.is_dir():
         ctx.error(where, f"zones_dir: {str(zones_dir)!r} is not a directory")
         return ZoneSet({})
     zones: dict[Name, Zone] = {}
     files: dict[Name, str] = {}
     for path in sorted([*zones_dir.glob("*.yaml"), *zones_dir.glob("*.yml")]):
-        zone = zone_file(ctx, path, pools, cache_dir, keys, reuse, compiler)
+        zone = zone_file(ctx, path, sources)
         if zone is None:
             continue
         if zone.origin in files:

@@ -124,6 +124,37 @@ async def test_every_worker_answers_and_the_load_is_spread(served: Proc) -> None
 
 
 @pytest.mark.asyncio
+async def test_each_workers_cpu_memory_and_descriptors_are_metrics(served: Proc) -> None:
+    """The process_* metrics are the main process's; each worker's own, by index,
+    must be what the kernel says of that very process."""
+    await _answers(served.dns, "static.example.test.", 50)
+    _, text = await _get(served, "/metrics")
+
+    def per_worker(name: str) -> dict[str, float]:
+        return {m[1]: float(m[2]) for m in re.finditer(name + r'\{worker="(\d+)"\} (\S+)', text)}
+
+    cpu = per_worker("geodns_dns_worker_cpu_seconds_total")
+    rss = per_worker("geodns_dns_worker_resident_memory_bytes")
+    fds = per_worker("geodns_dns_worker_open_fds")
+    pids = {_index(pid): pid for pid in _workers(served.proc.pid)}
+    assert set(cpu) == set(rss) == set(fds) == set(pids) == {"1", "2"}
+    for index, pid in pids.items():
+        spent, resident, open_fds = _kernel_says(pid)
+        assert 0 < cpu[index] <= spent + 0.05, (cpu[index], spent)
+        assert 0.8 * resident < rss[index] < 1.25 * resident, (rss[index], resident)
+        assert rss[index] > 10 * 1024 * 1024  # an interpreter, not a stray reading
+        assert abs(fds[index] - open_fds) <= 2 and fds[index] >= 4
+
+
+def _kernel_says(pid: int) -> tuple[float, int, int]:
+    """CPU seconds, resident bytes and open descriptors of `pid`, from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    spent = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    resident = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return spent, resident, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.mark.asyncio
 async def test_a_drain_is_in_every_workers_answers_when_the_api_returns(served: Proc) -> None:
     assert all(a == {"127.0.0.81"} for a in await _answers(served.dns, "www.example.test.", 20))
     url = f"http://{served.http.host}:{served.http.port}/v1/overrides"

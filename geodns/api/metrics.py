@@ -133,6 +133,22 @@ class _WorkersCollector(Collector):
         for index, count in sorted(f["queries"].items()):
             per.add_metric([str(index)], count)
         yield per
+        # The process_* metrics are the main process's own: each worker's, read from
+        # /proc at scrape time (a replaced worker's CPU counter starts again from 0).
+        cpu = CounterMetricFamily(
+            "geodns_dns_worker_cpu_seconds", "User and system CPU time of each DNS worker", labels=["worker"]
+        )
+        rss = GaugeMetricFamily(
+            "geodns_dns_worker_resident_memory_bytes", "Resident memory of each DNS worker", labels=["worker"]
+        )
+        fds = GaugeMetricFamily(
+            "geodns_dns_worker_open_fds", "Open file descriptors of each DNS worker", labels=["worker"]
+        )
+        for index, used in sorted(f["usage"].items()):
+            cpu.add_metric([str(index)], used.cpu_seconds)
+            rss.add_metric([str(index)], used.resident_bytes)
+            fds.add_metric([str(index)], used.open_fds)
+        yield from (cpu, rss, fds)
 
 
 class _ClusterCollector(Collector):

@@ -28,7 +28,7 @@ from geodns.dns.server import reserve
 from geodns.health.checks.reaper import REAPER, reaped
 from geodns.health.health import ProbeKey, Status
 from geodns.health.snapshot import HealthSnapshot
-from geodns.workers.process import alive, described, spawn
+from geodns.workers.process import alive, described, spawn, usage
 from geodns.workers.protocol import (
     Configure,
     HealthChange,
@@ -255,6 +255,7 @@ class WorkerPool:
             "ready": self.ready_workers(),
             "restarts": self.restarts,
             "queries": {slot.index: slot.counter("queries") for slot in self.slots},
+            "usage": {s.index: found for s in self.slots if s.pid is not None and (found := usage(s.pid))},
             "cache_entries": sum(s.figures.get("cache_entries", 0) for s in self.slots),
             "cache_bytes": sum(s.figures.get("cache_bytes", 0) for s in self.slots),
         }

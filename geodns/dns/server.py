@@ -23,7 +23,7 @@ from geodns.dns.fastpath import answer_entry
 from geodns.dns.handler import ServingState, Stats
 from geodns.dns.ratelimit import RateLimiter
 from geodns.dns.tcp import TCP_TURN_BUDGET, TcpAcceptor, TcpConnection
-from geodns.dns.udpio import Batch, describe, udp_io, warn_if_unbatched
+from geodns.dns.udpio import Batch, udp_io, warn_if_unbatched
 from geodns.errors import ListenError, listen_failure
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ StateGetter = Callable[[], ServingState]
 
 class UdpListener:
     def __init__(self, sock: socket.socket, server: DnsServer) -> None:
-        self.sock = sock
         self.io = udp_io(sock)
         self.server = server
         self.stats = server.stats
@@ -191,7 +190,7 @@ class DnsServer:
         self._tcp.append(server)
         bound = ListenAddress(address.host, udp.getsockname()[1])
         self.bound.append(bound)
-        log.info("DNS listening on %s (UDP through %s, and TCP)", bound, describe(listener.io))
+        log.info("DNS listening on %s (UDP through %s, and TCP)", bound, listener.io.kind)
 
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()

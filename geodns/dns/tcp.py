@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from geodns.dns.fastpath import answer_entry
+from geodns.dns.fastpath import answer
 from geodns.dns.handler import count_answer
 
 if TYPE_CHECKING:
@@ -110,7 +110,6 @@ class TcpConnection(asyncio.Protocol):
             return
         state = server.state()
         stats = server.stats
-        table = state.cache.tcp
         answered = 0
         while len(buf) >= 2 and not self.paused:
             length = (buf[0] << 8) | buf[1]
@@ -130,17 +129,7 @@ class TcpConnection(asyncio.Protocol):
             del buf[: 2 + length]
             answered += 1
             self.served += 1
-            # A cached reply inline, as the UDP loop does (the rest: `answer`).
-            key = message[2:]
-            entry = table.get(key)
-            if entry is not None:
-                table.move_to_end(key)  # least recently used goes first
-            if entry.__class__ is bytes:
-                stats.queries += 1
-                stats.cache_hits += 1
-                reply: bytes | None = message[:2] + entry
-            else:
-                reply = answer_entry(entry, message, self.source, False, state, stats)
+            reply = answer(message, self.source, False, state, stats)
             if reply is not None:
                 count_answer(stats.answers, message, reply)
                 transport.write(len(reply).to_bytes(2, "big") + reply)

@@ -1,12 +1,8 @@
-"""Batched UDP reads and writes for the answer loop.
-
-With the C extension `_udpio` (built by `pip install`), one recvmmsg returns
-every queued datagram and one sendmmsg sends every reply: a cache hit then
-costs about 3 us less CPU (measured in bench/dns_qps.py), mostly the
-BlockingIOError that told the socket-module loop the queue was empty, and a
-64 KiB buffer allocated per read. Without it (no compiler at install time, a
-platform without recvmmsg), the same batches are made of socket calls; the
-daemon says at start which one serves.
+"""Batched UDP reads and writes for the answer loop: recvmmsg/sendmmsg through the
+C extension `_udpio` (built by `pip install`; why C: its header comment), about
+3 us less CPU per cache hit (bench/dns_qps.py). Without it (no compiler at
+install time, a platform without recvmmsg) the same batches are made of socket
+calls, and the daemon says so at start.
 """
 
 from __future__ import annotations
@@ -37,6 +33,8 @@ batched_default = _udpio is not None
 
 
 class UdpIO(Protocol):
+    kind: str  # for the start-up log
+
     @property
     def recv(self) -> Callable[[int], Batch]:
         """recv(limit): up to `limit` queued datagrams; [] when none wait."""
@@ -50,6 +48,8 @@ class BatchedIO:
     """recvmmsg/sendmmsg through the C extension, bound with partial so that no Python
     frame stands between the answer loop and C."""
 
+    kind = "recvmmsg/sendmmsg"
+
     def __init__(self, sock: socket.socket) -> None:
         self.recv: Callable[[int], Batch] = functools.partial(_udpio.recv, sock.fileno())
         self.send: Callable[[Batch], tuple[int, int]] = functools.partial(
@@ -59,6 +59,8 @@ class BatchedIO:
 
 class SocketIO:
     """The same batches, one socket call per datagram."""
+
+    kind = "socket calls"
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -96,21 +98,12 @@ def udp_io(sock: socket.socket, batched: bool | None = None) -> UdpIO:
     return BatchedIO(sock) if batched else SocketIO(sock)
 
 
-def describe(io: UdpIO) -> str:
-    """For the start-up log: which I/O answers UDP."""
-    return "recvmmsg/sendmmsg" if isinstance(io, BatchedIO) else "socket calls"
-
-
+@functools.cache  # once per process
 def warn_if_unbatched() -> None:
-    """Say once why UDP goes through the slower I/O, when it does for want of the build."""
-    global _warned  # noqa: PLW0603 - once per process
-    if UNAVAILABLE is not None and not _warned:
-        _warned = True
+    """Say why UDP goes through the slower I/O, when it does for want of the build."""
+    if UNAVAILABLE is not None:
         log.warning(
             "UDP answers go through socket calls, about 3 us more CPU per answer: the C extension "
             "was not built (%s); reinstall with a C compiler (gcc) on Linux",
             UNAVAILABLE,
         )
-
-
-_warned = False

@@ -18,7 +18,7 @@ from geodns.config.model import Check
 from geodns.health.checks import Target, make_probe
 from geodns.health.checks.base import ProbeResult
 from geodns.health.checks.reaper import REAPER
-from geodns.health.monitor import run_probe
+from geodns.health.probing import run_probe
 from tests.backends import BannerServer, HostileServer, HttpBackend
 
 HOST = "127.0.0.41"

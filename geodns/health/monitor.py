@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from geodns import durable
 from geodns.config.model import Check, Config, Member, Pool
 from geodns.health import statefile
 from geodns.health.capacity import ProbeBudget, probe_load
@@ -31,26 +30,14 @@ from geodns.health.health import Health, ProbeKey, Status, describe, probe_keys,
 from geodns.health.history import Event, History
 from geodns.health.loopwatch import LoopWatch
 from geodns.health.overrides import describe_override, forced
+from geodns.health.probing import run_probe
 from geodns.health.snapshot import SnapshotStore
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "health.json"
-SAVE_EVERY = 1.0  # seconds: health.json is written at most this often
 STALL_SHARE = 0.25  # a timeout is ours when the loop was late this share of the timeout meanwhile
 TROUBLE_WINDOW = 30.0  # seconds a checker error keeps /readyz at 503
-
-
-async def run_probe(probe: Probe, target: Target, limit: float) -> ProbeResult:
-    """Run one probe within `limit` seconds; every way it can go wrong is a failure with a reason."""
-    try:
-        async with asyncio.timeout(limit):
-            return await probe.probe(target)
-    except TimeoutError:
-        return failed("timeout", f"no answer within {limit:g}s")
-    except Exception as exc:
-        log.warning("probe of %s raised %s: %s", target, type(exc).__name__, exc, exc_info=True)
-        return failed("error", f"check raised {type(exc).__name__}: {exc}")
 
 
 class MonitorMetrics(Protocol):
@@ -89,10 +76,10 @@ class Monitor:
         self.store = store
         self.metrics = metrics
         self.wall = wall
-        self.persist = persist
         self.config = config
-        self.state_path = config.server.state_dir / STATE_FILE
         self.states: dict[ProbeKey, Health] = {}
+        state_path = config.server.state_dir / STATE_FILE
+        self.saver = statefile.Saver(state_path, self.states) if persist else None
         self.targets: dict[ProbeKey, _Target] = {}
         self.probes: dict[str, Probe] = {}
         self._sem = asyncio.Semaphore(config.server.max_concurrent_probes)
@@ -104,8 +91,6 @@ class Monitor:
         self._pending: set[ProbeKey] = set()  # targets without a fresh result: not ready
         self.watch = LoopWatch()
         self._sweeps: asyncio.Task[None] | None = None
-        self._save_pending = False
-        self._writes: set[asyncio.Task[None]] = set()
         self.trouble: dict[str, tuple[float, str]] = {}  # checker error class -> (loop time, reason)
         self._trouble_logged: dict[str, float] = {}
         self.all_known = asyncio.Event()  # every target has a status (probed or restored)
@@ -113,7 +98,7 @@ class Monitor:
         # with peers, the cluster's vote takes it (and publishes what it decides).
         self.sink: Callable[[Mapping[ProbeKey, Health]], None] | None = None
         self.history = History()  # recent results and changes, for the status page
-        saved = statefile.load(self.state_path) if persist else {}
+        saved = statefile.load(state_path) if persist else {}
         self._plan(config, saved)
 
     def _plan(self, config: Config, saved: dict[ProbeKey, Health]) -> None:
@@ -373,7 +358,8 @@ class Monitor:
         self._publish_scheduled = False
         self._emit()
         self.metrics.snapshot_version.set(self.store.current().version)
-        self._save()
+        if self.saver is not None:
+            self.saver.soon()
 
     def _emit(self) -> None:
         """This instance's own view, to the answers (alone) or to the cluster's vote."""
@@ -392,30 +378,6 @@ class Monitor:
         self.metrics.ready.set(1 if self.ready() else 0)
         for target in self.targets.values():
             self._set_member_gauges(target)
-
-    def _save(self) -> None:
-        """Coalesced and off the loop: at most one write a second whatever the flap
-        rate (each write fsyncs), the encoding of the latest states on the loop, the
-        disk work in a thread."""
-        if not self.persist or self._save_pending:
-            return
-        self._save_pending = True
-        asyncio.get_running_loop().call_later(SAVE_EVERY, self._write_soon)
-
-    def _write_soon(self) -> None:
-        self._save_pending = False
-        data = statefile.encode(self.states)
-        task = asyncio.get_running_loop().create_task(self._write(data))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-
-    async def _write(self, data: bytes) -> None:
-        try:
-            await asyncio.to_thread(durable.write_file, self.state_path, data)
-        except OSError as exc:
-            log.error(
-                "cannot save health state to %s: %s (states still apply in memory)", self.state_path, exc
-            )
 
     async def update(self, config: Config) -> None:
         """Apply a reloaded config: keep the state of unchanged probes, start new ones, stop old ones."""
@@ -446,12 +408,8 @@ class Monitor:
 
     async def stop(self) -> None:
         self._running = False
-        if self.persist and self._save_pending:
-            self._save_pending = False
-            await self._write(statefile.encode(self.states))  # the latest states, before exiting
-        for task in list(self._writes):
-            with contextlib.suppress(Exception):
-                await task
+        if self.saver is not None:
+            await self.saver.flush()  # the latest states, before exiting
         await self.watch.stop()
         if self._sweeps is not None:
             self._sweeps.cancel()
@@ -474,25 +432,3 @@ def _fmt_time(when: float | None) -> str:
     if when is None:
         return "unknown time"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
-
-
-async def probe_all_once(config: Config, *, wall: Callable[[], float] = time.time) -> dict[ProbeKey, Health]:
-    """Every target probed once, concurrently: the states a one-shot command
-    (`geodns plan`, `sync --once`) acts on. The first result decides, as at start-up."""
-    probes: dict[str, Probe] = {}
-    sem = asyncio.Semaphore(config.server.max_concurrent_probes)
-
-    async def one(key: ProbeKey) -> tuple[ProbeKey, Health]:
-        check = config.checks[key.check]
-        probe = probes.setdefault(check.name, make_probe(check))
-        async with sem:
-            result = await run_probe(probe, Target(key.address, key.port), check.timeout)
-        if not result.ok:
-            log.info("%s: %s", key.address, result.reason)
-        return key, step(Health(), result.ok, result.reason, wall(), rise=check.rise, fall=check.fall)
-
-    try:
-        return dict(await asyncio.gather(*(one(key) for key in probe_keys(config))))
-    finally:
-        for probe in probes.values():
-            await probe.close()

@@ -3,17 +3,21 @@ traffic back to a dead site before the first probes have answered."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from geodns import durable
 from geodns.health.health import Health, ProbeKey, Status
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+SAVE_EVERY = 1.0  # seconds: health.json is written at most this often
 
 
 LATEST_TIME = 32503680000.0  # 3000-01-01: any later time in a file is a corruption
@@ -81,3 +85,42 @@ def _row(row: Any) -> tuple[ProbeKey, Health]:
     return ProbeKey(check, address, port), Health(
         status=status, reason=reason[:1000], since=float(since) if since is not None else None
     )
+
+
+class Saver:
+    """Writes the states to `path` coalesced and off the loop: at most one write
+    every SAVE_EVERY seconds whatever the flap rate (each write fsyncs), the latest
+    states encoded on the loop, the disk work in a thread."""
+
+    def __init__(self, path: Path, states: Mapping[ProbeKey, Health]) -> None:
+        self.path = path
+        self.states = states  # read when a write is due: always the latest
+        self.pending = False
+        self.writes: set[asyncio.Task[None]] = set()
+
+    def soon(self) -> None:
+        if self.pending:
+            return
+        self.pending = True
+        asyncio.get_running_loop().call_later(SAVE_EVERY, self._write_now)
+
+    def _write_now(self) -> None:
+        self.pending = False
+        task = asyncio.get_running_loop().create_task(self._write(encode(self.states)))
+        self.writes.add(task)
+        task.add_done_callback(self.writes.discard)
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            await asyncio.to_thread(durable.write_file, self.path, data)
+        except OSError as exc:
+            log.error("cannot save health state to %s: %s (states still apply in memory)", self.path, exc)
+
+    async def flush(self) -> None:
+        """A write still waiting its turn now, and every write done."""
+        if self.pending:
+            self.pending = False
+            await self._write(encode(self.states))
+        for task in list(self.writes):
+            with contextlib.suppress(Exception):
+                await task

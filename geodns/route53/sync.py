@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from geodns.config.model import Config
-from geodns.health.monitor import probe_all_once
+from geodns.health.probing import probe_all_once
 from geodns.health.snapshot import HealthSnapshot, SnapshotStore
 from geodns.route53.client import Route53Client, Route53Error, Route53Metrics
 from geodns.route53.desired import Desired, desired_records

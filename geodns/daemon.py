@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import ipaddress
 import logging
 import os
 import signal
@@ -20,7 +19,7 @@ from geodns.api.admin import AdminServer, make_app
 from geodns.api.metrics import Metrics
 from geodns.api.render import Rendered, Steps, joined, metrics_steps
 from geodns.api.status import Story, status_document, status_steps
-from geodns.api.tokens import load_api_token, load_cluster_token, load_read_token
+from geodns.api.tokens import load_api_token, load_cluster_token, load_read_token, say_who_may_access
 from geodns.cluster.node import ClusterNode
 from geodns.cluster.peers import pull_all
 from geodns.config import Config, load
@@ -315,7 +314,7 @@ class Daemon:
         if self.config.server.http_listen is not None:
             self.admin = AdminServer(make_app(self), max_connections=self.config.server.api_max_connections)
             await self.admin.start(self.config.server.http_listen)
-            self._say_who_may_write(self.config.server.http_listen)
+            say_who_may_access(self.config.server.http_listen, self._api_token, self._read_token)
         self._start_cluster()
         if self.config.geoip is not None:
             self._background.add(asyncio.get_running_loop().create_task(self._watch_geoip()))
@@ -325,28 +324,6 @@ class Daemon:
         gc.freeze()
         zones = ", ".join(sorted(".".join(o) + "." for o in self.config.zones.zones))
         log.info("serving %d zone(s): %s", len(self.config.zones.zones), zones or "none")
-
-    def _say_who_may_write(self, listen: ListenAddress) -> None:
-        beyond = not ipaddress.ip_address(listen.host).is_loopback
-        if beyond and self._read_token is None and self._api_token is None:
-            log.critical(
-                "the API listens on %s with no read token: anyone who reaches it reads every member,"
-                " reason and drain; set server.api_read_token_file",
-                listen,
-            )
-        if self._api_token is not None:
-            return
-        if not beyond:
-            log.warning(
-                "API writes (drains) need no token: only clients on this host may make them;"
-                " set server.api_token_file to require one"
-            )
-        else:
-            log.critical(
-                "the API listens on %s without a token: anyone who reaches it can read the status"
-                " (writes stay loopback-only); set server.api_token_file",
-                listen,
-            )
 
     async def _first_results(self) -> None:
         """Hold DNS back until every member has a state (probes start at once, so this

@@ -3,6 +3,7 @@ world-readable token, a wrong token told apart from a missing one."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,8 +12,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from geodns.api.tokens import load_api_token
+from geodns.api.tokens import load_api_token, say_who_may_access
 from geodns.config import load
+from geodns.config.model import ListenAddress
 from geodns.daemon import Daemon
 from geodns.errors import GeoDnsError
 from tests.configs import write_zone
@@ -125,3 +127,32 @@ async def test_a_read_token_closes_the_documents_not_the_probes(
                     assert resp.status == 200, open_path
     finally:
         await daemon.stop()
+
+
+@pytest.mark.parametrize(
+    ("host", "api", "read", "critical", "warning"),
+    [
+        ("127.0.0.1", None, None, [], ["only clients on this host may make them"]),
+        ("127.0.0.1", "w", None, [], []),
+        ("0.0.0.0", None, None, ["with no read token", "without a token"], []),
+        ("0.0.0.0", "w", None, [], []),  # the write token guards reads too
+        ("0.0.0.0", "w", "r", [], []),
+    ],
+)
+def test_start_up_says_who_may_read_and_write_the_api(
+    caplog: pytest.LogCaptureFixture,
+    host: str,
+    api: str | None,
+    read: str | None,
+    critical: list[str],
+    warning: list[str],
+) -> None:
+    caplog.set_level(logging.WARNING, logger="geodns")
+    say_who_may_access(ListenAddress(host, 8053), api, read)
+    said = {
+        level: [r.getMessage() for r in caplog.records if r.levelname == level]
+        for level in ("CRITICAL", "WARNING")
+    }
+    assert len(said["CRITICAL"]) == len(critical) and len(said["WARNING"]) == len(warning), said
+    for words, lines in ((critical, said["CRITICAL"]), (warning, said["WARNING"])):
+        assert all(w in line for w, line in zip(words, lines, strict=True)), said

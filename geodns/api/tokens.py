@@ -4,12 +4,16 @@ others may read. Read at start-up and again on every reload (rotation)."""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import stat
 from pathlib import Path
 
-from geodns.config.model import Config
+from geodns.config.model import Config, ListenAddress
 from geodns.errors import GeoDnsError
+
+log = logging.getLogger(__name__)
 
 
 def load_api_token(config: Config) -> str | None:
@@ -62,3 +66,27 @@ def _load_token(variable: str, path: Path | None, key: str) -> str | None:
     if not text:
         raise GeoDnsError(f"{key} {path} is empty")
     return text
+
+
+def say_who_may_access(listen: ListenAddress, api_token: str | None, read_token: str | None) -> None:
+    """At start, what the API's address and tokens let others do, loudly when it is too much."""
+    beyond = not ipaddress.ip_address(listen.host).is_loopback
+    if beyond and read_token is None and api_token is None:
+        log.critical(
+            "the API listens on %s with no read token: anyone who reaches it reads every member,"
+            " reason and drain; set server.api_read_token_file",
+            listen,
+        )
+    if api_token is not None:
+        return
+    if not beyond:
+        log.warning(
+            "API writes (drains) need no token: only clients on this host may make them;"
+            " set server.api_token_file to require one"
+        )
+    else:
+        log.critical(
+            "the API listens on %s without a token: anyone who reaches it can read the status"
+            " (writes stay loopback-only); set server.api_token_file",
+            listen,
+        )

@@ -32,3 +32,24 @@ def snapshot(
         key: Health(status=Status.DOWN if key.address in down else Status.UP) for key in probe_keys(config)
     }
     return HealthSnapshot(1, states, overrides)
+
+
+# Three pools and their names (a weighted, a failover and a geo one with one topology rule).
+POOLS = """\
+server: {dns_listen: ["127.0.0.1:0", "[::1]:0"], http_listen: "127.0.0.1:0", state_dir: state, workers: 1}
+datacenters: {par: {}, ams: {}}
+pools:
+  wt:
+    policy: weighted
+    members: [{address: 192.0.2.1, dc: par, weight: 3}, {address: 192.0.2.2, dc: ams, weight: 1}]
+  fo:
+    datacenters: [par, ams]
+    members: [{address: 192.0.2.11, dc: par}, {address: 192.0.2.12, dc: ams}]
+  geo:
+    policy: geo
+    datacenters: [par, ams]
+    members: [{address: 192.0.2.21, dc: par}, {address: 192.0.2.22, dc: ams}]
+topology:
+  - {match: 127.0.5.0/24, prefer: [ams]}
+"""
+POOL_RECORDS = "  wt: {type: A, pool: wt}\n  fo: {type: A, pool: fo}\n  geo: {type: A, pool: geo}\n"

@@ -29,7 +29,7 @@ from geodns.dns.handler import ServingState, Stats, handle
 from geodns.dns.wire import udp_limit
 from geodns.health.snapshot import HealthSnapshot
 from geodns.serving import serving_state
-from tests.configs import write_zone
+from tests.configs import POOL_RECORDS, POOLS, write_zone
 from tests.conftest import Running, start_daemon
 from tests.dnsclient import Endpoint
 
@@ -99,30 +99,9 @@ async def test_udp_and_tcp_never_share_entries(test_config: Config) -> None:
         await running.daemon.stop()
 
 
-POOLS = """\
-server: {dns_listen: ["127.0.0.1:0", "[::1]:0"], http_listen: "127.0.0.1:0", state_dir: state, workers: 1}
-datacenters: {par: {}, ams: {}}
-pools:
-  wt:
-    policy: weighted
-    members: [{address: 192.0.2.1, dc: par, weight: 3}, {address: 192.0.2.2, dc: ams, weight: 1}]
-  fo:
-    datacenters: [par, ams]
-    members: [{address: 192.0.2.11, dc: par}, {address: 192.0.2.12, dc: ams}]
-  geo:
-    policy: geo
-    datacenters: [par, ams]
-    members: [{address: 192.0.2.21, dc: par}, {address: 192.0.2.22, dc: ams}]
-topology:
-  - {match: 127.0.5.0/24, prefer: [ams]}
-"""
-
-
 @pytest_asyncio.fixture
 async def pools(tmp_path: Path) -> AsyncIterator[Running]:
-    write_zone(
-        tmp_path, "  wt: {type: A, pool: wt}\n  fo: {type: A, pool: fo}\n  geo: {type: A, pool: geo}\n"
-    )
+    write_zone(tmp_path, POOL_RECORDS)
     (tmp_path / "geodns.yaml").write_text(POOLS)
     running = await start_daemon(load(tmp_path / "geodns.yaml"))
     try:

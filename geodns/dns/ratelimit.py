@@ -169,14 +169,28 @@ class RateLimiter:
 
     def allow(self, host: str, data: bytes, reply: bytes, now: float, zones: ZoneSet) -> bytes | None:
         """The reply to send to `host` (maybe truncated), or None to send nothing."""
+        if self.admit(host, now):
+            return reply
+        return self.charge(host, data, reply, now, zones)
+
+    def admit(self, host: str, now: float) -> bool:
+        """Count one reply to `host`; True when it may go as it is (its network is
+        within the rate), else `charge` decides. The C answer loop calls this for
+        every cached reply it sends."""
         net = self._hosts.get(host)
         if net is None:
             net = self._net(host)
         if now >= net.until:
             self._roll(net, now)
         net.count += 1
-        if (net.count <= self.count_limit and not net.hot) or net.exempt:
-            return reply
+        return (net.count <= self.count_limit and not net.hot) or net.exempt
+
+    def charge(self, host: str, data: bytes, reply: bytes, now: float, zones: ZoneSet) -> bytes | None:
+        """The reply as its (network, class, name) bucket lets it go, for a reply that
+        `admit` counted and did not pass."""
+        net = self._hosts.get(host)
+        if net is None:
+            net = self._net(host)
         return self._charge(net, data, reply, now, zones)
 
     def _net(self, host: str) -> Net:

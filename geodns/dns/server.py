@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 from geodns.config.model import ListenAddress, RateLimit
 from geodns.dns.fastcache import cased
-from geodns.dns.fastpath import answer_entry
-from geodns.dns.handler import ServingState, Stats
+from geodns.dns.fastpath import answer, answer_entry
+from geodns.dns.handler import ServingState, Stats, count_answer
 from geodns.dns.ratelimit import RateLimiter
 from geodns.dns.tcp import TCP_TURN_BUDGET, TcpAcceptor, TcpConnection
 from geodns.dns.udpio import Batch, udp_io, warn_if_unbatched
@@ -28,7 +28,6 @@ from geodns.errors import ListenError, listen_failure
 
 log = logging.getLogger(__name__)
 
-UDP_BATCH = 64  # datagrams per wake-up: enough to amortise the loop, short enough to stay fair
 UDP_RCVBUF = 4 * 1024 * 1024  # a 500-query burst overflows the 208 KiB default
 # Kernel send buffer of each TCP connection (accepted sockets inherit the listener's;
 # Linux doubles it). Left to autotuning, a client that never reads had ~3 MB of
@@ -45,20 +44,23 @@ class UdpListener:
         self.stats = server.stats
 
     def on_readable(self) -> None:
-        try:
-            batch = self.io.recv(UDP_BATCH)
-        except OSError as exc:  # e.g. an ICMP error surfaced on the socket; more may wait
-            log.debug("UDP receive error: %s", exc)
-            return
         stats = self.stats
         answers = stats.answers
         state = self.server.state()  # one state per batch: a new snapshot lands between batches
         table = state.cache.udp
         limiter = self.server.limiter
         now = time.monotonic() if limiter is not None else 0.0  # one clock read per batch
+        try:
+            # Cached replies go out in C (the batched I/O); the rest comes back here.
+            rest, refused, dropped, error = self.io.serve(
+                state.cache, stats, limiter.admit if limiter is not None else None, now
+            )
+        except OSError as exc:  # e.g. an ICMP error surfaced on the socket; more may wait
+            log.debug("UDP receive error: %s", exc)
+            return
         out: Batch = []
-        for data, addr in batch:
-            # The common case inline: a cached, client-independent reply.
+        for data, addr in rest:
+            # The common case inline (the socket I/O's hits): a cached, client-independent reply.
             key = data[2:]
             entry = table.get(key)
             if entry.__class__ is bytes:
@@ -81,17 +83,24 @@ class UdpListener:
                 reply = limiter.allow(addr[0], data, reply, now, state.zones)
                 if reply is None:
                     continue
-            # Inline count_answer: this loop is the hot path (see handler.count_answer).
-            end = data.find(b"\0", 12)
-            qtype = (data[end + 1] << 8 | data[end + 2]) if 0 < end < len(data) - 2 else 0
-            counted = (reply[3] & 15) << 16 | (qtype if qtype < 258 else 258)
-            answers[counted] = answers.get(counted, 0) + 1
+            count_answer(answers, data, reply)
             out.append((reply, addr))
+        if refused:
+            assert limiter is not None  # only a limiter refuses
+            for data, addr in refused:  # cached replies to networks over their rate
+                reply = answer(data, addr[0], True, state, stats)
+                if reply is not None:
+                    reply = limiter.charge(addr[0], data, reply, now, state.zones)
+                if reply is not None:
+                    count_answer(answers, data, reply)
+                    out.append((reply, addr))
         if out:
-            dropped, error = self.io.send(out)
-            if dropped:  # a full send buffer or unreachable clients
-                stats.dropped += dropped
-                log.debug("UDP send failed for %d of %d replies: %s", dropped, len(out), os.strerror(error))
+            lost, last = self.io.send(out)
+            dropped += lost
+            error = last or error
+        if dropped:  # a full send buffer or unreachable clients
+            stats.dropped += dropped
+            log.debug("UDP send failed for %d replies: %s", dropped, os.strerror(error))
 
 
 class DnsServer:

@@ -13,11 +13,15 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from geodns.dns.fastcache import VARIANTS, AnswerCache, PerSubnet, Rotating
+from geodns.dns.handler import Stats
+
 log = logging.getLogger(__name__)
 
 Address = tuple[Any, ...]  # (host, port) or (host, port, flowinfo, scope_id)
 Batch = list[tuple[bytes, Address]]
 MAX_DATAGRAM = 65535
+UDP_SLOTS = 64  # datagrams per batch (the C extension's SLOTS): enough to amortise a wake-up, fair
 
 try:
     from geodns.dns import _udpio  # type: ignore[attr-defined]
@@ -26,10 +30,16 @@ except ImportError as exc:  # not built: the socket module serves, and start-up 
     UNAVAILABLE: str | None = str(exc)
 else:
     UNAVAILABLE = None
+    _udpio.configure(Rotating, PerSubnet, VARIANTS)  # the entries its replay understands
 
 # What `udp_io` picks when not told: the batched I/O whenever it was built (the tests
 # switch it off to run the protocol suite over the socket-module I/O too).
 batched_default = _udpio is not None
+
+
+Admit = Callable[[str, float], bool]
+Served = tuple[Batch, Batch, int, int]  # rest, refused, dropped, errno
+Serve = Callable[[AnswerCache, Stats, Admit | None, float], Served]
 
 
 class UdpIO(Protocol):
@@ -43,6 +53,14 @@ class UdpIO(Protocol):
     def send(self) -> Callable[[Batch], tuple[int, int]]:
         """send(replies): send every reply; (how many could not go, the errno of the last such)."""
 
+    @property
+    def serve(self) -> Serve:
+        """serve(cache, stats, admit, now): receive a batch and send the replies `cache`
+        can replay for it (counted in `stats`; with a rate limiter, each first passed by
+        `admit(host, now)`); returns the datagrams left for the answer path (`rest`),
+        those `admit` refused (for the limiter to charge), and how many replies could
+        not go with the errno of the last. The socket I/O replays nothing: all is `rest`."""
+
 
 class BatchedIO:
     """recvmmsg/sendmmsg through the C extension, bound with partial so that no Python
@@ -55,6 +73,7 @@ class BatchedIO:
         self.send: Callable[[Batch], tuple[int, int]] = functools.partial(
             _udpio.send, sock.fileno(), int(sock.family)
         )
+        self.serve: Serve = functools.partial(_udpio.serve, sock.fileno())
 
 
 class SocketIO:
@@ -76,6 +95,9 @@ class SocketIO:
             except OSError as exc:  # e.g. an ICMP error surfaced on the socket
                 log.debug("UDP receive error: %s", exc)
         return batch
+
+    def serve(self, cache: AnswerCache, stats: Stats, admit: Admit | None, now: float) -> Served:
+        return self.recv(UDP_SLOTS), [], 0, 0
 
     def send(self, replies: Batch) -> tuple[int, int]:
         dropped = error = 0

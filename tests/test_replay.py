@@ -1,0 +1,276 @@
+"""Cached replies replayed in C (`_udpio.serve`), on real loopback sockets: what it
+sends is what the Python path would send, byte for byte, counted the same; what it
+cannot replay comes back for the Python path; the rate limiter decides every reply."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dns.edns
+import dns.message
+import dns.rcode
+import pytest
+
+from geodns.config import load
+from geodns.dns import udpio
+from geodns.dns.fastcache import VARIANTS, AnswerCache, PerClient, PerSubnet, Rotating
+from geodns.dns.handler import Stats
+from tests.configs import POOL_RECORDS, POOLS, write_zone
+from tests.conftest import start_daemon
+
+pytestmark = pytest.mark.skipif(
+    udpio.UNAVAILABLE is not None and os.environ.get("GEODNS_REQUIRE_TOOLS") != "1",
+    reason=f"C extension not built: {udpio.UNAVAILABLE}",
+)
+A, NXDOMAIN = 1, 3
+
+if udpio.UNAVAILABLE is None:
+    from geodns.dns import _udpio  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """The server's socket (non-blocking, as the daemon's) and a client."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        server.bind(("127.0.0.1", 0))
+        server.setblocking(False)
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(2)
+        client.connect(server.getsockname())
+        yield server, client
+    finally:
+        server.close()
+        client.close()
+
+
+def query(name: str, qid: int, ecs: tuple[str, int] | None = None) -> bytes:
+    options: list[dns.edns.Option] = [dns.edns.ECSOption(*ecs)] if ecs else []
+    q = dns.message.make_query(name, "A", use_edns=0 if ecs else False, options=options)
+    q.id = qid
+    return q.to_wire()
+
+
+def stored_reply(
+    wire: bytes, rcode: dns.rcode.Rcode = dns.rcode.NOERROR, address: str | None = None
+) -> bytes:
+    """A reply to `wire` as the cache keeps it: without its ID."""
+    q = dns.message.from_wire(wire)
+    r = dns.message.make_response(q)
+    r.set_rcode(rcode)
+    if address:
+        r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", address))
+    return r.to_wire()[2:]
+
+
+Admit = Callable[[str, float], bool] | None
+
+
+def serve(
+    server: socket.socket, cache: AnswerCache, stats: Stats, admit: Admit = None, now: float = 0.0
+) -> tuple[Any, ...]:
+    served: tuple[Any, ...] = _udpio.serve(server.fileno(), cache, stats, admit, now)
+    return served
+
+
+def test_a_cached_reply_goes_out_with_the_clients_id_counted_and_touched(
+    sockets: tuple[socket.socket, socket.socket],
+) -> None:
+    server, client = sockets
+    cache, stats = AnswerCache(), Stats()
+    wire = query("nope.example.test.", 0x1234)
+    cache.udp[wire[2:]] = stored = stored_reply(wire, dns.rcode.NXDOMAIN)
+    cache.udp[b"another key"] = b"another reply"
+    client.send(wire)
+    assert serve(server, cache, stats) == ([], [], 0, 0)
+    assert client.recv(512) == b"\x12\x34" + stored
+    assert (stats.queries, stats.cache_hits, stats.answers) == (1, 1, {NXDOMAIN << 16 | A: 1})
+    assert list(cache.udp)[-1] == wire[2:]  # the most recently used now
+
+
+def test_a_mixed_case_name_gets_its_own_spelling_back(sockets: tuple[socket.socket, socket.socket]) -> None:
+    server, client = sockets
+    cache, stats = AnswerCache(), Stats()
+    lower = query("fo.example.test.", 1)
+    cache.udp[lower[2:]] = stored = stored_reply(lower, address="192.0.2.11")
+    mixed = query("fO.ExAmplE.TEST.", 2)
+    client.send(mixed)
+    assert serve(server, cache, stats) == ([], [], 0, 0)
+    got = client.recv(512)
+    end = mixed.index(b"\0", 12)
+    assert got == mixed[:2] + stored[:10] + mixed[12:end] + stored[end - 2 :]
+    assert dns.message.from_wire(got).question[0].name.to_text() == "fO.ExAmplE.TEST."
+    assert stats.cache_hits == 1
+
+
+def test_a_random_answer_is_replayed_in_turn_once_every_variant_is_drawn(
+    sockets: tuple[socket.socket, socket.socket],
+) -> None:
+    server, client = sockets
+    cache, stats = AnswerCache(), Stats()
+    wire = query("wt.example.test.", 5)
+    variants = [stored_reply(wire, address=f"192.0.2.{i}") for i in range(VARIANTS)]
+    entry = cache.udp[wire[2:]] = Rotating(variants[0])
+    client.send(wire)
+    rest, refused, _, _ = serve(server, cache, stats)
+    assert [data for data, _ in rest] == [wire] and not refused  # drawing is the Python path's
+    assert stats.cache_hits == 0
+    entry.replies = list(variants)
+    for _ in range(VARIANTS + 1):
+        client.send(wire)
+    assert serve(server, cache, stats) == ([], [], 0, 0)
+    got = [client.recv(512)[2:] for _ in range(VARIANTS + 1)]
+    assert got == variants[1:] + variants[:2]  # as Rotating.next serves them
+    assert entry.index == 1 and stats.cache_hits == VARIANTS + 1
+
+
+@pytest.mark.parametrize(("subnet", "size"), [("198.51.100.0", 24), ("2001:db8:0:ab00::", 56)])
+def test_a_geo_answer_kept_per_decision_gets_the_clients_subnet(
+    sockets: tuple[socket.socket, socket.socket], subnet: str, size: int
+) -> None:
+    server, client = sockets
+    cache, stats = AnswerCache(), Stats()
+    length = size // 8
+    wire = query("geo.example.test.", 9, (subnet, size))
+    entry = cache.udp[wire[2:-length]] = PerSubnet()
+    # The reply kept for decision 42 carries another subnet's address (its first asker).
+    entry.by_key[42] = stored = stored_reply(wire, address="192.0.2.22")[:-length] + b"\xff" * length
+    client.send(wire)
+    rest, _, _, _ = serve(server, cache, stats)
+    assert [data for data, _ in rest] == [wire]  # this subnet not placed yet: the Python path places it
+    cache.subnet_keys[wire[-length - 4 :]] = 42
+    client.send(wire)
+    assert serve(server, cache, stats) == ([], [], 0, 0)
+    assert client.recv(512) == wire[:2] + stored[:-length] + wire[-length:]
+    assert stats.geo == {42: 1} and stats.cache_hits == 1
+    stray = bytearray(wire)
+    stray[-length - 2] = size - 1  # a shorter prefix, so the address's last bit is past it
+    stray[-1] |= 1
+    cache.subnet_keys[bytes(stray[-length - 4 :])] = 42
+    client.send(bytes(stray))
+    rest, _, _, _ = serve(server, cache, stats)
+    assert [data for data, _ in rest] == [bytes(stray)]  # the full path answers FORMERR
+
+
+def test_what_it_cannot_replay_comes_back_for_the_python_path(
+    sockets: tuple[socket.socket, socket.socket],
+) -> None:
+    server, client = sockets
+    cache, stats = AnswerCache(), Stats()
+    per_client = query("geo.example.test.", 3)
+    cache.udp[per_client[2:]] = PerClient()
+    sent = [b"short", query("unknown.example.test.", 4), per_client]
+    for data in sent:
+        client.send(data)
+    rest, refused, dropped, _ = serve(server, cache, stats)
+    assert [data for data, _ in rest] == sent and not refused and not dropped
+    assert stats.queries == 0
+    # Their addresses are the ones send() replies to without parsing them back.
+    assert _udpio.send(server.fileno(), socket.AF_INET, [(b"re", rest[0][1])]) == (0, 0)
+    assert client.recv(512) == b"re"
+
+
+def test_the_rate_limiter_decides_every_reply(sockets: tuple[socket.socket, socket.socket]) -> None:
+    server, client = sockets
+    cache, stats = AnswerCache(), Stats()
+    wire = query("fo.example.test.", 7)
+    cache.udp[wire[2:]] = stored = stored_reply(wire, address="192.0.2.11")
+    asked: list[tuple[str, float]] = []
+
+    def admit(host: str, now: float) -> bool:
+        asked.append((host, now))
+        return len(asked) == 1  # the first goes as it is, the second is over the rate
+
+    client.send(wire)
+    client.send(wire)
+    rest, refused, _, _ = serve(server, cache, stats, admit, 12.5)
+    assert asked == [("127.0.0.1", 12.5), ("127.0.0.1", 12.5)]
+    assert not rest and [data for data, _ in refused] == [wire]
+    assert client.recv(512) == wire[:2] + stored
+    client.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        client.recv(512)  # the refused one is the limiter's to charge, not sent
+    assert stats.cache_hits == 1  # the Python path counts the other when it answers it
+
+    verdicts = iter([True])
+
+    def broken(host: str, now: float) -> bool:
+        try:
+            return next(verdicts)
+        except StopIteration:
+            raise RuntimeError("limiter bug") from None
+
+    client.settimeout(2)
+    client.send(wire)
+    client.send(wire)
+    with pytest.raises(RuntimeError, match="limiter bug"):
+        serve(server, cache, stats, broken)
+    assert client.recv(512) == wire[:2] + stored  # what was answered before the error still goes
+
+
+def _pool_daemon_replies(tmp_path: Path, batched: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(udpio, "batched_default", batched)
+    folder = tmp_path / ("batched" if batched else "socket")
+    folder.mkdir()
+    write_zone(folder, POOL_RECORDS)
+    (folder / "geodns.yaml").write_text(POOLS)
+
+    async def run() -> tuple[list[bytes], Stats]:
+        running = await start_daemon(load(folder / "geodns.yaml"))
+        try:
+            replies = await asyncio.to_thread(_ask_all, running.v4.port)
+            return replies, running.daemon.stats
+        finally:
+            await running.daemon.stop()
+
+    return asyncio.run(run())
+
+
+QUERIES = [
+    query("fo.example.test.", 0),
+    query("Fo.EXAMPLE.test.", 0),  # 0x20
+    query("nope.example.test.", 0),
+    query("geo.example.test.", 0),  # per client (the source address)
+    query("geo.example.test.", 0, ("127.0.5.0", 24)),  # the topology rule's subnet
+    query("geo.example.test.", 0, ("10.1.2.0", 24)),
+    query("geo.example.test.", 0, ("10.9.9.0", 24)),  # the same decision, another subnet
+    query("geo.example.test.", 0, ("2001:db8:1::", 56)),
+    query("fo.example.test.", 0, ("10.1.2.0", 24)),  # an answer the subnet does not shape
+]
+
+
+def _ask_all(port: int) -> list[bytes]:
+    """Each query three times (the first fills the cache), then the weighted name
+    40 times (its variants drawn, then replayed in turn), each with its own ID."""
+    replies = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.connect(("127.0.0.1", port))
+        asked = [q for q in QUERIES for _ in range(3)] + [query("wt.example.test.", 0)] * 40
+        for qid, wire in enumerate(asked, start=1):
+            s.send(qid.to_bytes(2, "big") + wire[2:])
+            replies.append(s.recv(4096))
+    return replies
+
+
+def test_replayed_in_c_is_byte_for_byte_what_the_python_loop_sends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same queries to a daemon on the C replay and one on the socket I/O (whose
+    loop replays in Python): the same bytes, in the same order (the weighted name's
+    variants too), counted the same."""
+    in_c, c_stats = _pool_daemon_replies(tmp_path, True, monkeypatch)
+    in_python, py_stats = _pool_daemon_replies(tmp_path, False, monkeypatch)
+    assert len(in_c) == len(in_python) == 3 * len(QUERIES) + 40
+    for i, (c, py) in enumerate(zip(in_c, in_python, strict=True)):
+        assert c == py, (i, dns.message.from_wire(c), dns.message.from_wire(py))
+    assert len({r[2:] for r in in_c[-40:]}) > 1  # the weighted answers do vary
+    for name in ("queries", "cache_hits", "answers", "geo"):
+        assert getattr(c_stats, name) == getattr(py_stats, name), name
+    assert c_stats.cache_hits >= 2 * len(QUERIES) - 3  # replays, not the full path again

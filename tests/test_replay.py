@@ -8,6 +8,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,28 @@ pytestmark = pytest.mark.skipif(
     reason=f"C extension not built: {udpio.UNAVAILABLE}",
 )
 A, NXDOMAIN = 1, 3
+Admit = Callable[[str, float], bool] | None
 
 if udpio.UNAVAILABLE is None:
     from geodns.dns import _udpio  # type: ignore[attr-defined]
 
 
+@dataclass
+class Rig:
+    """The server's socket (non-blocking, as the daemon's), a client, an empty cache."""
+
+    server: socket.socket
+    client: socket.socket
+    cache: AnswerCache = field(default_factory=AnswerCache)
+    stats: Stats = field(default_factory=Stats)
+
+    def serve(self, admit: Admit = None, now: float = 0.0) -> tuple[Any, ...]:
+        served: tuple[Any, ...] = _udpio.serve(self.server.fileno(), self.cache, self.stats, admit, now)
+        return served
+
+
 @pytest.fixture
-def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
-    """The server's socket (non-blocking, as the daemon's) and a client."""
+def rig() -> Iterator[Rig]:
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -44,7 +59,7 @@ def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
         client.bind(("127.0.0.1", 0))
         client.settimeout(2)
         client.connect(server.getsockname())
-        yield server, client
+        yield Rig(server, client)
     finally:
         server.close()
         client.close()
@@ -69,39 +84,25 @@ def stored_reply(
     return r.to_wire()[2:]
 
 
-Admit = Callable[[str, float], bool] | None
-
-
-def serve(
-    server: socket.socket, cache: AnswerCache, stats: Stats, admit: Admit = None, now: float = 0.0
-) -> tuple[Any, ...]:
-    served: tuple[Any, ...] = _udpio.serve(server.fileno(), cache, stats, admit, now)
-    return served
-
-
-def test_a_cached_reply_goes_out_with_the_clients_id_counted_and_touched(
-    sockets: tuple[socket.socket, socket.socket],
-) -> None:
-    server, client = sockets
-    cache, stats = AnswerCache(), Stats()
+def test_a_cached_reply_goes_out_with_the_clients_id_counted_and_touched(rig: Rig) -> None:
+    client, cache, stats = rig.client, rig.cache, rig.stats
     wire = query("nope.example.test.", 0x1234)
     cache.udp[wire[2:]] = stored = stored_reply(wire, dns.rcode.NXDOMAIN)
     cache.udp[b"another key"] = b"another reply"
     client.send(wire)
-    assert serve(server, cache, stats) == ([], [], 0, 0)
+    assert rig.serve() == ([], [], 0, 0)
     assert client.recv(512) == b"\x12\x34" + stored
     assert (stats.queries, stats.cache_hits, stats.answers) == (1, 1, {NXDOMAIN << 16 | A: 1})
     assert list(cache.udp)[-1] == wire[2:]  # the most recently used now
 
 
-def test_a_mixed_case_name_gets_its_own_spelling_back(sockets: tuple[socket.socket, socket.socket]) -> None:
-    server, client = sockets
-    cache, stats = AnswerCache(), Stats()
+def test_a_mixed_case_name_gets_its_own_spelling_back(rig: Rig) -> None:
+    client, cache, stats = rig.client, rig.cache, rig.stats
     lower = query("fo.example.test.", 1)
     cache.udp[lower[2:]] = stored = stored_reply(lower, address="192.0.2.11")
     mixed = query("fO.ExAmplE.TEST.", 2)
     client.send(mixed)
-    assert serve(server, cache, stats) == ([], [], 0, 0)
+    assert rig.serve() == ([], [], 0, 0)
     got = client.recv(512)
     end = mixed.index(b"\0", 12)
     assert got == mixed[:2] + stored[:10] + mixed[12:end] + stored[end - 2 :]
@@ -109,44 +110,38 @@ def test_a_mixed_case_name_gets_its_own_spelling_back(sockets: tuple[socket.sock
     assert stats.cache_hits == 1
 
 
-def test_a_random_answer_is_replayed_in_turn_once_every_variant_is_drawn(
-    sockets: tuple[socket.socket, socket.socket],
-) -> None:
-    server, client = sockets
-    cache, stats = AnswerCache(), Stats()
+def test_a_random_answer_is_replayed_in_turn_once_every_variant_is_drawn(rig: Rig) -> None:
+    client, cache, stats = rig.client, rig.cache, rig.stats
     wire = query("wt.example.test.", 5)
     variants = [stored_reply(wire, address=f"192.0.2.{i}") for i in range(VARIANTS)]
     entry = cache.udp[wire[2:]] = Rotating(variants[0])
     client.send(wire)
-    rest, refused, _, _ = serve(server, cache, stats)
+    rest, refused, _, _ = rig.serve()
     assert [data for data, _ in rest] == [wire] and not refused  # drawing is the Python path's
     assert stats.cache_hits == 0
     entry.replies = list(variants)
     for _ in range(VARIANTS + 1):
         client.send(wire)
-    assert serve(server, cache, stats) == ([], [], 0, 0)
+    assert rig.serve() == ([], [], 0, 0)
     got = [client.recv(512)[2:] for _ in range(VARIANTS + 1)]
     assert got == variants[1:] + variants[:2]  # as Rotating.next serves them
     assert entry.index == 1 and stats.cache_hits == VARIANTS + 1
 
 
 @pytest.mark.parametrize(("subnet", "size"), [("198.51.100.0", 24), ("2001:db8:0:ab00::", 56)])
-def test_a_geo_answer_kept_per_decision_gets_the_clients_subnet(
-    sockets: tuple[socket.socket, socket.socket], subnet: str, size: int
-) -> None:
-    server, client = sockets
-    cache, stats = AnswerCache(), Stats()
+def test_a_geo_answer_kept_per_decision_gets_the_clients_subnet(rig: Rig, subnet: str, size: int) -> None:
+    client, cache, stats = rig.client, rig.cache, rig.stats
     length = size // 8
     wire = query("geo.example.test.", 9, (subnet, size))
     entry = cache.udp[wire[2:-length]] = PerSubnet()
     # The reply kept for decision 42 carries another subnet's address (its first asker).
     entry.by_key[42] = stored = stored_reply(wire, address="192.0.2.22")[:-length] + b"\xff" * length
     client.send(wire)
-    rest, _, _, _ = serve(server, cache, stats)
+    rest, _, _, _ = rig.serve()
     assert [data for data, _ in rest] == [wire]  # this subnet not placed yet: the Python path places it
     cache.subnet_keys[wire[-length - 4 :]] = 42
     client.send(wire)
-    assert serve(server, cache, stats) == ([], [], 0, 0)
+    assert rig.serve() == ([], [], 0, 0)
     assert client.recv(512) == wire[:2] + stored[:-length] + wire[-length:]
     assert stats.geo == {42: 1} and stats.cache_hits == 1
     stray = bytearray(wire)
@@ -154,31 +149,27 @@ def test_a_geo_answer_kept_per_decision_gets_the_clients_subnet(
     stray[-1] |= 1
     cache.subnet_keys[bytes(stray[-length - 4 :])] = 42
     client.send(bytes(stray))
-    rest, _, _, _ = serve(server, cache, stats)
+    rest, _, _, _ = rig.serve()
     assert [data for data, _ in rest] == [bytes(stray)]  # the full path answers FORMERR
 
 
-def test_what_it_cannot_replay_comes_back_for_the_python_path(
-    sockets: tuple[socket.socket, socket.socket],
-) -> None:
-    server, client = sockets
-    cache, stats = AnswerCache(), Stats()
+def test_what_it_cannot_replay_comes_back_for_the_python_path(rig: Rig) -> None:
+    client, cache, stats = rig.client, rig.cache, rig.stats
     per_client = query("geo.example.test.", 3)
     cache.udp[per_client[2:]] = PerClient()
     sent = [b"short", query("unknown.example.test.", 4), per_client]
     for data in sent:
         client.send(data)
-    rest, refused, dropped, _ = serve(server, cache, stats)
+    rest, refused, dropped, _ = rig.serve()
     assert [data for data, _ in rest] == sent and not refused and not dropped
     assert stats.queries == 0
     # Their addresses are the ones send() replies to without parsing them back.
-    assert _udpio.send(server.fileno(), socket.AF_INET, [(b"re", rest[0][1])]) == (0, 0)
+    assert _udpio.send(rig.server.fileno(), socket.AF_INET, [(b"re", rest[0][1])]) == (0, 0)
     assert client.recv(512) == b"re"
 
 
-def test_the_rate_limiter_decides_every_reply(sockets: tuple[socket.socket, socket.socket]) -> None:
-    server, client = sockets
-    cache, stats = AnswerCache(), Stats()
+def test_the_rate_limiter_decides_every_reply(rig: Rig) -> None:
+    client, cache, stats = rig.client, rig.cache, rig.stats
     wire = query("fo.example.test.", 7)
     cache.udp[wire[2:]] = stored = stored_reply(wire, address="192.0.2.11")
     asked: list[tuple[str, float]] = []
@@ -189,7 +180,7 @@ def test_the_rate_limiter_decides_every_reply(sockets: tuple[socket.socket, sock
 
     client.send(wire)
     client.send(wire)
-    rest, refused, _, _ = serve(server, cache, stats, admit, 12.5)
+    rest, refused, _, _ = rig.serve(admit, 12.5)
     assert asked == [("127.0.0.1", 12.5), ("127.0.0.1", 12.5)]
     assert not rest and [data for data, _ in refused] == [wire]
     assert client.recv(512) == wire[:2] + stored
@@ -210,7 +201,7 @@ def test_the_rate_limiter_decides_every_reply(sockets: tuple[socket.socket, sock
     client.send(wire)
     client.send(wire)
     with pytest.raises(RuntimeError, match="limiter bug"):
-        serve(server, cache, stats, broken)
+        rig.serve(broken)
     assert client.recv(512) == wire[:2] + stored  # what was answered before the error still goes
 
 

@@ -1,8 +1,9 @@
 """Batched UDP reads and writes for the answer loop: recvmmsg/sendmmsg through the
-C extension `_udpio` (built by `pip install`; why C: its header comment), about
-3 us less CPU per cache hit (bench/dns_qps.py). Without it (no compiler at
+C extension `_udpio` (built by `pip install`; why C: its header comment), which
+also replays what the answer cache holds without a Python object per reply:
+3-4 us less CPU per cache hit (bench/dns_qps.py). Without it (no compiler at
 install time, a platform without recvmmsg) the same batches are made of socket
-calls, and the daemon says so at start.
+calls, the answer loop replays in Python, and the daemon says so at start.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def warn_if_unbatched() -> None:
     """Say why UDP goes through the slower I/O, when it does for want of the build."""
     if UNAVAILABLE is not None:
         log.warning(
-            "UDP answers go through socket calls, about 3 us more CPU per answer: the C extension "
+            "UDP answers go through socket calls, 3-4 us more CPU per cached answer: the C extension "
             "was not built (%s); reinstall with a C compiler (gcc) on Linux",
             UNAVAILABLE,
         )

@@ -1,0 +1,394 @@
+/* The answer cache's replay over a received UDP batch (part of the _udpio extension).
+ *
+ * serve(fd, cache, stats, admit, now) -> (rest, refused, dropped, errno)
+ * configure(Rotating, PerSubnet, variants)
+ *
+ * serve() is _udpio.recv() that answers what the answer cache (fastcache.AnswerCache)
+ * can replay as it stands: a reply kept under the query's exact bytes, the next
+ * variant of a random answer whose variants are all drawn, a geo answer kept per
+ * decision for an ECS subnet already placed, or (0x20) a reply kept under the
+ * bytes with the name in lower case. The client's ID, spelling and subnet are
+ * spliced in without copying; all go in one sendmmsg, counted in `stats` as the
+ * Python path counts them. Everything else is handed back (`rest`) for the
+ * Python answer path, which alone decides answers and fills the cache: this
+ * only replays. The rate limiter stays one Python implementation: `admit(host,
+ * now)` counts each reply and says whether it may go as it is; one it refuses
+ * comes back in `refused` for the limiter to charge. Why: the Python loop
+ * spent 1-2 us per cache hit on objects (a reply built, a tuple, dict counters),
+ * as much as the whole gap to the C servers.
+ */
+#include "_udpio.h"
+
+/* The answer cache's entry classes the replay understands besides bytes
+ * (fastcache.Rotating and PerSubnet), told once by configure(); any other entry
+ * is the Python path's. */
+static PyTypeObject *rotating_type, *per_subnet_type;
+static Py_ssize_t variants = PY_SSIZE_T_MAX;
+static PyObject *s_move_to_end, *s_replies, *s_index, *s_by_key, *s_udp, *s_subnet_keys, *s_answers,
+    *s_geo, *s_queries, *s_cache_hits;
+
+/* One cached reply as it goes out: the client's ID, then the reply after its ID,
+ * with the client's own spelling of the name (0x20: up to name_end) or its own
+ * ECS address (the query's last `ecs` bytes) spliced in. */
+struct hit {
+    PyObject *reply;   /* a new reference; NULL: nothing cached to replay */
+    PyObject *steered; /* ECS: the decision key, counted in stats.geo (a new reference) */
+    Py_ssize_t name_end;
+    Py_ssize_t ecs;
+};
+
+/* Least recently used goes first: the entry under `key` is now the most recent. */
+static int
+touch(PyObject *table, PyObject *key)
+{
+    PyObject *call[3] = {NULL, table, key};
+    PyObject *moved = PyObject_VectorcallMethod(s_move_to_end, call + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (moved == NULL)
+        return -1;
+    Py_DECREF(moved);
+    return 0;
+}
+
+/* A random answer's next variant, served in turn (Rotating.next), once all its
+ * variants are drawn; before that the Python path draws one more per query.
+ * 0 with hit->reply set or not, -1 on error. */
+static int
+rotate(PyObject *entry, struct hit *hit)
+{
+    PyObject *replies = PyObject_GetAttr(entry, s_replies);
+    if (replies == NULL)
+        return -1;
+    int status = 0;
+    Py_ssize_t count = PyList_CheckExact(replies) ? PyList_GET_SIZE(replies) : 0;
+    if (count >= variants && count > 0) {
+        PyObject *index = PyObject_GetAttr(entry, s_index);
+        long i = index == NULL ? -1 : PyLong_AsLong(index);
+        Py_XDECREF(index);
+        PyObject *next = i == -1 && PyErr_Occurred() ? NULL : PyLong_FromLong((i + 1) % count);
+        if (next == NULL || PyObject_SetAttr(entry, s_index, next) < 0) {
+            status = -1;
+        } else {
+            PyObject *reply = PyList_GET_ITEM(replies, (i + 1) % count);
+            if (PyBytes_CheckExact(reply))
+                hit->reply = Py_NewRef(reply);
+        }
+        Py_XDECREF(next);
+    }
+    Py_DECREF(replies);
+    return status;
+}
+
+/* A geo answer kept per decision (fastpath._per_subnet): found under the query's
+ * bytes without its ECS address, for an IPv4 /24 or IPv6 /56 (3 or 7 bytes), its
+ * decision key already known for this subnet. 1 found, 0 not, -1 on error. */
+static int
+per_subnet(const char *d, Py_ssize_t n, PyObject *table, PyObject *subnet_keys, struct hit *hit)
+{
+    static const Py_ssize_t sizes[2] = {3, 7};
+    if (d[11] != 1) /* one additional record (the OPT), as every ECS query has */
+        return 0;
+    for (int s = 0; s < 2; s++) {
+        Py_ssize_t size = sizes[s];
+        PyObject *key = PyBytes_FromStringAndSize(d + 2, n - 2 - size);
+        if (key == NULL)
+            return -1;
+        PyObject *entry = PyDict_GetItemWithError(table, key);
+        Py_DECREF(key);
+        if (entry == NULL) {
+            if (PyErr_Occurred())
+                return -1;
+            continue;
+        }
+        if (Py_TYPE(entry) != per_subnet_type)
+            continue;
+        /* Stray bits past the prefix: the full path refuses them (FORMERR). */
+        unsigned prefix = (unsigned char)d[n - size - 2] % 8;
+        if ((unsigned char)d[n - 1] & (0xFF >> (prefix ? prefix : 8)))
+            return 0;
+        PyObject *raw = PyBytes_FromStringAndSize(d + n - size - 4, size + 4);
+        if (raw == NULL)
+            return -1;
+        PyObject *steered = PyDict_GetItemWithError(subnet_keys, raw);
+        Py_DECREF(raw);
+        if (steered == NULL) /* a subnet not yet placed: the Python path places it */
+            return PyErr_Occurred() ? -1 : 0;
+        PyObject *by_key = PyObject_GetAttr(entry, s_by_key);
+        if (by_key == NULL)
+            return -1;
+        PyObject *kept = PyDict_Check(by_key) ? PyDict_GetItemWithError(by_key, steered) : NULL;
+        int status = kept == NULL && PyErr_Occurred() ? -1 : 0;
+        if (kept != NULL && PyBytes_CheckExact(kept) && PyBytes_GET_SIZE(kept) >= size) {
+            hit->reply = Py_NewRef(kept);
+            hit->steered = Py_NewRef(steered);
+            hit->ecs = size;
+            status = 1;
+        }
+        Py_DECREF(by_key);
+        return status;
+    }
+    return 0;
+}
+
+/* 0x20: a name in mixed case, cached under its bytes with the name in lower case. */
+static int
+cased(const char *d, Py_ssize_t n, PyObject *table, struct hit *hit)
+{
+    const char *end = memchr(d + 12, 0, (size_t)(n - 12));
+    int upper = 0;
+    for (const char *c = d + 12; end != NULL && c < end; c++)
+        upper |= *c >= 'A' && *c <= 'Z';
+    if (!upper)
+        return 0;
+    PyObject *lowered = PyBytes_FromStringAndSize(d + 2, n - 2);
+    if (lowered == NULL)
+        return -1;
+    char *l = PyBytes_AS_STRING(lowered);
+    for (Py_ssize_t j = 10; j < end - d - 2; j++)
+        if (l[j] >= 'A' && l[j] <= 'Z')
+            l[j] = (char)(l[j] + 32);
+    PyObject *entry = PyDict_GetItemWithError(table, lowered);
+    int status = entry == NULL && PyErr_Occurred() ? -1 : 0;
+    if (entry != NULL && PyBytes_CheckExact(entry)) {
+        status = touch(table, lowered);
+        if (status == 0) {
+            hit->reply = Py_NewRef(entry);
+            hit->name_end = end - d;
+        }
+    }
+    Py_DECREF(lowered);
+    return status;
+}
+
+/* What the cache holds for datagram i, as the Python path would replay it;
+ * hit->reply stays NULL when it holds nothing this can replay. -1 on error. */
+static int
+lookup(int i, PyObject *table, PyObject *subnet_keys, struct hit *hit)
+{
+    const char *d = (const char *)vectors[i].iov_base;
+    Py_ssize_t n = (Py_ssize_t)messages[i].msg_len;
+    *hit = (struct hit){NULL, NULL, 0, 0};
+    if (n < 17) /* a header and the shortest question: the full path answers the rest */
+        return 0;
+    PyObject *key = PyBytes_FromStringAndSize(d + 2, n - 2);
+    if (key == NULL)
+        return -1;
+    PyObject *entry = PyDict_GetItemWithError(table, key);
+    if (entry == NULL) {
+        Py_DECREF(key);
+        if (PyErr_Occurred())
+            return -1;
+        int found = per_subnet(d, n, table, subnet_keys, hit);
+        return found != 0 ? (found < 0 ? -1 : 0) : cased(d, n, table, hit);
+    }
+    int status = 0;
+    if (PyBytes_CheckExact(entry))
+        hit->reply = Py_NewRef(entry);
+    else if (Py_TYPE(entry) == rotating_type)
+        status = rotate(entry, hit);
+    if (status == 0 && hit->reply != NULL)
+        status = touch(table, key);
+    Py_DECREF(key);
+    if (status < 0) {
+        Py_CLEAR(hit->reply);
+        Py_CLEAR(hit->steered);
+    }
+    return status;
+}
+
+/* A reply as the Python path counts it at the send, by (rcode << 16 | qtype). */
+struct counted {
+    long key;
+    long count;
+};
+
+/* counts[key] += by, for a dict of ints. */
+static int
+add_count(PyObject *counts, PyObject *key, long by)
+{
+    PyObject *old = PyDict_GetItemWithError(counts, key);
+    long total = by;
+    if (old != NULL)
+        total += PyLong_AsLong(old);
+    PyObject *value = PyErr_Occurred() ? NULL : PyLong_FromLong(total);
+    int status = value == NULL ? -1 : PyDict_SetItem(counts, key, value);
+    Py_XDECREF(value);
+    return status;
+}
+
+static int
+count_answers(PyObject *answers, struct counted *counts, int n)
+{
+    for (int i = 0; i < n; i++) {
+        PyObject *key = PyLong_FromLong(counts[i].key);
+        int status = key == NULL ? -1 : add_count(answers, key, counts[i].count);
+        Py_XDECREF(key);
+        if (status < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* obj.name += by */
+static int
+add_attribute(PyObject *obj, PyObject *name, long by)
+{
+    PyObject *old = PyObject_GetAttr(obj, name);
+    long total = old == NULL ? -1 : PyLong_AsLong(old) + by;
+    Py_XDECREF(old);
+    PyObject *value = PyErr_Occurred() ? NULL : PyLong_FromLong(total);
+    int status = value == NULL ? -1 : PyObject_SetAttr(obj, name, value);
+    Py_XDECREF(value);
+    return status;
+}
+
+HIDDEN PyObject *
+udpio_configure(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "configure(Rotating, PerSubnet, variants)");
+        return NULL;
+    }
+    Py_ssize_t count = PyLong_AsSsize_t(args[2]);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    static const char *names[] = {"move_to_end", "replies", "index", "by_key", "udp", "subnet_keys",
+                                  "answers", "geo", "queries", "cache_hits"};
+    PyObject **interned[] = {&s_move_to_end, &s_replies, &s_index, &s_by_key, &s_udp, &s_subnet_keys,
+                             &s_answers, &s_geo, &s_queries, &s_cache_hits};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (*interned[i] == NULL && (*interned[i] = PyUnicode_InternFromString(names[i])) == NULL)
+            return NULL;
+    Py_XSETREF(rotating_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(per_subnet_type, (PyTypeObject *)Py_NewRef(args[1]));
+    variants = count;
+    Py_RETURN_NONE;
+}
+
+HIDDEN PyObject *
+udpio_serve(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    if (nargs != 5 || int_args(args, 1, 1, &fd) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "serve(fd, cache, stats, admit, now)");
+        return NULL;
+    }
+    if (rotating_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "serve() before configure()");
+        return NULL;
+    }
+    PyObject *cache = args[1], *stats = args[2], *now = args[4];
+    PyObject *admit = args[3] == Py_None ? NULL : args[3];
+    PyObject *table = PyObject_GetAttr(cache, s_udp);
+    PyObject *subnet_keys = table == NULL ? NULL : PyObject_GetAttr(cache, s_subnet_keys);
+    PyObject *answers = subnet_keys == NULL ? NULL : PyObject_GetAttr(stats, s_answers);
+    PyObject *geo = answers == NULL ? NULL : PyObject_GetAttr(stats, s_geo);
+    PyObject *rest = NULL, *refused = NULL, *result = NULL;
+    struct mmsghdr out[SLOTS];
+    struct iovec pieces[SLOTS][4];
+    PyObject *held[SLOTS]; /* the cached replies the iovecs point into, alive until sent */
+    struct counted counts[SLOTS];
+    int hits = 0, kinds = 0, dropped = 0, error = 0;
+    if (geo == NULL)
+        goto done;
+    if (!PyDict_Check(table) || !PyDict_Check(subnet_keys) || !PyDict_Check(answers) || !PyDict_Check(geo)) {
+        PyErr_SetString(PyExc_TypeError, "serve(): the cache's tables and the stats' counters must be dicts");
+        goto done;
+    }
+    int got = receive(fd, SLOTS);
+    if (got < 0 || (rest = PyList_New(0)) == NULL || (refused = PyList_New(0)) == NULL)
+        goto done;
+    for (int i = 0; i < got; i++) {
+        struct hit hit;
+        if (lookup(i, table, subnet_keys, &hit) < 0)
+            goto done;
+        if (hit.reply == NULL) {
+            if (hand_out(i, rest) < 0)
+                goto done;
+            continue;
+        }
+        socklen_t length = messages[i].msg_hdr.msg_namelen;
+        if (admit != NULL) {
+            PyObject *host = host_text(&sources[i], length);
+            PyObject *verdict = NULL;
+            if (host != NULL && host != Py_None) {
+                PyObject *call_args[2] = {host, now};
+                verdict = PyObject_Vectorcall(admit, call_args, 2, NULL);
+            }
+            int allowed = verdict == Py_True, skip = host == Py_None;
+            Py_XDECREF(host);
+            Py_XDECREF(verdict);
+            if (!allowed) {
+                Py_DECREF(hit.reply);
+                Py_XDECREF(hit.steered);
+                /* not an IP address: nothing to reply to; over its rate: the limiter
+                 * decides (this reply counted once, here) */
+                if (PyErr_Occurred() || (!skip && hand_out(i, refused) < 0))
+                    goto done;
+                continue;
+            }
+        }
+        if (hit.steered != NULL) { /* a geo answer, by the decision that shaped it */
+            int status = add_count(geo, hit.steered, 1);
+            Py_DECREF(hit.steered);
+            if (status < 0) {
+                Py_DECREF(hit.reply);
+                goto done;
+            }
+        }
+        const char *d = (const char *)vectors[i].iov_base;
+        Py_ssize_t n = (Py_ssize_t)messages[i].msg_len;
+        char *stored = PyBytes_AS_STRING(hit.reply);
+        Py_ssize_t size = PyBytes_GET_SIZE(hit.reply);
+        const char *end = memchr(d + 12, 0, (size_t)(n - 12));
+        long qtype = end != NULL && end - d < n - 2 ? ((unsigned char)end[1] << 8 | (unsigned char)end[2]) : 0;
+        long counted = (long)((unsigned char)stored[1] & 15) << 16 | (qtype < QTYPE_CAP ? qtype : QTYPE_CAP);
+        int k = 0;
+        while (k < kinds && counts[k].key != counted)
+            k++;
+        if (k == kinds)
+            counts[kinds++] = (struct counted){counted, 0};
+        counts[k].count++;
+        struct iovec *v = pieces[hits];
+        v[0] = (struct iovec){(void *)d, 2}; /* the client's ID */
+        int used = 2;
+        if (hit.ecs) { /* the client's own subnet, echoed */
+            v[1] = (struct iovec){stored, (size_t)(size - hit.ecs)};
+            v[2] = (struct iovec){(void *)(d + n - hit.ecs), (size_t)hit.ecs};
+            used = 3;
+        } else if (hit.name_end && size >= hit.name_end - 2) { /* the client's own spelling */
+            v[1] = (struct iovec){stored, 10};
+            v[2] = (struct iovec){(void *)(d + 12), (size_t)(hit.name_end - 12)};
+            v[3] = (struct iovec){stored + hit.name_end - 2, (size_t)(size - hit.name_end + 2)};
+            used = 4;
+        } else {
+            v[1] = (struct iovec){stored, (size_t)size};
+        }
+        memset(&out[hits].msg_hdr, 0, sizeof out[hits].msg_hdr);
+        out[hits].msg_hdr.msg_iov = v;
+        out[hits].msg_hdr.msg_iovlen = (size_t)used;
+        out[hits].msg_hdr.msg_name = &sources[i];
+        out[hits].msg_hdr.msg_namelen = length;
+        held[hits++] = hit.reply;
+    }
+    result = Py_BuildValue("(OO)", rest, refused);
+done:
+    /* Whatever happened after, what was answered goes (an error is the Python side's). */
+    send_all(fd, out, hits, &dropped, &error);
+    for (int j = 0; j < hits; j++)
+        Py_DECREF(held[j]);
+    if (result != NULL
+        && (count_answers(answers, counts, kinds) < 0 || add_attribute(stats, s_queries, hits) < 0
+            || add_attribute(stats, s_cache_hits, hits) < 0))
+        Py_CLEAR(result);
+    if (result != NULL)
+        Py_SETREF(result, Py_BuildValue("(OOii)", rest, refused, dropped, error));
+    Py_XDECREF(rest);
+    Py_XDECREF(refused);
+    Py_XDECREF(table);
+    Py_XDECREF(subnet_keys);
+    Py_XDECREF(answers);
+    Py_XDECREF(geo);
+    return result;
+}
+

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from geodns.config import load
 from geodns.dns import udpio
 from geodns.dns.fastcache import VARIANTS, AnswerCache, PerClient, PerSubnet, Rotating
 from geodns.dns.handler import Stats
+from geodns.dns.udpio import Admit
 from tests.configs import POOL_RECORDS, POOLS, write_zone
 from tests.conftest import start_daemon
 
@@ -29,7 +30,6 @@ pytestmark = pytest.mark.skipif(
     reason=f"C extension not built: {udpio.UNAVAILABLE}",
 )
 A, NXDOMAIN = 1, 3
-Admit = Callable[[str, float], bool] | None
 
 if udpio.UNAVAILABLE is None:
     from geodns.dns import _udpio  # type: ignore[attr-defined]
@@ -44,7 +44,7 @@ class Rig:
     cache: AnswerCache = field(default_factory=AnswerCache)
     stats: Stats = field(default_factory=Stats)
 
-    def serve(self, admit: Admit = None, now: float = 0.0) -> tuple[Any, ...]:
+    def serve(self, admit: Admit | None = None, now: float = 0.0) -> tuple[Any, ...]:
         served: tuple[Any, ...] = _udpio.serve(self.server.fileno(), self.cache, self.stats, admit, now)
         return served
 

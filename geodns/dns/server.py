@@ -59,6 +59,7 @@ class UdpListener:
             log.debug("UDP receive error: %s", exc)
             return
         out: Batch = []
+        replayed = self.io.replays  # the C replay already looked up the lowered name (0x20)
         for data, addr in rest:
             # The common case inline (the socket I/O's hits): a cached, client-independent reply.
             key = data[2:]
@@ -68,7 +69,7 @@ class UdpListener:
                 stats.queries += 1
                 stats.cache_hits += 1
                 reply: bytes | None = data[:2] + entry
-            elif entry is None and (reply := cased(table, data)) is not None:
+            elif entry is None and not replayed and (reply := cased(table, data)) is not None:
                 # 0x20: this question in another spelling, kept under its lowered bytes
                 # (before the ECS lookups: 2.0 -> 1.46 us per answer in process).
                 stats.queries += 1

@@ -45,6 +45,7 @@ Serve = Callable[[AnswerCache, Stats, Admit | None, float], Served]
 
 class UdpIO(Protocol):
     kind: str  # for the start-up log
+    replays: bool  # serve() sends what the cache holds (exact bytes and lowered names) itself
 
     @property
     def recv(self) -> Callable[[int], Batch]:
@@ -68,6 +69,7 @@ class BatchedIO:
     frame stands between the answer loop and C."""
 
     kind = "recvmmsg/sendmmsg"
+    replays = True
 
     def __init__(self, sock: socket.socket) -> None:
         self.recv: Callable[[int], Batch] = functools.partial(_udpio.recv, sock.fileno())
@@ -81,6 +83,7 @@ class SocketIO:
     """The same batches, one socket call per datagram."""
 
     kind = "socket calls"
+    replays = False
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock

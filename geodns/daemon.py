@@ -27,14 +27,14 @@ from geodns.config.advice import advice
 from geodns.config.model import ListenAddress, worker_count
 from geodns.dns.handler import ServingState, Stats
 from geodns.dns.server import DnsServer, without_missing_ipv6
-from geodns.errors import ConfigError, GeoDnsError
+from geodns.errors import GeoDnsError
 from geodns.eventloop import uvloop_run
 from geodns.geoip.database import watch_files
 from geodns.health.capacity import capacity_warnings, fd_budget
 from geodns.health.monitor import Monitor
 from geodns.health.overrides import Override
 from geodns.health.snapshot import HealthSnapshot, SnapshotStore
-from geodns.reloading import compiled_zones, release
+from geodns.reloading import release, reread_config, restart_needed
 from geodns.sdnotify import Notifier
 from geodns.serving import geo_lookup, next_state, serving_state
 from geodns.startup import claim_fds, cpus, freeze_long_lived, instance_name, with_overrides, zone_compiler
@@ -377,42 +377,22 @@ class Daemon:
         never held for more than a step."""
         path = self.config.source
         log.info("reloading configuration from %s", path)
-        reuse = await compiled_zones(self.config, path)
-        if reuse is None:
+        reread = await reread_config(self.config, self.dns_override, self.http_override)
+        if reread is None:
             return False
-        try:
-            # Every zone is in `reuse` unless a file changed again meanwhile: then the
-            # YAML is read here, in a thread, as a fallback.
-            new = await asyncio.to_thread(load, path, use_cache=True, reuse=reuse)
-        except ConfigError as exc:
-            log.error(
-                "reload failed, still serving the previous configuration; %d problem(s):\n%s",
-                len(exc.issues),
-                exc,
-            )
-            return False
-        new = with_overrides(new, self.dns_override, self.http_override)
-        try:
-            token = load_api_token(new)  # rotated on reload: the old one stops working now
-            read_token = load_read_token(new)
-            cluster_token = load_cluster_token(new)
-        except GeoDnsError as exc:
-            log.error("reload failed, still serving the previous configuration: %s", exc)
-            return False
-        if (
-            new.server.dns_listen != self.config.server.dns_listen
-            or new.server.http_listen != self.config.server.http_listen
-        ):
-            log.warning("listen addresses changed in %s; restart geodns to apply them", path)
-        if new.server.workers != self.config.server.workers:
-            log.warning("server.workers changed in %s; restart geodns to apply it", path)
+        new = reread.config
+        for warning in restart_needed(self.config, new):
+            log.warning("%s", warning)
         old_state, old_zones = self.state, self.config.zones.zones
         self.config = new
-        self._api_token, self._read_token = token, read_token
+        self._api_token, self._read_token = (
+            reread.api_token,
+            reread.read_token,
+        )  # the old ones stop working now
         if (new.cluster is None) != (self.cluster is None):
             log.warning("the cluster section was added or removed in %s; restart geodns to apply it", path)
         elif self.cluster is not None:
-            self._cluster_token = cluster_token
+            self._cluster_token = reread.cluster_token
             self.cluster.configure(new)
             self._start_cluster()
         self.state = serving_state(new, self.store.current())  # one swap: each query sees old or new

@@ -9,14 +9,19 @@ import gc
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from geodns.api.render import drive
-from geodns.config import Config, zonecache
+from geodns.api.tokens import load_api_token, load_cluster_token, load_read_token
+from geodns.config import Config, load, zonecache
 from geodns.config.compile import command as compile_command
+from geodns.config.model import ListenAddress
 from geodns.dns.handler import ServingState
+from geodns.errors import ConfigError, GeoDnsError
 from geodns.health.checks.reaper import run_command
+from geodns.startup import with_overrides
 from geodns.zone.names import Name
 from geodns.zone.zone import Zone
 
@@ -111,3 +116,53 @@ async def release(state: ServingState, zones: list[Zone]) -> None:
             for _ in range(min(RELEASE_STEP, len(nodes))):
                 nodes.popitem()
             await asyncio.sleep(0)
+
+
+@dataclass(frozen=True)
+class Reread:
+    """A reload's new config, with this run's command-line overrides, and its tokens."""
+
+    config: Config
+    api_token: str | None
+    read_token: str | None
+    cluster_token: str | None
+
+
+async def reread_config(
+    config: Config, dns_listen: list[ListenAddress] | None, http_listen: ListenAddress | None
+) -> Reread | None:
+    """The config at `config.source` again; None, with every problem logged, when
+    anything in it is wrong (the caller keeps serving `config`). Zones whose input is
+    unchanged are the running ones; the rest are compiled in a child process."""
+    path = config.source
+    reuse = await compiled_zones(config, path)
+    if reuse is None:
+        return None
+    try:
+        # Every zone is in `reuse` unless a file changed again meanwhile: then the
+        # YAML is read here, in a thread, as a fallback.
+        new = await asyncio.to_thread(load, path, use_cache=True, reuse=reuse)
+    except ConfigError as exc:
+        log.error(
+            "reload failed, still serving the previous configuration; %d problem(s):\n%s",
+            len(exc.issues),
+            exc,
+        )
+        return None
+    new = with_overrides(new, dns_listen, http_listen)
+    try:
+        return Reread(new, load_api_token(new), load_read_token(new), load_cluster_token(new))
+    except GeoDnsError as exc:
+        log.error("reload failed, still serving the previous configuration: %s", exc)
+        return None
+
+
+def restart_needed(old: Config, new: Config) -> list[str]:
+    """What a reload from `old` to `new` cannot apply while running."""
+    path = new.source
+    said = []
+    if old.server.dns_listen != new.server.dns_listen or old.server.http_listen != new.server.http_listen:
+        said.append(f"listen addresses changed in {path}; restart geodns to apply them")
+    if old.server.workers != new.server.workers:
+        said.append(f"server.workers changed in {path}; restart geodns to apply it")
+    return said

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-import geodns.daemon
+import geodns.reloading
 from geodns.config import load, recordlines, zonesdir
 from geodns.daemon import Daemon
 from tests.conftest import copy_test_config
@@ -92,7 +92,7 @@ async def test_a_reload_that_fails_inside_is_logged_and_changes_nothing(
     async def broken(*_args: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(geodns.daemon, "compiled_zones", broken)
+    monkeypatch.setattr(geodns.reloading, "compiled_zones", broken)
     set_mail(config_copy, "192.0.2.78")
     daemon.request_reload()
     assert daemon._reloading is not None

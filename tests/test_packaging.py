@@ -69,7 +69,7 @@ def test_the_wheel_carries_the_example_the_page_and_the_license(wheel: Path) -> 
     ):
         assert needed in names, needed
     # The batched UDP I/O, compiled (this machine has gcc; without one it is optional).
-    assert any(n.startswith("geodns/dns/_udpio.") and n.endswith(".so") for n in names), sorted(names)
+    assert any(n.startswith("geodns/dns/_netio.") and n.endswith(".so") for n in names), sorted(names)
     metadata = zipfile.ZipFile(wheel).read(f"geodns-{__version__}.dist-info/METADATA").decode()
     assert f"\nVersion: {__version__}\n" in metadata and "License: Apache-2.0" in metadata
     assert (REPO / "LICENSE").read_text().lstrip().startswith("Apache License")

@@ -1,4 +1,4 @@
-"""Cached replies replayed in C (`_udpio.serve`), on real loopback sockets: what it
+"""Cached replies replayed in C (`_netio.serve`), on real loopback sockets: what it
 sends is what the Python path would send, byte for byte, counted the same; what it
 cannot replay comes back for the Python path; the rate limiter decides every reply."""
 
@@ -18,7 +18,7 @@ import dns.rcode
 import pytest
 
 from geodns.config import load
-from geodns.dns import udpio
+from geodns.dns import native, udpio
 from geodns.dns.fastcache import VARIANTS, AnswerCache, PerClient, PerSubnet, Rotating
 from geodns.dns.handler import Stats
 from geodns.dns.udpio import Admit
@@ -26,13 +26,13 @@ from tests.configs import POOL_RECORDS, POOLS, write_zone
 from tests.conftest import start_daemon
 
 pytestmark = pytest.mark.skipif(
-    udpio.UNAVAILABLE is not None and os.environ.get("GEODNS_REQUIRE_TOOLS") != "1",
-    reason=f"C extension not built: {udpio.UNAVAILABLE}",
+    native.UNAVAILABLE is not None and os.environ.get("GEODNS_REQUIRE_TOOLS") != "1",
+    reason=f"C extension not built: {native.UNAVAILABLE}",
 )
 A, NXDOMAIN = 1, 3
 
-if udpio.UNAVAILABLE is None:
-    from geodns.dns import _udpio  # type: ignore[attr-defined]
+if native.UNAVAILABLE is None:
+    from geodns.dns import _netio  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Rig:
     stats: Stats = field(default_factory=Stats)
 
     def serve(self, admit: Admit | None = None, now: float = 0.0) -> tuple[Any, ...]:
-        served: tuple[Any, ...] = _udpio.serve(self.server.fileno(), self.cache, self.stats, admit, now)
+        served: tuple[Any, ...] = _netio.serve(self.server.fileno(), self.cache, self.stats, admit, now)
         return served
 
 
@@ -164,7 +164,7 @@ def test_what_it_cannot_replay_comes_back_for_the_python_path(rig: Rig) -> None:
     assert [data for data, _ in rest] == sent and not refused and not dropped
     assert stats.queries == 0
     # Their addresses are the ones send() replies to without parsing them back.
-    assert _udpio.send(rig.server.fileno(), socket.AF_INET, [(b"re", rest[0][1])]) == (0, 0)
+    assert _netio.send(rig.server.fileno(), socket.AF_INET, [(b"re", rest[0][1])]) == (0, 0)
     assert client.recv(512) == b"re"
 
 

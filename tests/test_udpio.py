@@ -12,17 +12,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from geodns.dns import udpio
+from geodns.dns import native, udpio
 from geodns.dns.udpio import UdpIO, udp_io
 
-BUILT = udpio.UNAVAILABLE is None
+BUILT = native.UNAVAILABLE is None
 KINDS = [
     pytest.param(
         True,
         id="recvmmsg",
         marks=pytest.mark.skipif(
             not BUILT and os.environ.get("GEODNS_REQUIRE_TOOLS") != "1",
-            reason=f"C extension not built: {udpio.UNAVAILABLE}",
+            reason=f"C extension not built: {native.UNAVAILABLE}",
         ),
     ),
     pytest.param(False, id="socket"),
@@ -33,8 +33,8 @@ HOSTS = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
 def test_the_extension_is_built_where_the_install_had_a_compiler() -> None:
     """CI installs with gcc: a silent fallback there would hide a broken build."""
     if os.environ.get("GEODNS_REQUIRE_TOOLS") != "1" and not BUILT:
-        pytest.skip(f"C extension not built: {udpio.UNAVAILABLE}")
-    assert BUILT, udpio.UNAVAILABLE
+        pytest.skip(f"C extension not built: {native.UNAVAILABLE}")
+    assert BUILT, native.UNAVAILABLE
     assert udpio.batched_default
 
 
@@ -146,37 +146,37 @@ def test_a_reply_that_cannot_go_is_counted_and_the_others_go(
     assert [one.recv(10), one.recv(10)] == [b"a", b"b"]
 
 
-@pytest.mark.skipif(not BUILT, reason=f"C extension not built: {udpio.UNAVAILABLE}")
+@pytest.mark.skipif(not BUILT, reason=f"C extension not built: {native.UNAVAILABLE}")
 def test_the_extension_refuses_what_it_cannot_send_with_an_error_not_a_crash() -> None:
-    from geodns.dns import _udpio  # type: ignore[attr-defined]
+    from geodns.dns import _netio  # type: ignore[attr-defined]
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         fd = sock.fileno()
         with pytest.raises(TypeError):
-            _udpio.send(fd, socket.AF_INET, "not a list")
+            _netio.send(fd, socket.AF_INET, "not a list")
         with pytest.raises(TypeError):
-            _udpio.send(fd, socket.AF_INET, [(b"x",)])
+            _netio.send(fd, socket.AF_INET, [(b"x",)])
         with pytest.raises(TypeError):
-            _udpio.send(fd, socket.AF_INET, [("text", ("127.0.0.1", 53))])
+            _netio.send(fd, socket.AF_INET, [("text", ("127.0.0.1", 53))])
         with pytest.raises(ValueError, match="not an address"):
-            _udpio.send(fd, socket.AF_INET, [(b"x", ("example.com", 53))])
+            _netio.send(fd, socket.AF_INET, [(b"x", ("example.com", 53))])
         with pytest.raises(ValueError, match="family"):
-            _udpio.send(fd, socket.AF_UNIX, [(b"x", ("127.0.0.1", 53))])
+            _netio.send(fd, socket.AF_UNIX, [(b"x", ("127.0.0.1", 53))])
         with pytest.raises(OSError):
-            _udpio.recv(-1, 8)  # a closed descriptor: the error, as the socket module gives it
+            _netio.recv(-1, 8)  # a closed descriptor: the error, as the socket module gives it
 
 
 def test_without_the_extension_the_socket_io_serves_and_start_up_says_why() -> None:
     """An install without a compiler: the import fails, the loop uses socket calls,
     and the daemon warns once, naming the cause and the remedy."""
     code = (
-        "import logging, socket, sys; sys.modules['geodns.dns._udpio'] = None\n"
+        "import logging, socket, sys; sys.modules['geodns.dns._netio'] = None\n"
         "logging.basicConfig(format='%(levelname)s %(message)s')\n"
         "from geodns.dns import udpio\n"
         "sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
         "print(type(udpio.udp_io(sock)).__name__, udpio.batched_default)\n"
-        "udpio.warn_if_unbatched(); udpio.warn_if_unbatched()\n"
+        "from geodns.dns import native; native.warn_if_unbuilt(); native.warn_if_unbuilt()\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert run.stdout.split() == ["SocketIO", "False"]

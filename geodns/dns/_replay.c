@@ -1,9 +1,9 @@
-/* The answer cache's replay over a received UDP batch (part of the _udpio extension).
+/* The answer cache's replay over a received UDP batch (part of the _netio extension).
  *
  * serve(fd, cache, stats, admit, now) -> (rest, refused, dropped, errno)
  * configure(Rotating, PerSubnet, variants)
  *
- * serve() is _udpio.recv() that answers what the answer cache (fastcache.AnswerCache)
+ * serve() is _netio.recv() that answers what the answer cache (fastcache.AnswerCache)
  * can replay as it stands: a reply kept under the query's exact bytes, the next
  * variant of a random answer whose variants are all drawn, a geo answer kept per
  * decision for an ECS subnet already placed, or (0x20) a reply kept under the
@@ -17,7 +17,7 @@
  * spent 1-2 us per cache hit on objects (a reply built, a tuple, dict counters),
  * as much as the whole gap to the C servers.
  */
-#include "_udpio.h"
+#include "_netio.h"
 
 /* The answer cache's entry classes the replay understands besides bytes
  * (fastcache.Rotating and PerSubnet), told once by configure(); any other entry

@@ -21,9 +21,10 @@ from geodns.config.model import ListenAddress, RateLimit
 from geodns.dns.fastcache import cased
 from geodns.dns.fastpath import answer, answer_entry
 from geodns.dns.handler import ServingState, Stats, count_answer
+from geodns.dns.native import warn_if_unbuilt
 from geodns.dns.ratelimit import RateLimiter
 from geodns.dns.tcp import TCP_TURN_BUDGET, TcpAcceptor, TcpConnection
-from geodns.dns.udpio import Batch, udp_io, warn_if_unbatched
+from geodns.dns.udpio import Batch, udp_io
 from geodns.errors import ListenError, listen_failure
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ class DnsServer:
 
     async def start(self, addresses: tuple[ListenAddress, ...]) -> None:
         """Bind every address (UDP then TCP on the same port); port 0 picks a free one."""
-        warn_if_unbatched()
+        warn_if_unbuilt()
         try:
             for address in addresses:
                 await self._bind(address)

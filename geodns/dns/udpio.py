@@ -1,9 +1,8 @@
 """Batched UDP reads and writes for the answer loop: recvmmsg/sendmmsg through the
-C extension `_udpio` (built by `pip install`; why C: its header comment), which
-also replays what the answer cache holds without a Python object per reply:
-3-4 us less CPU per cache hit (bench/dns_qps.py). Without it (no compiler at
-install time, a platform without recvmmsg) the same batches are made of socket
-calls, the answer loop replays in Python, and the daemon says so at start.
+C extension (`native`), which also replays what the answer cache holds without a
+Python object per reply: 3-4 us less CPU per cache hit (bench/dns_qps.py).
+Without it the same batches are made of socket calls and the answer loop
+replays in Python.
 """
 
 from __future__ import annotations
@@ -14,8 +13,9 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from geodns.dns.fastcache import VARIANTS, AnswerCache, PerSubnet, Rotating
+from geodns.dns.fastcache import AnswerCache
 from geodns.dns.handler import Stats
+from geodns.dns.native import UNAVAILABLE, netio
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +24,9 @@ Batch = list[tuple[bytes, Address]]
 MAX_DATAGRAM = 65535
 UDP_SLOTS = 64  # datagrams per batch (the C extension's SLOTS): enough to amortise a wake-up, fair
 
-try:
-    from geodns.dns import _udpio  # type: ignore[attr-defined]
-except ImportError as exc:  # not built: the socket module serves, and start-up says so
-    _udpio = None
-    UNAVAILABLE: str | None = str(exc)
-else:
-    UNAVAILABLE = None
-    _udpio.configure(Rotating, PerSubnet, VARIANTS)  # the entries its replay understands
-
 # What `udp_io` picks when not told: the batched I/O whenever it was built (the tests
 # switch it off to run the protocol suite over the socket-module I/O too).
-batched_default = _udpio is not None
+batched_default = netio is not None
 
 
 Admit = Callable[[str, float], bool]
@@ -72,11 +63,11 @@ class BatchedIO:
     replays = True
 
     def __init__(self, sock: socket.socket) -> None:
-        self.recv: Callable[[int], Batch] = functools.partial(_udpio.recv, sock.fileno())
+        self.recv: Callable[[int], Batch] = functools.partial(netio.recv, sock.fileno())
         self.send: Callable[[Batch], tuple[int, int]] = functools.partial(
-            _udpio.send, sock.fileno(), int(sock.family)
+            netio.send, sock.fileno(), int(sock.family)
         )
-        self.serve: Serve = functools.partial(_udpio.serve, sock.fileno())
+        self.serve: Serve = functools.partial(netio.serve, sock.fileno())
 
 
 class SocketIO:
@@ -119,17 +110,6 @@ def udp_io(sock: socket.socket, batched: bool | None = None) -> UdpIO:
     """The fastest I/O this build has for `sock` (`batched` forces a choice: tests)."""
     if batched is None:
         batched = batched_default
-    if batched and _udpio is None:
+    if batched and netio is None:
         raise RuntimeError(f"batched UDP I/O asked for, but {UNAVAILABLE}")
     return BatchedIO(sock) if batched else SocketIO(sock)
-
-
-@functools.cache  # once per process
-def warn_if_unbatched() -> None:
-    """Say why UDP goes through the slower I/O, when it does for want of the build."""
-    if UNAVAILABLE is not None:
-        log.warning(
-            "UDP answers go through socket calls, 3-4 us more CPU per cached answer: the C extension "
-            "was not built (%s); reinstall with a C compiler (gcc) on Linux",
-            UNAVAILABLE,
-        )

@@ -15,7 +15,7 @@
  * Addresses are the tuples the socket module uses: (host, port) for IPv4,
  * (host, port, flowinfo, scope_id) for IPv6.
  */
-#include "_udpio.h"
+#include "_netio.h"
 
 /* Receive buffers, allocated on first use (the kernel touches only what it writes). */
 static unsigned char *buffers;
@@ -337,11 +337,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "geodns.dns._udpio", "Batched UDP I/O (recvmmsg/sendmmsg).", -1, methods,
+    PyModuleDef_HEAD_INIT, "geodns.dns._netio", "Batched UDP I/O (recvmmsg/sendmmsg).", -1, methods,
 };
 
 PyMODINIT_FUNC
-PyInit__udpio(void)
+PyInit__netio(void)
 {
     PyObject *module = PyModule_Create(&module_def);
     if (module != NULL && (PyModule_AddIntConstant(module, "SLOTS", SLOTS) < 0)) {

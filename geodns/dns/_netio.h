@@ -1,7 +1,7 @@
-/* What the two halves of the _udpio extension share: the batch just received
- * (_udpio.c, the I/O) and the cache's replay over it (_replay.c). */
-#ifndef GEODNS_UDPIO_H
-#define GEODNS_UDPIO_H
+/* What the two halves of the _netio extension share: the batch just received
+ * (_netio.c, the I/O) and the cache's replay over it (_replay.c). */
+#ifndef GEODNS_NETIO_H
+#define GEODNS_NETIO_H
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from geodns.config import Config, load
 from geodns.daemon import Daemon
-from geodns.dns import udpio
+from geodns.dns import native
 from tests import dnsclient
 from tests.dnsclient import Endpoint
 
@@ -83,10 +83,10 @@ async def start_daemon(config: Config) -> Running:
 async def server(test_config: Config, request: pytest.FixtureRequest) -> AsyncIterator[Running]:
     """Every protocol test runs three times: answered by the full path, then with each
     query sent twice so that the reply checked is the one replayed from the cache,
-    then both again over the socket-module UDP I/O (the one serving where the C
-    extension was not built) instead of recvmmsg/sendmmsg."""
+    then both again over the socket module and the Python replay (what serves where
+    the C extension was not built) instead of recvmmsg/sendmmsg and the C replays."""
     if request.param == "socket-io":
-        request.getfixturevalue("monkeypatch").setattr(udpio, "batched_default", False)
+        request.getfixturevalue("monkeypatch").setattr(native, "enabled", False)
     running = await start_daemon(test_config)
     warm_before = dnsclient.warm_queries
     if request.param in ("cached", "socket-io"):

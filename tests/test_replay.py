@@ -4,7 +4,6 @@ cannot replay comes back for the Python path; the rate limiter decides every rep
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from collections.abc import Iterator
@@ -17,13 +16,11 @@ import dns.message
 import dns.rcode
 import pytest
 
-from geodns.config import load
-from geodns.dns import native, udpio
+from geodns.dns import native
 from geodns.dns.fastcache import VARIANTS, AnswerCache, PerClient, PerSubnet, Rotating
 from geodns.dns.handler import Stats
 from geodns.dns.udpio import Admit
-from tests.configs import POOL_RECORDS, POOLS, write_zone
-from tests.conftest import start_daemon
+from tests.replays import QUERIES, ask_udp, pool_daemon_replies, query, stored_reply
 
 pytestmark = pytest.mark.skipif(
     native.UNAVAILABLE is not None and os.environ.get("GEODNS_REQUIRE_TOOLS") != "1",
@@ -63,25 +60,6 @@ def rig() -> Iterator[Rig]:
     finally:
         server.close()
         client.close()
-
-
-def query(name: str, qid: int, ecs: tuple[str, int] | None = None) -> bytes:
-    options: list[dns.edns.Option] = [dns.edns.ECSOption(*ecs)] if ecs else []
-    q = dns.message.make_query(name, "A", use_edns=0 if ecs else False, options=options)
-    q.id = qid
-    return q.to_wire()
-
-
-def stored_reply(
-    wire: bytes, rcode: dns.rcode.Rcode = dns.rcode.NOERROR, address: str | None = None
-) -> bytes:
-    """A reply to `wire` as the cache keeps it: without its ID."""
-    q = dns.message.from_wire(wire)
-    r = dns.message.make_response(q)
-    r.set_rcode(rcode)
-    if address:
-        r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", address))
-    return r.to_wire()[2:]
 
 
 def test_a_cached_reply_goes_out_with_the_clients_id_counted_and_touched(rig: Rig) -> None:
@@ -205,59 +183,14 @@ def test_the_rate_limiter_decides_every_reply(rig: Rig) -> None:
     assert client.recv(512) == wire[:2] + stored  # what was answered before the error still goes
 
 
-def _pool_daemon_replies(tmp_path: Path, batched: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(udpio, "batched_default", batched)
-    folder = tmp_path / ("batched" if batched else "socket")
-    folder.mkdir()
-    write_zone(folder, POOL_RECORDS)
-    (folder / "geodns.yaml").write_text(POOLS)
-
-    async def run() -> tuple[list[bytes], Stats]:
-        running = await start_daemon(load(folder / "geodns.yaml"))
-        try:
-            replies = await asyncio.to_thread(_ask_all, running.v4.port)
-            return replies, running.daemon.stats
-        finally:
-            await running.daemon.stop()
-
-    return asyncio.run(run())
-
-
-QUERIES = [
-    query("fo.example.test.", 0),
-    query("Fo.EXAMPLE.test.", 0),  # 0x20
-    query("nope.example.test.", 0),
-    query("geo.example.test.", 0),  # per client (the source address)
-    query("geo.example.test.", 0, ("127.0.5.0", 24)),  # the topology rule's subnet
-    query("geo.example.test.", 0, ("10.1.2.0", 24)),
-    query("geo.example.test.", 0, ("10.9.9.0", 24)),  # the same decision, another subnet
-    query("geo.example.test.", 0, ("2001:db8:1::", 56)),
-    query("fo.example.test.", 0, ("10.1.2.0", 24)),  # an answer the subnet does not shape
-]
-
-
-def _ask_all(port: int) -> list[bytes]:
-    """Each query three times (the first fills the cache), then the weighted name
-    40 times (its variants drawn, then replayed in turn), each with its own ID."""
-    replies = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(3)
-        s.connect(("127.0.0.1", port))
-        asked = [q for q in QUERIES for _ in range(3)] + [query("wt.example.test.", 0)] * 40
-        for qid, wire in enumerate(asked, start=1):
-            s.send(qid.to_bytes(2, "big") + wire[2:])
-            replies.append(s.recv(4096))
-    return replies
-
-
 def test_replayed_in_c_is_byte_for_byte_what_the_python_loop_sends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same queries to a daemon on the C replay and one on the socket I/O (whose
     loop replays in Python): the same bytes, in the same order (the weighted name's
     variants too), counted the same."""
-    in_c, c_stats = _pool_daemon_replies(tmp_path, True, monkeypatch)
-    in_python, py_stats = _pool_daemon_replies(tmp_path, False, monkeypatch)
+    in_c, c_stats = pool_daemon_replies(tmp_path, True, monkeypatch, ask_udp)
+    in_python, py_stats = pool_daemon_replies(tmp_path, False, monkeypatch, ask_udp)
     assert len(in_c) == len(in_python) == 3 * len(QUERIES) + 40
     for i, (c, py) in enumerate(zip(in_c, in_python, strict=True)):
         assert c == py, (i, dns.message.from_wire(c), dns.message.from_wire(py))

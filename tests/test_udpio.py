@@ -35,7 +35,7 @@ def test_the_extension_is_built_where_the_install_had_a_compiler() -> None:
     if os.environ.get("GEODNS_REQUIRE_TOOLS") != "1" and not BUILT:
         pytest.skip(f"C extension not built: {native.UNAVAILABLE}")
     assert BUILT, native.UNAVAILABLE
-    assert udpio.batched_default
+    assert native.enabled
 
 
 @pytest.fixture(params=[socket.AF_INET, socket.AF_INET6], ids=["v4", "v6"])
@@ -173,10 +173,10 @@ def test_without_the_extension_the_socket_io_serves_and_start_up_says_why() -> N
     code = (
         "import logging, socket, sys; sys.modules['geodns.dns._netio'] = None\n"
         "logging.basicConfig(format='%(levelname)s %(message)s')\n"
-        "from geodns.dns import udpio\n"
+        "from geodns.dns import native, udpio\n"
         "sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-        "print(type(udpio.udp_io(sock)).__name__, udpio.batched_default)\n"
-        "from geodns.dns import native; native.warn_if_unbuilt(); native.warn_if_unbuilt()\n"
+        "print(type(udpio.udp_io(sock)).__name__, native.enabled)\n"
+        "native.warn_if_unbuilt(); native.warn_if_unbuilt()\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert run.stdout.split() == ["SocketIO", "False"]

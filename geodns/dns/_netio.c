@@ -11,6 +11,7 @@
  * recv(fd, limit) -> [(data: bytes, address: tuple), ...]   ([] when none)
  * send(fd, family, [(reply: bytes, address: tuple), ...]) -> (dropped, errno)
  * serve(fd, cache, stats, admit, now), configure(...): the cache's replay, _replay.c
+ * TcpSession: a TCP connection's C half, the cache's replay over its messages, _tcpserve.c
  *
  * Addresses are the tuples the socket module uses: (host, port) for IPv4,
  * (host, port, flowinfo, scope_id) for IPv6.
@@ -337,14 +338,19 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "geodns.dns._netio", "Batched UDP I/O (recvmmsg/sendmmsg).", -1, methods,
+    PyModuleDef_HEAD_INIT, "geodns.dns._netio",
+    "Batched UDP I/O (recvmmsg/sendmmsg) and the answer cache's replay over UDP and TCP.", -1, methods,
 };
 
 PyMODINIT_FUNC
 PyInit__netio(void)
 {
+    if (tcpserve_ready() < 0)
+        return NULL;
     PyObject *module = PyModule_Create(&module_def);
-    if (module != NULL && (PyModule_AddIntConstant(module, "SLOTS", SLOTS) < 0)) {
+    if (module != NULL
+        && (PyModule_AddIntConstant(module, "SLOTS", SLOTS) < 0
+            || PyModule_AddObjectRef(module, "TcpSession", (PyObject *)&session_type) < 0)) {
         Py_DECREF(module);
         return NULL;
     }

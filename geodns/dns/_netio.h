@@ -1,5 +1,6 @@
-/* What the two halves of the _netio extension share: the batch just received
- * (_netio.c, the I/O) and the cache's replay over it (_replay.c). */
+/* What the parts of the _netio extension share: the UDP batch just received
+ * (_netio.c, the I/O), the cache's replay (_replay.c) over it and over a TCP
+ * connection's messages (_tcpserve.c). */
 #ifndef GEODNS_NETIO_H
 #define GEODNS_NETIO_H
 
@@ -34,7 +35,49 @@ HIDDEN PyObject *host_text(const struct sockaddr_storage *source, socklen_t leng
 /* `want` ints from a vectorcall's arguments. */
 HIDDEN int int_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, int *out);
 
+/* One cached reply as it goes out: the client's ID, then the reply after its ID,
+ * with the client's own spelling of the name (0x20: up to name_end) or its own
+ * ECS address (the query's last `ecs` bytes) spliced in. */
+struct hit {
+    PyObject *reply;   /* a new reference; NULL: nothing cached to replay */
+    PyObject *steered; /* ECS: the decision key, counted in stats.geo (a new reference) */
+    Py_ssize_t name_end;
+    Py_ssize_t ecs;
+};
+#define PIECES 4 /* iovecs of one reply (reply_pieces) */
+
+/* The answer cache's table for one transport and the stats' dicts (new references). */
+struct view {
+    PyObject *table, *subnet_keys, *answers, *geo;
+};
+
+/* Replies as the Python path counts them at the send: by (rcode << 16 | qtype), queries, cache hits. */
+struct counted {
+    long key;
+    long count;
+};
+struct tally {
+    struct counted counts[SLOTS];
+    int kinds;
+    int hits;
+};
+
+/* `view` of cache.udp (udp) or cache.tcp, with stats' dicts; -1 with a Python error set. */
+HIDDEN int view_open(struct view *view, PyObject *cache, int udp, PyObject *stats);
+HIDDEN void view_close(struct view *view);
+/* What the cache holds for the message d[0:n], as the Python path would replay it;
+ * hit->reply stays NULL when it holds nothing the C replay can send. -1 on error. */
+HIDDEN int replay_lookup(const char *d, Py_ssize_t n, PyObject *table, PyObject *subnet_keys, struct hit *hit);
+/* The reply to d[0:n] from `hit` as iovecs (at most PIECES, pointing into d and the kept reply). */
+HIDDEN int reply_pieces(const char *d, Py_ssize_t n, const struct hit *hit, struct iovec *v);
+/* Count one replayed reply (and its geo decision); tally_flush adds the counts to stats. */
+HIDDEN int tally_add(struct tally *tally, const char *d, Py_ssize_t n, const struct hit *hit, PyObject *geo);
+HIDDEN int tally_flush(const struct tally *tally, PyObject *stats, PyObject *answers);
+
 HIDDEN PyObject *udpio_serve(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 HIDDEN PyObject *udpio_configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+/* The TcpSession type (_tcpserve.c), ready to add to the module: 0, or -1 with an error set. */
+HIDDEN int tcpserve_ready(void);
+extern HIDDEN PyTypeObject session_type;
 
 #endif

@@ -24,18 +24,8 @@
  * is the Python path's. */
 static PyTypeObject *rotating_type, *per_subnet_type;
 static Py_ssize_t variants = PY_SSIZE_T_MAX;
-static PyObject *s_move_to_end, *s_replies, *s_index, *s_by_key, *s_udp, *s_subnet_keys, *s_answers,
+static PyObject *s_move_to_end, *s_replies, *s_index, *s_by_key, *s_udp, *s_tcp, *s_subnet_keys, *s_answers,
     *s_geo, *s_queries, *s_cache_hits;
-
-/* One cached reply as it goes out: the client's ID, then the reply after its ID,
- * with the client's own spelling of the name (0x20: up to name_end) or its own
- * ECS address (the query's last `ecs` bytes) spliced in. */
-struct hit {
-    PyObject *reply;   /* a new reference; NULL: nothing cached to replay */
-    PyObject *steered; /* ECS: the decision key, counted in stats.geo (a new reference) */
-    Py_ssize_t name_end;
-    Py_ssize_t ecs;
-};
 
 /* Least recently used goes first: the entry under `key` is now the most recent. */
 static int
@@ -159,13 +149,9 @@ cased(const char *d, Py_ssize_t n, PyObject *table, struct hit *hit)
     return status;
 }
 
-/* What the cache holds for datagram i, as the Python path would replay it;
- * hit->reply stays NULL when it holds nothing this can replay. -1 on error. */
-static int
-lookup(int i, PyObject *table, PyObject *subnet_keys, struct hit *hit)
+HIDDEN int
+replay_lookup(const char *d, Py_ssize_t n, PyObject *table, PyObject *subnet_keys, struct hit *hit)
 {
-    const char *d = (const char *)vectors[i].iov_base;
-    Py_ssize_t n = (Py_ssize_t)messages[i].msg_len;
     *hit = (struct hit){NULL, NULL, 0, 0};
     if (n < 17) /* a header and the shortest question: the full path answers the rest */
         return 0;
@@ -195,12 +181,6 @@ lookup(int i, PyObject *table, PyObject *subnet_keys, struct hit *hit)
     return status;
 }
 
-/* A reply as the Python path counts it at the send, by (rcode << 16 | qtype). */
-struct counted {
-    long key;
-    long count;
-};
-
 /* counts[key] += by, for a dict of ints. */
 static int
 add_count(PyObject *counts, PyObject *key, long by)
@@ -215,18 +195,6 @@ add_count(PyObject *counts, PyObject *key, long by)
     return status;
 }
 
-static int
-count_answers(PyObject *answers, struct counted *counts, int n)
-{
-    for (int i = 0; i < n; i++) {
-        PyObject *key = PyLong_FromLong(counts[i].key);
-        int status = key == NULL ? -1 : add_count(answers, key, counts[i].count);
-        Py_XDECREF(key);
-        if (status < 0)
-            return -1;
-    }
-    return 0;
-}
 
 /* obj.name += by */
 static int
@@ -241,6 +209,94 @@ add_attribute(PyObject *obj, PyObject *name, long by)
     return status;
 }
 
+HIDDEN int
+view_open(struct view *view, PyObject *cache, int udp, PyObject *stats)
+{
+    *view = (struct view){NULL, NULL, NULL, NULL};
+    if (rotating_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "serve() before configure()");
+        return -1;
+    }
+    view->table = PyObject_GetAttr(cache, udp ? s_udp : s_tcp);
+    view->subnet_keys = view->table == NULL ? NULL : PyObject_GetAttr(cache, s_subnet_keys);
+    view->answers = view->subnet_keys == NULL ? NULL : PyObject_GetAttr(stats, s_answers);
+    view->geo = view->answers == NULL ? NULL : PyObject_GetAttr(stats, s_geo);
+    if (view->geo == NULL)
+        return -1;
+    if (!PyDict_Check(view->table) || !PyDict_Check(view->subnet_keys) || !PyDict_Check(view->answers)
+        || !PyDict_Check(view->geo)) {
+        PyErr_SetString(PyExc_TypeError, "serve(): the cache's tables and the stats' counters must be dicts");
+        return -1;
+    }
+    return 0;
+}
+
+HIDDEN void
+view_close(struct view *view)
+{
+    Py_CLEAR(view->table);
+    Py_CLEAR(view->subnet_keys);
+    Py_CLEAR(view->answers);
+    Py_CLEAR(view->geo);
+}
+
+HIDDEN int
+tally_add(struct tally *tally, const char *d, Py_ssize_t n, const struct hit *hit, PyObject *geo)
+{
+    if (hit->steered != NULL && add_count(geo, hit->steered, 1) < 0) /* a geo answer, by its decision */
+        return -1;
+    const char *stored = PyBytes_AS_STRING(hit->reply);
+    const char *end = memchr(d + 12, 0, (size_t)(n - 12));
+    long qtype = end != NULL && end - d < n - 2 ? ((unsigned char)end[1] << 8 | (unsigned char)end[2]) : 0;
+    long counted = (long)((unsigned char)stored[1] & 15) << 16 | (qtype < QTYPE_CAP ? qtype : QTYPE_CAP);
+    int k = 0;
+    while (k < tally->kinds && tally->counts[k].key != counted)
+        k++;
+    if (k == tally->kinds)
+        tally->counts[tally->kinds++] = (struct counted){counted, 0};
+    tally->counts[k].count++;
+    tally->hits++;
+    return 0;
+}
+
+HIDDEN int
+tally_flush(const struct tally *tally, PyObject *stats, PyObject *answers)
+{
+    for (int i = 0; i < tally->kinds; i++) {
+        PyObject *key = PyLong_FromLong(tally->counts[i].key);
+        int status = key == NULL ? -1 : add_count(answers, key, tally->counts[i].count);
+        Py_XDECREF(key);
+        if (status < 0)
+            return -1;
+    }
+    if (tally->hits == 0)
+        return 0;
+    return add_attribute(stats, s_queries, tally->hits) < 0 || add_attribute(stats, s_cache_hits, tally->hits) < 0
+               ? -1
+               : 0;
+}
+
+HIDDEN int
+reply_pieces(const char *d, Py_ssize_t n, const struct hit *hit, struct iovec *v)
+{
+    char *stored = PyBytes_AS_STRING(hit->reply);
+    Py_ssize_t size = PyBytes_GET_SIZE(hit->reply);
+    v[0] = (struct iovec){(void *)d, 2}; /* the client's ID */
+    if (hit->ecs) { /* the client's own subnet, echoed */
+        v[1] = (struct iovec){stored, (size_t)(size - hit->ecs)};
+        v[2] = (struct iovec){(void *)(d + n - hit->ecs), (size_t)hit->ecs};
+        return 3;
+    }
+    if (hit->name_end && size >= hit->name_end - 2) { /* the client's own spelling */
+        v[1] = (struct iovec){stored, 10};
+        v[2] = (struct iovec){(void *)(d + 12), (size_t)(hit->name_end - 12)};
+        v[3] = (struct iovec){stored + hit->name_end - 2, (size_t)(size - hit->name_end + 2)};
+        return 4;
+    }
+    v[1] = (struct iovec){stored, (size_t)size};
+    return 2;
+}
+
 HIDDEN PyObject *
 udpio_configure(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -251,9 +307,9 @@ udpio_configure(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     Py_ssize_t count = PyLong_AsSsize_t(args[2]);
     if (count == -1 && PyErr_Occurred())
         return NULL;
-    static const char *names[] = {"move_to_end", "replies", "index", "by_key", "udp", "subnet_keys",
+    static const char *names[] = {"move_to_end", "replies", "index", "by_key", "udp", "tcp", "subnet_keys",
                                   "answers", "geo", "queries", "cache_hits"};
-    PyObject **interned[] = {&s_move_to_end, &s_replies, &s_index, &s_by_key, &s_udp, &s_subnet_keys,
+    PyObject **interned[] = {&s_move_to_end, &s_replies, &s_index, &s_by_key, &s_udp, &s_tcp, &s_subnet_keys,
                              &s_answers, &s_geo, &s_queries, &s_cache_hits};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (*interned[i] == NULL && (*interned[i] = PyUnicode_InternFromString(names[i])) == NULL)
@@ -273,34 +329,25 @@ udpio_serve(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
             PyErr_SetString(PyExc_TypeError, "serve(fd, cache, stats, admit, now)");
         return NULL;
     }
-    if (rotating_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "serve() before configure()");
-        return NULL;
-    }
     PyObject *cache = args[1], *stats = args[2], *now = args[4];
     PyObject *admit = args[3] == Py_None ? NULL : args[3];
-    PyObject *table = PyObject_GetAttr(cache, s_udp);
-    PyObject *subnet_keys = table == NULL ? NULL : PyObject_GetAttr(cache, s_subnet_keys);
-    PyObject *answers = subnet_keys == NULL ? NULL : PyObject_GetAttr(stats, s_answers);
-    PyObject *geo = answers == NULL ? NULL : PyObject_GetAttr(stats, s_geo);
     PyObject *rest = NULL, *refused = NULL, *result = NULL;
+    struct view view;
     struct mmsghdr out[SLOTS];
-    struct iovec pieces[SLOTS][4];
+    struct iovec pieces[SLOTS][PIECES];
     PyObject *held[SLOTS]; /* the cached replies the iovecs point into, alive until sent */
-    struct counted counts[SLOTS];
-    int hits = 0, kinds = 0, dropped = 0, error = 0;
-    if (geo == NULL)
+    struct tally tally = {.kinds = 0, .hits = 0};
+    int hits = 0, dropped = 0, error = 0;
+    if (view_open(&view, cache, 1, stats) < 0)
         goto done;
-    if (!PyDict_Check(table) || !PyDict_Check(subnet_keys) || !PyDict_Check(answers) || !PyDict_Check(geo)) {
-        PyErr_SetString(PyExc_TypeError, "serve(): the cache's tables and the stats' counters must be dicts");
-        goto done;
-    }
     int got = receive(fd, SLOTS);
     if (got < 0 || (rest = PyList_New(0)) == NULL || (refused = PyList_New(0)) == NULL)
         goto done;
     for (int i = 0; i < got; i++) {
+        const char *d = (const char *)vectors[i].iov_base;
+        Py_ssize_t n = (Py_ssize_t)messages[i].msg_len;
         struct hit hit;
-        if (lookup(i, table, subnet_keys, &hit) < 0)
+        if (replay_lookup(d, n, view.table, view.subnet_keys, &hit) < 0)
             goto done;
         if (hit.reply == NULL) {
             if (hand_out(i, rest) < 0)
@@ -328,45 +375,15 @@ udpio_serve(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
                 continue;
             }
         }
-        if (hit.steered != NULL) { /* a geo answer, by the decision that shaped it */
-            int status = add_count(geo, hit.steered, 1);
-            Py_DECREF(hit.steered);
-            if (status < 0) {
-                Py_DECREF(hit.reply);
-                goto done;
-            }
-        }
-        const char *d = (const char *)vectors[i].iov_base;
-        Py_ssize_t n = (Py_ssize_t)messages[i].msg_len;
-        char *stored = PyBytes_AS_STRING(hit.reply);
-        Py_ssize_t size = PyBytes_GET_SIZE(hit.reply);
-        const char *end = memchr(d + 12, 0, (size_t)(n - 12));
-        long qtype = end != NULL && end - d < n - 2 ? ((unsigned char)end[1] << 8 | (unsigned char)end[2]) : 0;
-        long counted = (long)((unsigned char)stored[1] & 15) << 16 | (qtype < QTYPE_CAP ? qtype : QTYPE_CAP);
-        int k = 0;
-        while (k < kinds && counts[k].key != counted)
-            k++;
-        if (k == kinds)
-            counts[kinds++] = (struct counted){counted, 0};
-        counts[k].count++;
-        struct iovec *v = pieces[hits];
-        v[0] = (struct iovec){(void *)d, 2}; /* the client's ID */
-        int used = 2;
-        if (hit.ecs) { /* the client's own subnet, echoed */
-            v[1] = (struct iovec){stored, (size_t)(size - hit.ecs)};
-            v[2] = (struct iovec){(void *)(d + n - hit.ecs), (size_t)hit.ecs};
-            used = 3;
-        } else if (hit.name_end && size >= hit.name_end - 2) { /* the client's own spelling */
-            v[1] = (struct iovec){stored, 10};
-            v[2] = (struct iovec){(void *)(d + 12), (size_t)(hit.name_end - 12)};
-            v[3] = (struct iovec){stored + hit.name_end - 2, (size_t)(size - hit.name_end + 2)};
-            used = 4;
-        } else {
-            v[1] = (struct iovec){stored, (size_t)size};
+        int status = tally_add(&tally, d, n, &hit, view.geo);
+        Py_XDECREF(hit.steered);
+        if (status < 0) {
+            Py_DECREF(hit.reply);
+            goto done;
         }
         memset(&out[hits].msg_hdr, 0, sizeof out[hits].msg_hdr);
-        out[hits].msg_hdr.msg_iov = v;
-        out[hits].msg_hdr.msg_iovlen = (size_t)used;
+        out[hits].msg_hdr.msg_iov = pieces[hits];
+        out[hits].msg_hdr.msg_iovlen = (size_t)reply_pieces(d, n, &hit, pieces[hits]);
         out[hits].msg_hdr.msg_name = &sources[i];
         out[hits].msg_hdr.msg_namelen = length;
         held[hits++] = hit.reply;
@@ -377,18 +394,12 @@ done:
     send_all(fd, out, hits, &dropped, &error);
     for (int j = 0; j < hits; j++)
         Py_DECREF(held[j]);
-    if (result != NULL
-        && (count_answers(answers, counts, kinds) < 0 || add_attribute(stats, s_queries, hits) < 0
-            || add_attribute(stats, s_cache_hits, hits) < 0))
+    if (result != NULL && tally_flush(&tally, stats, view.answers) < 0)
         Py_CLEAR(result);
     if (result != NULL)
         Py_SETREF(result, Py_BuildValue("(OOii)", rest, refused, dropped, error));
     Py_XDECREF(rest);
     Py_XDECREF(refused);
-    Py_XDECREF(table);
-    Py_XDECREF(subnet_keys);
-    Py_XDECREF(answers);
-    Py_XDECREF(geo);
+    view_close(&view);
     return result;
 }
-

@@ -26,6 +26,10 @@ else:
     netio = _netio
     netio.configure(Rotating, PerSubnet, VARIANTS)  # the entries its replay understands
 
+# Whether the listeners use the extension (UDP batches, the replays in C): whenever it was
+# built. The tests switch it off to run the protocol suite over the socket module too.
+enabled = netio is not None
+
 
 @functools.cache  # once per process
 def warn_if_unbuilt() -> None:

@@ -188,7 +188,7 @@ class DnsServer:
     async def _bind(self, address: ListenAddress) -> None:
         loop = asyncio.get_running_loop()
         udp, tcp_sock = bind_pair(address, reuseport=self.reuseport)
-        server = TcpAcceptor(tcp_sock, lambda: TcpConnection(self))
+        server = TcpAcceptor(tcp_sock, lambda conn, source: TcpConnection(self, conn, source))
         try:
             server.start()
         except BaseException:

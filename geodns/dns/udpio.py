@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from geodns.dns import native
 from geodns.dns.fastcache import AnswerCache
 from geodns.dns.handler import Stats
 from geodns.dns.native import UNAVAILABLE, netio
@@ -23,11 +24,6 @@ Address = tuple[Any, ...]  # (host, port) or (host, port, flowinfo, scope_id)
 Batch = list[tuple[bytes, Address]]
 MAX_DATAGRAM = 65535
 UDP_SLOTS = 64  # datagrams per batch (the C extension's SLOTS): enough to amortise a wake-up, fair
-
-# What `udp_io` picks when not told: the batched I/O whenever it was built (the tests
-# switch it off to run the protocol suite over the socket-module I/O too).
-batched_default = netio is not None
-
 
 Admit = Callable[[str, float], bool]
 Served = tuple[Batch, Batch, int, int]  # rest, refused, dropped, errno
@@ -109,7 +105,7 @@ class SocketIO:
 def udp_io(sock: socket.socket, batched: bool | None = None) -> UdpIO:
     """The fastest I/O this build has for `sock` (`batched` forces a choice: tests)."""
     if batched is None:
-        batched = batched_default
+        batched = native.enabled
     if batched and netio is None:
         raise RuntimeError(f"batched UDP I/O asked for, but {UNAVAILABLE}")
     return BatchedIO(sock) if batched else SocketIO(sock)

@@ -23,7 +23,8 @@ from geodns.dns.fastpath import answer, answer_entry
 from geodns.dns.handler import ServingState, Stats, count_answer
 from geodns.dns.native import warn_if_unbuilt
 from geodns.dns.ratelimit import RateLimiter
-from geodns.dns.tcp import TCP_TURN_BUDGET, TcpAcceptor, TcpConnection
+from geodns.dns.tcp import TCP_TURN_BUDGET, TcpConnection
+from geodns.dns.tcpaccept import TcpAcceptor
 from geodns.dns.udpio import Batch, udp_io
 from geodns.errors import ListenError, listen_failure
 

@@ -1,11 +1,10 @@
-"""DNS over TCP (RFC 7766): one object per client connection, and an acceptor
-that takes a few connections per turn of the loop (the DnsServer in server.py
-owns the slots, the budget and the eviction order)."""
+"""DNS over TCP (RFC 7766): one object per client connection, its C half the
+answer cache's replay (the DnsServer in server.py owns the slots, the budget and
+the eviction order; tcpaccept.py takes the connections)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import socket
@@ -29,8 +28,6 @@ TCP_BATCH = 8  # pipelined messages of one connection per turn: a fresh client w
 # costs 20-100 us). Replays in C are bounded by TCP_BATCH per connection and turn instead:
 # 100 clients pipelining and never reading held the loop at most 3 ms (bench/abuse.py).
 TCP_TURN_BUDGET = 128
-TCP_ACCEPT_BATCH = 32  # connections accepted per turn of the loop
-TCP_BACKLOG = 512
 TCP_READ = 65536  # bytes read per readiness, as a stream transport reads
 # Replies waiting for a client beyond this (or tcp_max_queued if lower) stop the reading of
 # its queries until it has read three quarters of them.
@@ -369,43 +366,4 @@ class TcpConnection(SessionBase):
             self.writing = False
             self.loop.remove_writer(self.fd)
         self.pending.clear()
-        self.sock.close()
-
-
-class TcpAcceptor:
-    """Accepts TCP connections a few per turn of the loop. The loop's own server
-    accepts everything pending in one callback: 500 connections opened at once by
-    an attacker held the loop for 30-100 ms, and every UDP answer with it."""
-
-    def __init__(self, sock: socket.socket, factory: Callable[[socket.socket, str], TcpConnection]) -> None:
-        self.sock = sock
-        self.factory = factory
-
-    def start(self) -> None:
-        self.sock.listen(TCP_BACKLOG)
-        self.sock.setblocking(False)
-        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._on_readable)
-
-    def _on_readable(self) -> None:
-        for _ in range(TCP_ACCEPT_BATCH):  # the rest on the next turn, after everyone else
-            try:
-                conn, addr = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # out of descriptors, or the peer already gone
-                log.debug("TCP accept failed: %s", exc)
-                return
-            try:
-                conn.setblocking(False)
-                # Replies go out as they are written: pipelined answers must not wait on Nagle.
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError as exc:
-                log.debug("TCP connection lost while being set up: %s", exc)
-                conn.close()
-                continue
-            self.factory(conn, addr[0]).start()
-
-    def stop(self) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())
         self.sock.close()

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import dns.edns
@@ -198,3 +200,79 @@ def test_replayed_in_c_is_byte_for_byte_what_the_python_loop_sends(
     for name in ("queries", "cache_hits", "answers", "geo"):
         assert getattr(c_stats, name) == getattr(py_stats, name), name
     assert c_stats.cache_hits >= 2 * len(QUERIES) - 3  # replays, not the full path again
+
+
+def _reader(rig: Rig, admit: Admit | None = None) -> Any:
+    class Probe(_netio.UdpReader):  # type: ignore[misc]
+        """A UDP reader whose Python half records what reaches it."""
+
+        def __init__(self) -> None:
+            self.fd = rig.server.fileno()
+            self.replay = 1
+            self.state = lambda: SimpleNamespace(cache=rig.cache)
+            self.stats = rig.stats
+            self.admit = admit
+            self.calls: list[tuple[Any, ...]] = []
+
+        def _serve(self) -> None:
+            self.calls.append(("serve",))
+
+        def _rest(self, *args: Any) -> None:
+            self.calls.append(("rest", *args))
+
+        def _failed(self, exc: BaseException) -> None:
+            self.calls.append(("failed", exc))
+
+    return Probe()
+
+
+def test_the_loop_calls_the_reader_which_reaches_python_only_for_what_is_left(rig: Rig) -> None:
+    client, cache = rig.client, rig.cache
+    wire = query("fo.example.test.", 0x4242)
+    cache.udp[wire[2:]] = stored = stored_reply(wire, address="192.0.2.1")
+    reader = _reader(rig)
+    client.send(wire)
+    assert reader() is None
+    assert client.recv(512) == wire[:2] + stored and reader.calls == []  # all of it in C
+    miss = query("miss.example.test.", 7)
+    client.send(miss)
+    reader()
+    [(kind, state, now, rest, refused, dropped, error)] = reader.calls
+    assert kind == "rest" and state.cache is cache and now == 0.0  # no limiter: no clock read
+    assert [data for data, _ in rest] == [miss] and (refused, dropped, error) == ([], 0, 0)
+
+
+def test_the_reader_asks_the_limiter_with_its_own_clock_and_hands_back_the_refused(rig: Rig) -> None:
+    wire = query("fo.example.test.", 3)
+    rig.cache.udp[wire[2:]] = stored_reply(wire, address="192.0.2.1")
+    asked: list[tuple[str, float]] = []
+
+    def refuse(host: str, now: float) -> bool:
+        asked.append((host, now))
+        return False
+
+    reader = _reader(rig, refuse)
+    rig.client.send(wire)
+    before = time.monotonic()
+    reader()
+    [(kind, _state, now, rest, refused, _, _)] = reader.calls
+    assert kind == "rest" and not rest and [data for data, _ in refused] == [wire]
+    assert asked == [("127.0.0.1", now)] and before <= now <= time.monotonic()  # time.monotonic's clock
+
+
+def test_the_reader_without_replay_and_on_errors_goes_to_python(rig: Rig) -> None:
+    reader = _reader(rig)
+    reader.replay = 0
+    reader()
+    assert reader.calls == [("serve",)]
+    reader = _reader(rig)
+    reader.state = SimpleNamespace  # a state without a cache: a bug of ours
+    reader()
+    assert [kind for kind, *_ in reader.calls] == ["failed"] and isinstance(
+        reader.calls[0][1], AttributeError
+    )
+    reader = _reader(rig)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gone:
+        reader.fd = gone.fileno()
+    reader()  # a closed descriptor: the socket's error, for the Python half to log
+    assert [kind for kind, *_ in reader.calls] == ["failed"] and isinstance(reader.calls[0][1], OSError)

@@ -12,6 +12,7 @@
  * send(fd, family, [(reply: bytes, address: tuple), ...]) -> (dropped, errno)
  * serve(fd, cache, stats, admit, now), configure(...): the cache's replay, _replay.c
  * TcpSession: a TCP connection's C half, the cache's replay over its messages, _tcpserve.c
+ * UdpReader: a UDP socket's reader, serve() without a Python frame, _udpreader.c
  *
  * Addresses are the tuples the socket module uses: (host, port) for IPv4,
  * (host, port, flowinfo, scope_id) for IPv6.
@@ -102,6 +103,14 @@ address_tuple(const struct sockaddr_storage *source, socklen_t length)
     }
     /* Not an IP datagram socket: nothing the answer loop can reply to. */
     Py_RETURN_NONE;
+}
+
+HIDDEN double
+monotonic(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 }
 
 /* Two ints from a vectorcall's arguments (cheaper than PyArg_ParseTuple per batch). */
@@ -345,12 +354,13 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__netio(void)
 {
-    if (tcpserve_ready() < 0)
+    if (tcpserve_ready() < 0 || udpreader_ready() < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module != NULL
         && (PyModule_AddIntConstant(module, "SLOTS", SLOTS) < 0
-            || PyModule_AddObjectRef(module, "TcpSession", (PyObject *)&session_type) < 0)) {
+            || PyModule_AddObjectRef(module, "TcpSession", (PyObject *)&session_type) < 0
+            || PyModule_AddObjectRef(module, "UdpReader", (PyObject *)&udpreader_type) < 0)) {
         Py_DECREF(module);
         return NULL;
     }

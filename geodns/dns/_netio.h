@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #define SLOTS 64           /* datagrams per call: the Python loop's batch */
 #define SLOT_SIZE 65536    /* a whole datagram: a longer one cannot exist over UDP */
@@ -32,6 +33,8 @@ HIDDEN int hand_out(int i, PyObject *batch);
 HIDDEN void send_all(int fd, struct mmsghdr *out, int n, int *dropped, int *error);
 /* The host part of an address as the socket module writes it (a new reference; None: not IP). */
 HIDDEN PyObject *host_text(const struct sockaddr_storage *source, socklen_t length);
+/* CLOCK_MONOTONIC in seconds: time.monotonic(), read from C. */
+HIDDEN double monotonic(void);
 /* `want` ints from a vectorcall's arguments. */
 HIDDEN int int_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, int *out);
 
@@ -73,6 +76,20 @@ HIDDEN int reply_pieces(const char *d, Py_ssize_t n, const struct hit *hit, stru
 /* Count one replayed reply (and its geo decision); tally_flush adds the counts to stats. */
 HIDDEN int tally_add(struct tally *tally, const char *d, Py_ssize_t n, const struct hit *hit, PyObject *geo);
 HIDDEN int tally_flush(const struct tally *tally, PyObject *stats, PyObject *answers);
+
+/* What one UDP batch's replay left: datagrams for the Python path (`rest`), those the
+ * rate limiter refused (new lists), replies the kernel refused and the last errno. */
+struct batch {
+    PyObject *rest, *refused;
+    int dropped, error;
+};
+/* Receive a batch on `fd` and send what `cache` replays (admit: the limiter's, or None);
+ * -1 with a Python error set (what was answered before is sent all the same). */
+HIDDEN int serve_batch(int fd, PyObject *cache, PyObject *stats, PyObject *admit, PyObject *now,
+                       struct batch *out);
+/* The UdpReader type (_udpreader.c), ready to add to the module. */
+HIDDEN int udpreader_ready(void);
+extern HIDDEN PyTypeObject udpreader_type;
 
 HIDDEN PyObject *udpio_serve(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 HIDDEN PyObject *udpio_configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs);

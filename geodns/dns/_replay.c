@@ -320,28 +320,22 @@ udpio_configure(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
-HIDDEN PyObject *
-udpio_serve(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+HIDDEN int
+serve_batch(int fd, PyObject *cache, PyObject *stats, PyObject *admit, PyObject *now, struct batch *out)
 {
-    int fd;
-    if (nargs != 5 || int_args(args, 1, 1, &fd) < 0) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "serve(fd, cache, stats, admit, now)");
-        return NULL;
-    }
-    PyObject *cache = args[1], *stats = args[2], *now = args[4];
-    PyObject *admit = args[3] == Py_None ? NULL : args[3];
-    PyObject *rest = NULL, *refused = NULL, *result = NULL;
+    *out = (struct batch){NULL, NULL, 0, 0};
     struct view view;
-    struct mmsghdr out[SLOTS];
+    struct mmsghdr sent[SLOTS];
     struct iovec pieces[SLOTS][PIECES];
     PyObject *held[SLOTS]; /* the cached replies the iovecs point into, alive until sent */
     struct tally tally = {.kinds = 0, .hits = 0};
-    int hits = 0, dropped = 0, error = 0;
+    int hits = 0, status = -1;
+    if (admit == Py_None)
+        admit = NULL;
     if (view_open(&view, cache, 1, stats) < 0)
         goto done;
     int got = receive(fd, SLOTS);
-    if (got < 0 || (rest = PyList_New(0)) == NULL || (refused = PyList_New(0)) == NULL)
+    if (got < 0 || (out->rest = PyList_New(0)) == NULL || (out->refused = PyList_New(0)) == NULL)
         goto done;
     for (int i = 0; i < got; i++) {
         const char *d = (const char *)vectors[i].iov_base;
@@ -350,7 +344,7 @@ udpio_serve(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         if (replay_lookup(d, n, view.table, view.subnet_keys, &hit) < 0)
             goto done;
         if (hit.reply == NULL) {
-            if (hand_out(i, rest) < 0)
+            if (hand_out(i, out->rest) < 0)
                 goto done;
             continue;
         }
@@ -370,36 +364,51 @@ udpio_serve(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
                 Py_XDECREF(hit.steered);
                 /* not an IP address: nothing to reply to; over its rate: the limiter
                  * decides (this reply counted once, here) */
-                if (PyErr_Occurred() || (!skip && hand_out(i, refused) < 0))
+                if (PyErr_Occurred() || (!skip && hand_out(i, out->refused) < 0))
                     goto done;
                 continue;
             }
         }
-        int status = tally_add(&tally, d, n, &hit, view.geo);
+        int counted = tally_add(&tally, d, n, &hit, view.geo);
         Py_XDECREF(hit.steered);
-        if (status < 0) {
+        if (counted < 0) {
             Py_DECREF(hit.reply);
             goto done;
         }
-        memset(&out[hits].msg_hdr, 0, sizeof out[hits].msg_hdr);
-        out[hits].msg_hdr.msg_iov = pieces[hits];
-        out[hits].msg_hdr.msg_iovlen = (size_t)reply_pieces(d, n, &hit, pieces[hits]);
-        out[hits].msg_hdr.msg_name = &sources[i];
-        out[hits].msg_hdr.msg_namelen = length;
+        memset(&sent[hits].msg_hdr, 0, sizeof sent[hits].msg_hdr);
+        sent[hits].msg_hdr.msg_iov = pieces[hits];
+        sent[hits].msg_hdr.msg_iovlen = (size_t)reply_pieces(d, n, &hit, pieces[hits]);
+        sent[hits].msg_hdr.msg_name = &sources[i];
+        sent[hits].msg_hdr.msg_namelen = length;
         held[hits++] = hit.reply;
     }
-    result = Py_BuildValue("(OO)", rest, refused);
+    status = 0;
 done:
     /* Whatever happened after, what was answered goes (an error is the Python side's). */
-    send_all(fd, out, hits, &dropped, &error);
+    send_all(fd, sent, hits, &out->dropped, &out->error);
     for (int j = 0; j < hits; j++)
         Py_DECREF(held[j]);
-    if (result != NULL && tally_flush(&tally, stats, view.answers) < 0)
-        Py_CLEAR(result);
-    if (result != NULL)
-        Py_SETREF(result, Py_BuildValue("(OOii)", rest, refused, dropped, error));
-    Py_XDECREF(rest);
-    Py_XDECREF(refused);
+    if (status == 0 && tally_flush(&tally, stats, view.answers) < 0)
+        status = -1;
     view_close(&view);
-    return result;
+    if (status < 0) {
+        Py_CLEAR(out->rest);
+        Py_CLEAR(out->refused);
+    }
+    return status;
+}
+
+HIDDEN PyObject *
+udpio_serve(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    if (nargs != 5 || int_args(args, 1, 1, &fd) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "serve(fd, cache, stats, admit, now)");
+        return NULL;
+    }
+    struct batch batch;
+    if (serve_batch(fd, args[1], args[2], args[3], args[4], &batch) < 0)
+        return NULL;
+    return Py_BuildValue("(NNii)", batch.rest, batch.refused, batch.dropped, batch.error);
 }

@@ -24,7 +24,6 @@
 
 #include <structmember.h>
 #include <sys/uio.h>
-#include <time.h>
 
 #define TCP_READ 65536  /* one read per readiness, as a stream transport reads */
 #define TCP_SLOTS SLOTS /* messages per call at most (the caller's limit is lower) */
@@ -227,14 +226,6 @@ typedef struct {
 } Session;
 
 static PyObject *s_serve, *s_after, *s_failed, *s_cache, *s_idle, *s_move;
-
-static double
-monotonic(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
-}
 
 static int
 session_traverse(PyObject *op, visitproc visit, void *arg)

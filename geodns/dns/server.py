@@ -16,8 +16,10 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from geodns.config.model import ListenAddress, RateLimit
+from geodns.dns import native
 from geodns.dns.fastcache import cased
 from geodns.dns.fastpath import answer, answer_entry
 from geodns.dns.handler import ServingState, Stats, count_answer
@@ -25,7 +27,7 @@ from geodns.dns.native import warn_if_unbuilt
 from geodns.dns.ratelimit import RateLimiter
 from geodns.dns.tcp import TCP_TURN_BUDGET, TcpConnection
 from geodns.dns.tcpaccept import TcpAcceptor
-from geodns.dns.udpio import Batch, udp_io
+from geodns.dns.udpio import Admit, Batch, udp_io
 from geodns.errors import ListenError, listen_failure
 
 log = logging.getLogger(__name__)
@@ -39,27 +41,71 @@ TCP_SNDBUF = 32 * 1024
 StateGetter = Callable[[], ServingState]
 
 
-class UdpListener:
+class PyReader:
+    """What the C extension's UdpReader holds, for a build without it: the loop
+    calls the listener, which serves in Python."""
+
+    fd: int
+    replay: int  # serve in C when readable (never here)
+    state: StateGetter
+    stats: Stats
+    admit: Admit | None
+
+    def __call__(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        raise NotImplementedError
+
+
+if TYPE_CHECKING:
+    ReaderBase = PyReader
+else:
+    ReaderBase = PyReader if native.netio is None else native.netio.UdpReader
+
+
+class UdpListener(ReaderBase):
+    """A UDP socket's reader. With the batched I/O the loop calls its C half
+    (`_udpreader.c`), which receives a batch, sends what the cache replays and
+    calls `_rest` only when datagrams are left for the Python path (misses, and
+    what the rate limiter refused) or replies could not go."""
+
     def __init__(self, sock: socket.socket, server: DnsServer) -> None:
         self.io = udp_io(sock)
         self.server = server
+        self.fd = sock.fileno()
+        self.replay = int(self.io.replays)
+        self.state = server.state
         self.stats = server.stats
+        self.admit = server.limiter.admit if server.limiter is not None else None
 
-    def on_readable(self) -> None:
-        stats = self.stats
-        answers = stats.answers
-        state = self.server.state()  # one state per batch: a new snapshot lands between batches
-        table = state.cache.udp
+    def _serve(self) -> None:
+        """A batch through the I/O's serve() (the socket I/O's replays nothing), then _rest."""
         limiter = self.server.limiter
         now = time.monotonic() if limiter is not None else 0.0  # one clock read per batch
+        state = self.state()  # one state per batch: a new snapshot lands between batches
         try:
-            # Cached replies go out in C (the batched I/O); the rest comes back here.
-            rest, refused, dropped, error = self.io.serve(
-                state.cache, stats, limiter.admit if limiter is not None else None, now
-            )
-        except OSError as exc:  # e.g. an ICMP error surfaced on the socket; more may wait
+            rest, refused, dropped, error = self.io.serve(state.cache, self.stats, self.admit, now)
+        except OSError as exc:
+            self._failed(exc)
+            return
+        self._rest(state, now, rest, refused, dropped, error)
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, OSError):  # e.g. an ICMP error surfaced on the socket; more may wait
             log.debug("UDP receive error: %s", exc)
             return
+        log.error("UDP replay failed", exc_info=exc)  # a bug of ours: said, counted, the loop goes on
+        self.stats.internal_errors += 1
+
+    def _rest(
+        self, state: ServingState, now: float, rest: Batch, refused: Batch, dropped: int, error: int
+    ) -> None:
+        """Answer what the replay left, in Python, and send it."""
+        stats = self.stats
+        answers = stats.answers
+        table = state.cache.udp
+        limiter = self.server.limiter
         out: Batch = []
         replayed = self.io.replays  # the C replay already looked up the lowered name (0x20)
         for data, addr in rest:
@@ -128,6 +174,7 @@ class DnsServer:
         self.share = share  # DNS workers answering beside this one (each allows its share)
         self.reuseport = reuseport  # a DNS worker: one of several sockets on the same port
         self.stats = stats
+        self._listeners: list[UdpListener] = []
         if rate_limit is not None:
             self.rate_limit(rate_limit)
         self.tcp_idle_timeout = tcp_idle_timeout
@@ -150,6 +197,8 @@ class DnsServer:
         if self.limiter is not None and self.limiter.settings == settings:
             return
         self.limiter = RateLimiter(settings, self.stats, self.share) if settings.enabled else None
+        for listener in self._listeners:  # the replay in C asks the same limiter
+            listener.admit = self.limiter.admit if self.limiter is not None else None
 
     def spend(self) -> bool:
         """One TCP message's share of this turn of the loop. Many connections ready at
@@ -197,8 +246,9 @@ class DnsServer:
             tcp_sock.close()
             raise
         listener = UdpListener(udp, self)
-        loop.add_reader(udp.fileno(), listener.on_readable)
+        loop.add_reader(udp.fileno(), listener)  # the listener (its C half, where built) is the callback
         self._udp.append(udp)
+        self._listeners.append(listener)
         self._tcp.append(server)
         bound = ListenAddress(address.host, udp.getsockname()[1])
         self.bound.append(bound)
@@ -215,6 +265,7 @@ class DnsServer:
             conn.abort()
         await asyncio.sleep(0)  # the aborted connections' callbacks run
         self._udp.clear()
+        self._listeners.clear()
         self._tcp.clear()
 
 

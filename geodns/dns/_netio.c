@@ -105,6 +105,21 @@ address_tuple(const struct sockaddr_storage *source, socklen_t length)
     Py_RETURN_NONE;
 }
 
+HIDDEN PyObject *
+pass_error(PyObject *op, PyObject *method)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (value != NULL && traceback != NULL)
+        PyException_SetTraceback(value, traceback);
+    PyObject *result = PyObject_CallMethodOneArg(op, method, value != NULL ? value : Py_None);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(traceback);
+    return result;
+}
+
 HIDDEN double
 monotonic(void)
 {

@@ -33,6 +33,9 @@ HIDDEN int hand_out(int i, PyObject *batch);
 HIDDEN void send_all(int fd, struct mmsghdr *out, int n, int *dropped, int *error);
 /* The host part of an address as the socket module writes it (a new reference; None: not IP). */
 HIDDEN PyObject *host_text(const struct sockaddr_storage *source, socklen_t length);
+/* The exception being raised, taken and passed to op.method(exc) (its traceback kept): the
+ * Python half of a C reader says what went wrong; the loop never sees it. */
+HIDDEN PyObject *pass_error(PyObject *op, PyObject *method);
 /* CLOCK_MONOTONIC in seconds: time.monotonic(), read from C. */
 HIDDEN double monotonic(void);
 /* `want` ints from a vectorcall's arguments. */

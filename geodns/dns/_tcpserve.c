@@ -261,22 +261,6 @@ session_dealloc(PyObject *op)
     Py_TYPE(op)->tp_free(op);
 }
 
-/* A bug of ours in the replay: the Python connection says so and closes (never the loop's problem). */
-static PyObject *
-session_failed(PyObject *op)
-{
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    if (value != NULL && traceback != NULL)
-        PyException_SetTraceback(value, traceback);
-    PyObject *result = PyObject_CallMethodOneArg(op, s_failed, value != NULL ? value : Py_None);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(traceback);
-    return result;
-}
-
 /* The loop's reader callback. */
 static PyObject *
 session_call(PyObject *op, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs))
@@ -297,7 +281,7 @@ session_call(PyObject *op, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs
     struct served r;
     if (cache == NULL || serve(self->fd, self->buf, cache, self->stats, self->batch, 1, 0, &r) < 0) {
         Py_XDECREF(cache);
-        return session_failed(op);
+        return pass_error(op, s_failed);
     }
     Py_DECREF(cache);
     if (r.answered && r.unsent == NULL && r.closed == 0 && PyByteArray_GET_SIZE(self->buf) == 0) {
@@ -309,7 +293,7 @@ session_call(PyObject *op, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs
             PyObject *call[2] = {self->order, op}; /* useful lately: the last to be evicted */
             PyObject *moved = PyObject_VectorcallMethod(s_move, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
             if (moved == NULL)
-                return session_failed(op);
+                return pass_error(op, s_failed);
             Py_DECREF(moved);
             Py_RETURN_NONE;
         }

@@ -55,22 +55,6 @@ reader_dealloc(PyObject *op)
     Py_TYPE(op)->tp_free(op);
 }
 
-/* An error in the batch: the Python half logs it (a socket error) or says it loudly (a bug). */
-static PyObject *
-reader_failed(PyObject *op)
-{
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    if (value != NULL && traceback != NULL)
-        PyException_SetTraceback(value, traceback);
-    PyObject *result = PyObject_CallMethodOneArg(op, s_failed, value != NULL ? value : Py_None);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(traceback);
-    return result;
-}
-
 static PyObject *
 reader_call(PyObject *op, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs))
 {
@@ -86,7 +70,7 @@ reader_call(PyObject *op, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs)
     Py_XDECREF(cache);
     PyObject *result;
     if (status < 0) {
-        result = reader_failed(op);
+        result = pass_error(op, s_failed);
     } else if (PyList_GET_SIZE(batch.rest) == 0 && PyList_GET_SIZE(batch.refused) == 0 && batch.dropped == 0) {
         result = Py_NewRef(Py_None); /* all of it replayed and sent */
     } else {

@@ -225,7 +225,7 @@ typedef struct {
     PyObject *order;    /* OrderedDict: connections, least recently useful first */
 } Session;
 
-static PyObject *s_serve, *s_after, *s_failed, *s_cache, *s_idle, *s_move;
+static PyObject *s_serve, *s_failed, *s_cache, *s_idle, *s_move;
 
 static int
 session_traverse(PyObject *op, visitproc visit, void *arg)
@@ -364,8 +364,8 @@ HIDDEN PyTypeObject session_type = {
 HIDDEN int
 tcpserve_ready(void)
 {
-    static const char *names[] = {"_serve", "_after", "_failed", "cache", "idle", "move_to_end"};
-    PyObject **interned[] = {&s_serve, &s_after, &s_failed, &s_cache, &s_idle, &s_move};
+    static const char *names[] = {"_serve", "_failed", "cache", "idle", "move_to_end"};
+    PyObject **interned[] = {&s_serve, &s_failed, &s_cache, &s_idle, &s_move};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (*interned[i] == NULL && (*interned[i] = PyUnicode_InternFromString(names[i])) == NULL)
             return -1;

@@ -25,7 +25,7 @@ typedef struct {
     PyObject *admit; /* the rate limiter's admit(host, now), or None */
 } Reader;
 
-static PyObject *s_serve, *s_rest, *s_failed, *s_cache, *zero;
+static PyObject *s_serve, *s_failed, *s_cache, *zero;
 
 static int
 reader_traverse(PyObject *op, visitproc visit, void *arg)
@@ -111,8 +111,8 @@ HIDDEN PyTypeObject udpreader_type = {
 HIDDEN int
 udpreader_ready(void)
 {
-    static const char *names[] = {"_serve", "_rest", "_failed", "cache"};
-    PyObject **interned[] = {&s_serve, &s_rest, &s_failed, &s_cache};
+    static const char *names[] = {"_serve", "_failed", "cache"};
+    PyObject **interned[] = {&s_serve, &s_failed, &s_cache};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (*interned[i] == NULL && (*interned[i] = PyUnicode_InternFromString(names[i])) == NULL)
             return -1;

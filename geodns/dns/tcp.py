@@ -78,8 +78,8 @@ class TcpConnection(SessionBase):
     and the loop calls the connection itself when it is readable: where the C
     extension is built, its C half (`_tcpserve.c`) reads, answers what the answer
     cache replays and writes, and moves the idle deadline, all in C; only what it
-    cannot answer (a connection's first message, misses, partial messages, short
-    frames), what the kernel did not take and the end of the stream come here.
+    cannot answer (misses, partial messages, short frames), what the kernel did
+    not take and the end of the stream come here.
     Through uvloop's stream transport a cached answer cost ~9 us of Python and
     loop per message above the kernel's own work.
 
@@ -218,7 +218,7 @@ class TcpConnection(SessionBase):
             return
         replies: list[bytes] = []
         short = False
-        if len(buf) >= 2 + DNS_HEADER and not self.paused:
+        if len(buf) >= 2 and not self.paused:
             state = server.state()
             stats = server.stats
             while len(buf) >= 2:
@@ -243,8 +243,6 @@ class TcpConnection(SessionBase):
                 if reply is not None:
                     count_answer(stats.answers, message, reply)
                     replies += (len(reply).to_bytes(2, "big"), reply)
-        elif len(buf) >= 2 and (buf[0] << 8 | buf[1]) < DNS_HEADER:
-            short = True
         if replies and not self._queue(b"".join(replies)):
             return
         if short:
@@ -334,8 +332,7 @@ class TcpConnection(SessionBase):
         """The client closed its side and every complete message is answered: close once
         the replies are out (a partial message left has no one to finish it)."""
         if not self.pending:
-            self._release()
-            self._shut()
+            self.abort()
 
     def close(self, reason: str) -> None:
         """Give up on this client: its slot is free at once. Replies still queued are

@@ -328,7 +328,8 @@ serve_batch(int fd, PyObject *cache, PyObject *stats, PyObject *admit, PyObject 
     struct mmsghdr sent[SLOTS];
     struct iovec pieces[SLOTS][PIECES];
     PyObject *held[SLOTS]; /* the cached replies the iovecs point into, alive until sent */
-    struct tally tally = {.kinds = 0, .hits = 0};
+    struct tally tally; /* counts[] filled as kinds grow: an initializer would clear all 1 KiB of it */
+    tally.kinds = tally.hits = 0;
     int hits = 0, status = -1;
     if (admit == Py_None)
         admit = NULL;

@@ -127,7 +127,8 @@ serve(int fd, PyObject *buf, PyObject *cache, PyObject *stats, int limit, int re
     struct iovec pieces[TCP_SLOTS * (PIECES + 1)];
     unsigned char lengths[TCP_SLOTS][2];
     PyObject *held[TCP_SLOTS]; /* the cached replies the iovecs point into, alive until sent */
-    struct tally tally = {.kinds = 0, .hits = 0};
+    struct tally tally; /* counts[] filled as kinds grow: an initializer would clear all 1 KiB of it */
+    tally.kinds = tally.hits = 0;
     int answered = 0, used = 0, failed = 0;
     while (answered < limit && n - at >= 2) {
         Py_ssize_t size = (unsigned char)d[at] << 8 | (unsigned char)d[at + 1];

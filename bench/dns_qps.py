@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import BACKEND, free_port  # noqa: E402
 from bench.loadgen import (  # noqa: E402
+    Cost,
     cpu_per_query,
     dnsperf,
     p99_under_load,
@@ -135,13 +136,19 @@ def max_qps(
 
 def cost(
     server: Server, queries: Path, args: argparse.Namespace, extra: list[str], fresh: bool = False
-) -> tuple[float, float]:
+) -> Cost:
+    """Each figure the median of --runs runs."""
     runs = []
     for _ in range(args.runs):
         if fresh:
             server.forget()
         runs.append(cpu_per_query(server, queries, args.rate, args.seconds, extra))
-    return median([r.us_per_query for r in runs]), median([r.answered for r in runs])
+    return Cost(
+        median([r.us_per_query for r in runs]),
+        median([r.answered for r in runs]),
+        median([r.client_us for r in runs]),
+        median([r.latency_ms for r in runs]),
+    )
 
 
 def start_all(root: Path, config: Path, references: list[str]) -> list[Server]:
@@ -161,27 +168,54 @@ def table(
     rows: dict[str, tuple[Path, list[str]]],
     args: argparse.Namespace,
     fresh: bool = False,
-) -> None:
+) -> dict[str, dict[str, Cost]]:
     """Per row: each server's max q/s and CPU per answered query at --rate, and
-    geodns's CPU per query as a multiple of the cheapest C server's."""
+    geodns's CPU per query as a multiple of the cheapest C server's. Returns each
+    row's costs by server."""
     print(f"\n{title}")
     head = f"| {'stream':<28} |"
     for s in servers:
         head += f" {s.name} q/s | {s.name} us/q |"
     print(head + " geodns / best C |")
     print("|" + "---|" * (2 * len(servers) + 2))
+    measured: dict[str, dict[str, Cost]] = {}
     for label, (queries, extra) in rows.items():
         line = f"| {label:<28} |"
-        costs = {}
+        costs = measured[label] = {}
         for server in servers:
             qps = max_qps(server, queries, args, extra, fresh)
-            us, answered = cost(server, queries, args, extra, fresh)
-            costs[server.name] = us
-            flag = "" if answered > 0.99 else f" ({answered:.0%} answered)"
-            line += f" {qps:>10,.0f} | {us:>6.1f}{flag} |"
-        c = [v for k, v in costs.items() if k in C_SERVERS]
-        line += f" {costs['geodns'] / min(c):.2f}x |" if c else " - |"
+            costs[server.name] = spent = cost(server, queries, args, extra, fresh)
+            flag = "" if spent.answered > 0.99 else f" ({spent.answered:.0%} answered)"
+            line += f" {qps:>10,.0f} | {spent.us_per_query:>6.1f}{flag} |"
+        c = [v.us_per_query for k, v in costs.items() if k in C_SERVERS]
+        line += f" {costs['geodns'].us_per_query / min(c):.2f}x |" if c else " - |"
         print(line, flush=True)
+    return measured
+
+
+def delivery_table(costs: dict[str, Cost]) -> None:
+    """Who pays for a TCP reply's delivery. Over loopback the sender's CPU runs the
+    receiver's TCP input. A server that holds a small reply behind Nagle until the
+    client's next segment acknowledges the last one has it sent, and delivered, on
+    the client's CPU: its own CPU per query looks lower and its latency is higher.
+    Server + client CPU compares the work each design costs."""
+    print("\nTCP: who pays for delivering the replies (same runs as the row above)")
+    print("| server | server us/q | dnsperf us/q | server + dnsperf us/q | mean latency ms |")
+    print("|---|---|---|---|---|")
+    for name, c in costs.items():
+        both = c.us_per_query + c.client_us
+        print(f"| {name} | {c.us_per_query:.1f} | {c.client_us:.1f} | {both:.1f} | {c.latency_ms:.3f} |")
+    ours = costs["geodns"]
+    refs = {k: v for k, v in costs.items() if k in C_SERVERS}
+    if not refs:
+        return
+    both = min(v.us_per_query + v.client_us for v in refs.values())
+    print(f"geodns server + dnsperf / best C: {(ours.us_per_query + ours.client_us) / both:.2f}x")
+    # "At once": a mean latency within twice geodns's; Nagle-held replies wait for the
+    # client's next query (hundreds of microseconds at these rates).
+    prompt = [v.us_per_query for v in refs.values() if v.latency_ms <= 2 * ours.latency_ms]
+    if prompt:
+        print(f"geodns server only / best C answering at once: {ours.us_per_query / min(prompt):.2f}x")
 
 
 def section_hits(root: Path, args: argparse.Namespace, references: list[str]) -> None:
@@ -200,7 +234,9 @@ def section_hits(root: Path, args: argparse.Namespace, references: list[str]) ->
     }
     servers = start_all(root / "hits", config, references)
     try:
-        table(f"Cache hits (a good day); CPU per query at {args.rate:,} q/s offered", servers, rows, args)
+        title = f"Cache hits (a good day); CPU per query at {args.rate:,} q/s offered"
+        measured = table(title, servers, rows, args)
+        delivery_table(measured["static A over TCP"])
         p99 = ", ".join(
             f"{s.name} {p99_under_load(s.port, rows['static A'][0], args.seconds):.3f} ms" for s in servers
         )
@@ -365,7 +401,7 @@ def section_workers(root: Path, args: argparse.Namespace) -> None:
         try:
             drains = _drain_times(http, 10)
             for label, (queries, extra, fresh) in rows.items():
-                us, answered = cost(server, queries, per_worker, extra, fresh)
+                spent = cost(server, queries, per_worker, extra, fresh)
                 before = _per_worker(http)
                 # The split from 64 client sockets: the kernel hashes each flow to one worker,
                 # and dnsperf's usual 8 flows are too few to show how many resolvers spread
@@ -377,10 +413,9 @@ def section_workers(root: Path, args: argparse.Namespace) -> None:
                 after = _per_worker(http)
                 shares = [after[w] - before.get(w, 0) for w in sorted(after)] or [1.0]
                 split = "/".join(f"{100 * s / max(1.0, sum(shares)):.0f}%" for s in shares)
-                note = "" if answered > 0.99 else f" ({answered:.0%} answered)"
-                print(
-                    f"| {workers} | {label} | {us:.1f}{note} | {split} | {median(drains):.1f} |", flush=True
-                )
+                note = "" if spent.answered > 0.99 else f" ({spent.answered:.0%} answered)"
+                us, drain = spent.us_per_query, median(drains)
+                print(f"| {workers} | {label} | {us:.1f}{note} | {split} | {drain:.1f} |", flush=True)
         finally:
             server.stop()
 
@@ -417,13 +452,14 @@ def section_ratelimit(root: Path, args: argparse.Namespace) -> None:
             # Closed-loop q/s means nothing when replies are withheld: the flood row
             # gives only the CPU per query received.
             qps = max_qps(server, queries, args, []) if queries is names else 0.0
-            us, answered = cost(server, queries, args, [])
+            spent = cost(server, queries, args, [])
         finally:
             server.stop()
         reference = reference or qps
         speed = f"{qps:,.0f} | {qps / reference:.2f}x" if qps else "- | -"
         stream = "1,000 names" if qps else "one name"
-        print(f"| {label} | {stream} | {speed} | {us * answered:.1f} | {answered:.0%} |", flush=True)
+        received = spent.us_per_query * spent.answered
+        print(f"| {label} | {stream} | {speed} | {received:.1f} | {spent.answered:.0%} |", flush=True)
 
 
 def section_geoip(root: Path, args: argparse.Namespace) -> None:

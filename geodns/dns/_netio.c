@@ -128,7 +128,17 @@ monotonic(void)
     return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 }
 
-/* Two ints from a vectorcall's arguments (cheaper than PyArg_ParseTuple per batch). */
+/* Each names[i] interned into *interned[i], once: the attribute and method names the C halves use. */
+HIDDEN int
+intern_all(const char *const *names, PyObject **const *interned, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (*interned[i] == NULL && (*interned[i] = PyUnicode_InternFromString(names[i])) == NULL)
+            return -1;
+    return 0;
+}
+
+/* `want` ints from a vectorcall's arguments (cheaper than PyArg_ParseTuple per batch). */
 HIDDEN int
 int_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, int *out)
 {

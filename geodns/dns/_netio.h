@@ -18,7 +18,7 @@
 #define SLOTS 64           /* datagrams per call: the Python loop's batch */
 #define SLOT_SIZE 65536    /* a whole datagram: a longer one cannot exist over UDP */
 #define QTYPE_CAP 258      /* as Stats.answers counts them: at most 16 x 259 keys */
-#define HIDDEN __attribute__((visibility("hidden"))) /* shared by the two files, no one else */
+#define HIDDEN __attribute__((visibility("hidden"))) /* shared by the extension's files, no one else */
 
 /* The last batch received: datagram i is vectors[i] (messages[i].msg_len bytes) from sources[i]. */
 extern HIDDEN struct mmsghdr messages[SLOTS];
@@ -38,6 +38,8 @@ HIDDEN PyObject *host_text(const struct sockaddr_storage *source, socklen_t leng
 HIDDEN PyObject *pass_error(PyObject *op, PyObject *method);
 /* CLOCK_MONOTONIC in seconds: time.monotonic(), read from C. */
 HIDDEN double monotonic(void);
+/* Each names[i] interned into *interned[i] once; -1 with a Python error set. */
+HIDDEN int intern_all(const char *const *names, PyObject **const *interned, size_t count);
 /* `want` ints from a vectorcall's arguments. */
 HIDDEN int int_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, int *out);
 

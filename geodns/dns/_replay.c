@@ -311,9 +311,8 @@ udpio_configure(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
                                   "answers", "geo", "queries", "cache_hits"};
     PyObject **interned[] = {&s_move_to_end, &s_replies, &s_index, &s_by_key, &s_udp, &s_tcp, &s_subnet_keys,
                              &s_answers, &s_geo, &s_queries, &s_cache_hits};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (*interned[i] == NULL && (*interned[i] = PyUnicode_InternFromString(names[i])) == NULL)
-            return NULL;
+    if (intern_all(names, interned, sizeof names / sizeof *names) < 0)
+        return NULL;
     Py_XSETREF(rotating_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(per_subnet_type, (PyTypeObject *)Py_NewRef(args[1]));
     variants = count;

@@ -367,8 +367,7 @@ tcpserve_ready(void)
 {
     static const char *names[] = {"_serve", "_failed", "cache", "idle", "move_to_end"};
     PyObject **interned[] = {&s_serve, &s_failed, &s_cache, &s_idle, &s_move};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (*interned[i] == NULL && (*interned[i] = PyUnicode_InternFromString(names[i])) == NULL)
-            return -1;
+    if (intern_all(names, interned, sizeof names / sizeof *names) < 0)
+        return -1;
     return PyType_Ready(&session_type);
 }

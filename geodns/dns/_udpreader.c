@@ -113,9 +113,8 @@ udpreader_ready(void)
 {
     static const char *names[] = {"_serve", "_failed", "cache"};
     PyObject **interned[] = {&s_serve, &s_failed, &s_cache};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (*interned[i] == NULL && (*interned[i] = PyUnicode_InternFromString(names[i])) == NULL)
-            return -1;
+    if (intern_all(names, interned, sizeof names / sizeof *names) < 0)
+        return -1;
     if (zero == NULL && (zero = PyFloat_FromDouble(0.0)) == NULL)
         return -1;
     return PyType_Ready(&udpreader_type);

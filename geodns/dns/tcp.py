@@ -219,8 +219,8 @@ class TcpConnection(SessionBase):
         replies: list[bytes] = []
         short = False
         if len(buf) >= 2 and not self.paused:
-            state = server.state()
-            stats = server.stats
+            state = self.state()
+            stats = self.stats
             while len(buf) >= 2:
                 length = (buf[0] << 8) | buf[1]
                 if length < DNS_HEADER:
@@ -249,7 +249,7 @@ class TcpConnection(SessionBase):
             self.close("short")
             return
         if answered and not self.paused:
-            server._tcp_conns.move_to_end(self)  # useful lately: the last to be evicted
+            self.order.move_to_end(self)  # useful lately: the last to be evicted
         self._reading()
         if self.paused or self.queued:
             return  # the not-reading timer stands, or the next batch sets the timer
